@@ -1,0 +1,1 @@
+"""bus_runtime: publish and consume events on the topology that rabbitform applies."""

@@ -1,0 +1,267 @@
+"""Read a spec file: render it with jinja2, parse the YAML, validate it.
+
+Every failure becomes one `SpecError` that names the file, the line and the field path, so
+the CLI can print one line and exit 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from topology.errors import RabbitformError
+from topology.spec import Spec
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class SpecError(RabbitformError):
+    """A problem in a spec, located as precisely as we can."""
+
+    file: str
+    message: str
+    line: int | None = None
+    field: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+def load_spec(path: str | os.PathLike[str], variables: Mapping[str, Any] | None = None) -> Spec:
+    """Load and validate the spec at `path`; raises `SpecError`."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(name, f"cannot read the spec: {exc.strerror or exc}") from None
+    return parse_spec(text, name, variables)
+
+
+def parse_spec(text: str, file: str = "<spec>", variables: Mapping[str, Any] | None = None) -> Spec:
+    rendered = render_template(text, file, variables or {})
+    document, lines = _parse_yaml(rendered, file)
+    if document is None:
+        raise SpecError(file, "the spec is empty", 1)
+    if not isinstance(document, dict):
+        raise SpecError(file, "the spec must be a mapping (organization, services, ...)", 1)
+    try:
+        return Spec.model_validate(_nulls_as_empty(document))
+    except ValidationError as exc:
+        raise _first_error(exc, file, lines) from None
+
+
+def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:
+    """`--var-file` files first, then `--var KEY=VALUE` pairs (which win)."""
+    variables: dict[str, Any] = {}
+    for file in files:
+        try:
+            data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecError(file, f"cannot read the variables file: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise SpecError(file, f"invalid YAML: {exc}") from None
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise SpecError(file, "a variables file must be a mapping of names to values")
+        variables.update(data)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SpecError("--var", f"expected KEY=VALUE, got {pair!r}")
+        variables[key] = value
+    return variables
+
+
+def render_template(text: str, file: str, variables: Mapping[str, Any]) -> str:
+    """Render the spec as a jinja2 template; undefined variables are errors, not blanks."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        template = env.from_string(text)
+        template.name = file
+        return template.render({"env": dict(os.environ), **variables})
+    except jinja2.TemplateSyntaxError as exc:
+        raise SpecError(file, f"template syntax error: {exc.message}", exc.lineno) from None
+    except jinja2.UndefinedError as exc:
+        line = _template_line(exc)
+        raise SpecError(file, f"{exc.message} (pass it with --var KEY=VALUE or --var-file)", line) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """jinja2 rewrites tracebacks so that template frames carry template line numbers."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+    return frames[-1].lineno if frames else None
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys and records the line of every node."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(key, line, seen[key])
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass
+class _DuplicateKey(Exception):
+    key: Any
+    line: int
+    first_line: int
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        if node is None:
+            return None, {}
+        loader = _LineLoader(text)
+        try:
+            document = loader.construct_document(node)
+        finally:
+            loader.dispose()  # type: ignore[no-untyped-call]
+    except _DuplicateKey as dup:
+        raise SpecError(
+            file, f"duplicate key {dup.key!r} (first defined on line {dup.first_line})", dup.line
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(file, f"invalid YAML: {exc.problem or exc}", line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(file, f"invalid YAML: {exc}") from None
+    lines: dict[Path_, int] = {}
+    _record_lines(node, (), lines)
+    return document, lines
+
+
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, str(key_node.value))
+            lines[child] = key_node.start_mark.line + 1
+            _record_lines(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), lines)
+
+
+# Mappings whose entries may be written as a bare key (`persist_user_handler:`), meaning "{}".
+_EMPTY_ALLOWED = {"subscribers", "events", "commands", "services"}
+
+
+def _nulls_as_empty(document: Any, parent: str | None = None) -> Any:
+    if isinstance(document, dict):
+        return {
+            key: (
+                {}
+                if value is None and (parent in _EMPTY_ALLOWED or key in _EMPTY_ALLOWED)
+                else _nulls_as_empty(value, str(key))
+            )
+            for key, value in document.items()
+        }
+    return document
+
+
+def _first_error(exc: ValidationError, file: str, lines: dict[Path_, int]) -> SpecError:
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    loc = tuple(str(part) for part in loc)
+    line = _line_for(loc, lines)
+    return SpecError(file, _message(error, loc), line, ".".join(str(p) for p in loc))
+
+
+def _line_for(loc: tuple[str, ...], lines: dict[Path_, int]) -> int | None:
+    """The line of the deepest part of `loc` that exists in the document."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _message(error: Any, loc: tuple[str, ...]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "is required"
+    if kind in {"int_type", "int_parsing", "int_from_float", "greater_than_equal", "greater_than"}:
+        bound = _int_bound(loc)
+        return f"must be an integer >= {bound}" if bound is not None else "must be an integer"
+    if kind in {"string_type", "string_too_short"}:
+        return "must be a non-empty string"
+    if kind == "string_pattern_mismatch":
+        return "must be an import path like 'package.module:function'"
+    if kind == "literal_error":
+        return f"must be one of: {ctx.get('expected', '')}".replace("'", "")
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return "must be a mapping"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    """Walk the spec models along a field path (dict keys skipped) to the model found there."""
+    model: Any = Spec
+    index = 0
+    while index < len(loc):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(loc[index])
+        if field is None:
+            return None
+        model, is_dict = _unwrap(field.annotation)
+        index += 2 if is_dict else 1
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """`dict[K, M]` -> (M, True); `M | None` -> (M, False)."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return typing.get_args(annotation)[1], True
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, False
+    return annotation, False
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model = _model_at(loc)
+    return sorted(model.model_fields) if model else []
+
+
+def _int_bound(loc: tuple[str, ...]) -> int | None:
+    model = _model_at(loc[:-1])
+    if model is None or loc[-1] not in model.model_fields:
+        return None
+    for item in model.model_fields[loc[-1]].metadata:
+        bound = getattr(item, "ge", None)
+        if bound is not None:
+            return int(bound)
+    return None

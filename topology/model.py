@@ -1,0 +1,128 @@
+"""The broker objects a topology is made of, as plain immutable data.
+
+Compiling a spec, reading a definitions file and reading a live broker all produce these
+values, so the diff only ever compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ArgValue = Any  # str | int | bool | float | None: what queue/binding arguments hold on the wire
+Arguments = Mapping[str, ArgValue]
+DestinationType = Literal["queue", "exchange"]
+ObjectKind = Literal["vhost", "exchange", "queue", "binding"]
+
+
+FrozenArguments = tuple[tuple[str, str, str], ...]
+
+
+def freeze_arguments(arguments: Arguments | None) -> FrozenArguments:
+    """A hashable, ordered form of an arguments table; keeps value types exact (5000 != "5000")."""
+    if not arguments:
+        return ()
+    return tuple(sorted((key, type(value).__name__, repr(value)) for key, value in arguments.items()))
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str = "topic"
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: Mapping[str, ArgValue] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: Mapping[str, ArgValue] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def queue_type(self) -> str:
+        return str(self.arguments.get("x-queue-type", "classic"))
+
+
+@dataclass(frozen=True)
+class Binding:
+    source: str
+    destination: str
+    routing_key: str
+    destination_type: DestinationType = "queue"
+    arguments: Mapping[str, ArgValue] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, FrozenArguments]:
+        """Bindings have no name: they are identified by all of their fields."""
+        return (
+            self.source,
+            self.destination_type,
+            self.destination,
+            self.routing_key,
+            freeze_arguments(self.arguments),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} -> {self.destination} [{self.routing_key}]"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything one spec declares (or one vhost holds) that we compare."""
+
+    vhost: str
+    exchanges: tuple[Exchange, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        vhost: str,
+        exchanges: Iterable[Exchange] = (),
+        queues: Iterable[Queue] = (),
+        bindings: Iterable[Binding] = (),
+    ) -> Topology:
+        """Build a topology in canonical order (sorted, duplicates dropped)."""
+        return cls(
+            vhost=vhost,
+            exchanges=tuple(sorted({e.name: e for e in exchanges}.values(), key=lambda e: e.name)),
+            queues=tuple(sorted({q.name: q for q in queues}.values(), key=lambda q: q.name)),
+            bindings=tuple(sorted({b.key: b for b in bindings}.values(), key=_binding_sort_key)),
+        )
+
+    @property
+    def object_count(self) -> int:
+        return len(self.exchanges) + len(self.queues) + len(self.bindings)
+
+
+def _binding_sort_key(binding: Binding) -> tuple[str, str, str, str, str]:
+    return (
+        binding.source,
+        binding.destination_type,
+        binding.destination,
+        binding.routing_key,
+        repr(freeze_arguments(binding.arguments)),
+    )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Live counters of a queue, used by the plan's safety rules."""
+
+    messages: int = 0
+    consumers: int = 0

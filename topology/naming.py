@@ -1,0 +1,94 @@
+"""The naming convention of the event bus, in one place.
+
+`<organization>.<service>.<version>.<event|command>.<event_name>.<handler>` names every queue
+and routing key; the planner (`topology`) and the runtime (`bus_runtime`) both call these
+functions so that what `apply` creates is exactly what services publish to and consume from.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+MessageKind = Literal["event", "command"]
+MESSAGE_KINDS: tuple[MessageKind, ...] = ("event", "command")
+
+RETRY_PREFIX = "retry."
+DEAD_LETTER_PREFIX = "dead_letter."
+DEFAULT_STORE_QUEUE = "store"
+
+# Identifier rules, shared by the spec validator and the runtime.
+ORGANIZATION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+SERVICE_PATTERN = ORGANIZATION_PATTERN
+SUBSCRIBER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+MESSAGE_CLASS_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+QUEUE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+_ACRONYM_BOUNDARY = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_WORD_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def message_name(class_name: str) -> str:
+    """`UserCreated` -> `user.created`; acronyms stay one word: `HTTPRequestFailed` -> `http.request.failed`."""
+    if not MESSAGE_CLASS_PATTERN.match(class_name):
+        raise ValueError(f"{class_name!r} is not a CamelCase message class name")
+    split = _WORD_BOUNDARY.sub(r"\1.\2", _ACRONYM_BOUNDARY.sub(r"\1.\2", class_name))
+    return split.lower()
+
+
+def exchange(organization: str, service: str) -> str:
+    """The service's main topic exchange: `alice.petisco`."""
+    return f"{organization}.{service}"
+
+
+def retry_exchange(organization: str, service: str) -> str:
+    return RETRY_PREFIX + exchange(organization, service)
+
+
+def dead_letter_exchange(organization: str, service: str) -> str:
+    return DEAD_LETTER_PREFIX + exchange(organization, service)
+
+
+def routing_key(organization: str, service: str, version: int, kind: MessageKind, name: str) -> str:
+    """`alice.petisco.1.event.user.created`; `name` is the dotted message name."""
+    return f"{organization}.{service}.{version}.{kind}.{name}"
+
+
+def subscriber_queue(
+    organization: str, service: str, version: int, kind: MessageKind, name: str, handler: str
+) -> str:
+    """`alice.petisco.1.event.user.created.send_mail_handler`."""
+    return f"{routing_key(organization, service, version, kind, name)}.{handler}"
+
+
+def retry_queue(queue: str) -> str:
+    """Where a failed message waits its TTL: `retry.<queue>` (also its routing key)."""
+    return RETRY_PREFIX + queue
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Where a message ends after its last retry: `dead_letter.<queue>` (also its routing key)."""
+    return DEAD_LETTER_PREFIX + queue
+
+
+def service_patterns(organization: str, service: str) -> list[str]:
+    """Topic patterns that match every event and command of a service (names contain dots: `#`)."""
+    return [f"{organization}.{service}.*.{kind}.#" for kind in MESSAGE_KINDS]
+
+
+def owned_queue_prefixes(organization: str, service: str) -> tuple[str, ...]:
+    """Queue-name prefixes that a spec owns for one of its services."""
+    base = exchange(organization, service) + "."
+    return (base, RETRY_PREFIX + base, DEAD_LETTER_PREFIX + base)
+
+
+def service_exchanges(organization: str, service: str) -> tuple[str, str, str]:
+    return (
+        exchange(organization, service),
+        retry_exchange(organization, service),
+        dead_letter_exchange(organization, service),
+    )
+
+
+def store_queues(queue: str) -> tuple[str, str, str]:
+    return (queue, retry_queue(queue), dead_letter_queue(queue))

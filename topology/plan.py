@@ -1,0 +1,164 @@
+"""A plan: the list of changes that would make the broker match the spec.
+
+Plain data with a stable JSON form (`format_version` 1, documented in docs/plan-format.md).
+A plan saved with `plan --out` is applied exactly as it was shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from topology.model import ObjectKind
+from topology.scope import Scope
+
+FORMAT_VERSION = 1
+Action = Literal["create", "delete", "replace"]
+ACTIONS: tuple[Action, ...] = ("create", "delete", "replace")
+KINDS: tuple[ObjectKind, ...] = ("vhost", "exchange", "queue", "binding")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object to create, delete or replace.
+
+    `before` / `after` are the object as definitions JSON (without `vhost`); `reason` says
+    why (for a replace: the property that forces it, with old and new value).
+    """
+
+    action: Action
+    kind: ObjectKind
+    name: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    reason: str | None = None
+    messages: int | None = None
+    consumers: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "kind": self.kind,
+            "name": self.name,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+        }
+        if self.messages is not None:
+            data["messages"] = self.messages
+        if self.consumers is not None:
+            data["consumers"] = self.consumers
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        return cls(
+            action=data["action"],
+            kind=data["kind"],
+            name=data["name"],
+            before=data.get("before"),
+            after=data.get("after"),
+            reason=data.get("reason"),
+            messages=data.get("messages"),
+            consumers=data.get("consumers"),
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    add: int = 0
+    replace: int = 0
+    destroy: int = 0
+    unchanged: int = 0
+
+    @property
+    def changes(self) -> int:
+        return self.add + self.replace + self.destroy
+
+    def to_dict(self) -> dict[str, int]:
+        return {"add": self.add, "replace": self.replace, "destroy": self.destroy, "unchanged": self.unchanged}
+
+
+@dataclass(frozen=True)
+class Plan:
+    vhost: str
+    changes: tuple[Change, ...]
+    scope: Scope | None = None
+    unchanged: int = 0
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    allow_data_loss: bool = False
+    source: str | None = None  # the spec file, for humans
+    management_url: str | None = None  # never with credentials
+
+    @property
+    def summary(self) -> Summary:
+        count = {action: sum(1 for c in self.changes if c.action == action) for action in ACTIONS}
+        return Summary(
+            add=count["create"], replace=count["replace"], destroy=count["delete"], unchanged=self.unchanged
+        )
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def with_checks(self, warnings: Iterable[str], errors: Iterable[str]) -> Plan:
+        return replace(self, warnings=tuple(warnings), errors=tuple(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "vhost": self.vhost,
+            "changes": [c.to_dict() for c in self.changes],
+            "summary": self.summary.to_dict(),
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+            "allow_data_loss": self.allow_data_loss,
+        }
+        if self.scope is not None:
+            data["scope"] = self.scope.to_dict()
+        if self.fingerprint is not None:
+            data["fingerprint"] = self.fingerprint
+        if self.source is not None:
+            data["source"] = self.source
+        if self.management_url is not None:
+            data["management_url"] = self.management_url
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"unsupported plan format_version {version!r} (this rabbitform reads {FORMAT_VERSION})")
+        return cls(
+            vhost=data["vhost"],
+            changes=tuple(Change.from_dict(c) for c in data.get("changes", [])),
+            scope=Scope.from_dict(data["scope"]) if data.get("scope") else None,
+            unchanged=int(data.get("summary", {}).get("unchanged", 0)),
+            warnings=tuple(data.get("warnings", ())),
+            errors=tuple(data.get("errors", ())),
+            fingerprint=data.get("fingerprint"),
+            allow_data_loss=bool(data.get("allow_data_loss", False)),
+            source=data.get("source"),
+            management_url=data.get("management_url"),
+        )
+
+
+def fingerprint(state: Any) -> str:
+    """A digest of plain, JSON-able broker state; equal state gives an equal digest."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+_ORDER: dict[str, int] = {kind: index for index, kind in enumerate(KINDS)}
+
+
+def change_sort_key(change: Change) -> tuple[int, str, str]:
+    return (_ORDER[change.kind], change.name, change.action)

@@ -1,0 +1,41 @@
+"""The plan's safety rules: never lose messages unless the user said so.
+
+Pure: takes the changes (with the queues' live counters), returns warnings and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from topology.plan import Change
+
+DATA_LOSS_HINT = "rerun with --allow-data-loss to accept losing them"
+
+
+def check_safety(changes: Iterable[Change], allow_data_loss: bool) -> tuple[list[str], list[str]]:
+    """(warnings, errors) for a list of changes.
+
+    Deleting or replacing a queue that holds messages is an error unless data loss is
+    allowed (then a warning); doing so to a queue with consumers is a warning.
+    """
+    warnings: list[str] = []
+    errors: list[str] = []
+    for change in changes:
+        if change.kind != "queue" or change.action not in ("delete", "replace"):
+            continue
+        verb = "deleting" if change.action == "delete" else "replacing"
+        if change.messages:
+            text = f"queue {change.name} holds {_count(change.messages, 'message')}: {verb} it loses them"
+            if allow_data_loss:
+                warnings.append(f"{text} (allowed by --allow-data-loss)")
+            else:
+                errors.append(f"{text}; {DATA_LOSS_HINT}")
+        if change.consumers:
+            warnings.append(
+                f"queue {change.name} has {_count(change.consumers, 'consumer')}: {verb} it disconnects them"
+            )
+    return warnings, errors
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -1,0 +1,87 @@
+"""Which broker objects a spec owns.
+
+A spec owns the objects its naming rules produce for its organization and services: the
+service exchanges and their retry/dead-letter twins, the queues under those prefixes, its
+store queues, and the bindings between two owned objects. Everything else in the vhost is
+never touched, never deleted, and not shown as a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from topology import naming
+from topology.model import Binding, Topology
+from topology.spec import Spec
+
+
+@dataclass(frozen=True)
+class Scope:
+    organization: str
+    services: tuple[str, ...]
+    store_queues: tuple[str, ...] = ()
+
+    @classmethod
+    def of_spec(cls, spec: Spec) -> Scope:
+        store = spec.resolved_store()
+        return cls(
+            organization=spec.organization,
+            services=tuple(sorted(spec.services)),
+            store_queues=naming.store_queues(store.queue) if store else (),
+        )
+
+    @property
+    def exchanges(self) -> frozenset[str]:
+        return frozenset(
+            name for service in self.services for name in naming.service_exchanges(self.organization, service)
+        )
+
+    @property
+    def queue_prefixes(self) -> tuple[str, ...]:
+        return tuple(
+            prefix
+            for service in self.services
+            for prefix in naming.owned_queue_prefixes(self.organization, service)
+        )
+
+    def owns_exchange(self, name: str) -> bool:
+        return name in self.exchanges
+
+    def owns_queue(self, name: str) -> bool:
+        return name in self.store_queues or name.startswith(self.queue_prefixes)
+
+    def owns_binding(self, binding: Binding) -> bool:
+        destination_owned = (
+            self.owns_queue(binding.destination)
+            if binding.destination_type == "queue"
+            else self.owns_exchange(binding.destination)
+        )
+        return self.owns_exchange(binding.source) and destination_owned
+
+    def filter(self, topology: Topology) -> Topology:
+        """The part of a topology this scope owns."""
+        exchanges = self.exchanges
+        prefixes = self.queue_prefixes
+        stores = set(self.store_queues)
+        return Topology(
+            vhost=topology.vhost,
+            exchanges=tuple(e for e in topology.exchanges if e.name in exchanges),
+            queues=tuple(q for q in topology.queues if q.name in stores or q.name.startswith(prefixes)),
+            bindings=tuple(b for b in topology.bindings if self.owns_binding(b)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "organization": self.organization,
+            "services": list(self.services),
+            "store_queues": list(self.store_queues),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scope:
+        return cls(
+            organization=str(data["organization"]),
+            services=tuple(data.get("services", ())),
+            store_queues=tuple(data.get("store_queues", ())),
+        )

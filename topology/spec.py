@@ -1,0 +1,193 @@
+"""The declarative spec: what a team writes in YAML, validated with pydantic.
+
+Models only; reading files, templating and error reporting live in `topology.loader`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from topology import naming
+from topology.naming import MessageKind
+
+QueueType = Literal["classic", "quorum"]
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+OrganizationName = Annotated[
+    str, _matching(naming.ORGANIZATION_PATTERN, "name: use lower case letters, digits, '_' or '-', no dots")
+]
+ServiceName = Annotated[
+    str,
+    _matching(naming.SERVICE_PATTERN, "service name: use lower case letters, digits, '_' or '-', no dots"),
+]
+MessageClassName = Annotated[
+    str, _matching(naming.MESSAGE_CLASS_PATTERN, "message class name: use CamelCase, e.g. UserCreated")
+]
+SubscriberName = Annotated[
+    str, _matching(naming.SUBSCRIBER_PATTERN, "subscriber name: use lower case letters, digits and '_'")
+]
+StoreQueueName = Annotated[
+    str, _matching(naming.QUEUE_NAME_PATTERN, "queue name: use lower case letters, digits, '_' or '-'")
+]
+ImportPath = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"),
+]
+VhostName = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RetryPolicy(_Strict):
+    """How long a failed message waits in its retry queue, and how many times it is retried."""
+
+    delay_ms: int = Field(default=5000, ge=1)
+    max_retries: int = Field(default=5, ge=0)
+
+
+class RetryOverride(_Strict):
+    """A per-subscriber override; missing fields fall back to `defaults.retry`."""
+
+    delay_ms: int | None = Field(default=None, ge=1)
+    max_retries: int | None = Field(default=None, ge=0)
+
+    def over(self, base: RetryPolicy) -> RetryPolicy:
+        return RetryPolicy(
+            delay_ms=base.delay_ms if self.delay_ms is None else self.delay_ms,
+            max_retries=base.max_retries if self.max_retries is None else self.max_retries,
+        )
+
+
+class Defaults(_Strict):
+    queue_type: QueueType = "classic"
+    retry: RetryPolicy = RetryPolicy()
+
+
+class Subscriber(_Strict):
+    handler: ImportPath | None = None
+    retry: RetryOverride | None = None
+    queue_type: QueueType | None = None
+
+
+class Message(_Strict):
+    version: int = Field(default=1, ge=1)
+    subscribers: dict[SubscriberName, Subscriber] = Field(default_factory=dict)
+
+
+class Service(_Strict):
+    events: dict[MessageClassName, Message] = Field(default_factory=dict)
+    commands: dict[MessageClassName, Message] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _message_names_are_unique(self) -> Service:
+        """Two class names that map to one message name would share queues: refuse."""
+        for kind, messages in (("events", self.events), ("commands", self.commands)):
+            seen: dict[tuple[str, int], str] = {}
+            for class_name, message in messages.items():
+                key = (naming.message_name(class_name), message.version)
+                if key in seen:
+                    raise ValueError(
+                        f"{kind}: {seen[key]} and {class_name} both map to message name "
+                        f"{key[0]!r} version {key[1]}"
+                    )
+                seen[key] = class_name
+        return self
+
+
+class Store(_Strict):
+    queue: StoreQueueName = naming.DEFAULT_STORE_QUEUE
+    handler: ImportPath | None = None
+    retry: RetryOverride | None = None
+    queue_type: QueueType | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedSubscriber:
+    """One subscriber with its names computed and its defaults applied."""
+
+    service: str
+    kind: MessageKind
+    message_class: str
+    message_name: str
+    version: int
+    name: str
+    queue: str
+    routing_key: str
+    handler: str | None
+    retry: RetryPolicy
+    queue_type: QueueType
+
+
+@dataclass(frozen=True)
+class ResolvedStore:
+    queue: str
+    handler: str | None
+    retry: RetryPolicy
+    queue_type: QueueType
+
+
+class Spec(_Strict):
+    organization: OrganizationName
+    vhost: VhostName = "/"
+    defaults: Defaults = Defaults()
+    services: dict[ServiceName, Service] = Field(default_factory=dict)
+    store: Store | None = None
+
+    def subscribers(self) -> Iterator[ResolvedSubscriber]:
+        """Every subscriber of every service, in a stable order."""
+        for service_name in sorted(self.services):
+            service = self.services[service_name]
+            kinds: tuple[tuple[MessageKind, dict[str, Message]], ...] = (
+                ("event", service.events),
+                ("command", service.commands),
+            )
+            for kind, messages in kinds:
+                for class_name in sorted(messages):
+                    message = messages[class_name]
+                    name = naming.message_name(class_name)
+                    for sub_name in sorted(message.subscribers):
+                        sub = message.subscribers[sub_name]
+                        yield ResolvedSubscriber(
+                            service=service_name,
+                            kind=kind,
+                            message_class=class_name,
+                            message_name=name,
+                            version=message.version,
+                            name=sub_name,
+                            queue=naming.subscriber_queue(
+                                self.organization, service_name, message.version, kind, name, sub_name
+                            ),
+                            routing_key=naming.routing_key(
+                                self.organization, service_name, message.version, kind, name
+                            ),
+                            handler=sub.handler,
+                            retry=sub.retry.over(self.defaults.retry) if sub.retry else self.defaults.retry,
+                            queue_type=sub.queue_type or self.defaults.queue_type,
+                        )
+
+    def resolved_store(self) -> ResolvedStore | None:
+        if self.store is None:
+            return None
+        store = self.store
+        return ResolvedStore(
+            queue=store.queue,
+            handler=store.handler,
+            retry=store.retry.over(self.defaults.retry) if store.retry else self.defaults.retry,
+            queue_type=store.queue_type or self.defaults.queue_type,
+        )
