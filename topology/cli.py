@@ -55,9 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rabbitform {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for register in COMMANDS:
+    for register in [*COMMANDS, *_plugin_commands()]:
         register(commands)
     return parser
+
+
+def _plugin_commands() -> list[Callable[[Any], None]]:
+    """Commands contributed by other packages (the runtime's `consume` and `publish`).
+
+    They register through the `rabbitform.commands` entry-point group, so that `topology`
+    never imports `bus_runtime`.
+    """
+    from importlib.metadata import entry_points
+
+    return [entry.load() for entry in sorted(entry_points(group="rabbitform.commands"), key=lambda e: e.name)]
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,57 @@
+"""Shared fixtures. Integration tests get a vhost of their own on the real broker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import requests
+
+MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip("/")
+AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
+AMQP_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
+USER = os.environ.get("RABBITMQ_USER", "guest")
+PASSWORD = os.environ.get("RABBITMQ_PASSWORD", "guest")
+
+
+def _admin() -> requests.Session:
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    return session
+
+
+@pytest.fixture(scope="session")
+def management_url() -> str:
+    """The management API of the test broker (credentials are guest/guest unless overridden)."""
+    try:
+        _admin().get(f"{MANAGEMENT_URL}/api/overview", timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.fail(f"RabbitMQ management API at {MANAGEMENT_URL} is not reachable ({exc}); run scripts/rabbitmq-up")
+    return MANAGEMENT_URL
+
+
+@pytest.fixture
+def vhost(management_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh vhost for one test, with full permissions for the test user; deleted afterwards."""
+    name = f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    admin = _admin()
+    path = quote(name, safe="")
+    admin.put(f"{management_url}/api/vhosts/{path}", timeout=10).raise_for_status()
+    admin.put(
+        f"{management_url}/api/permissions/{path}/{quote(USER, safe='')}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        yield name
+    finally:
+        admin.delete(f"{management_url}/api/vhosts/{path}", timeout=30)
+
+
+@pytest.fixture
+def amqp_url(vhost: str) -> str:
+    """An AMQP URL for the test's own vhost."""
+    return f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
