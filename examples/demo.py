@@ -37,7 +37,11 @@ def main() -> None:
             print(f"    queue {queue['name']} {json.dumps(queue['arguments'], sort_keys=True)}")
         step(
             "a broker holding those definitions is up to date",
-            "plan", SPEC, "--state", definitions, "--detailed-exitcode",
+            "plan",
+            SPEC,
+            "--state",
+            definitions,
+            "--detailed-exitcode",
         )
 
 

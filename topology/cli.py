@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_plan_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)"
-    )
+    parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--no-color", action="store_true", help="never colour the text output")
     parser.add_argument(
         "--detailed-exitcode",

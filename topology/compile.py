@@ -73,9 +73,7 @@ def _subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue],
     return queues, bindings
 
 
-def _store_objects(
-    org: str, services: list[str], store: ResolvedStore
-) -> tuple[list[Queue], list[Binding]]:
+def _store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
     """The store hears every service; its retries and dead letters travel by the default exchange.
 
     The default exchange routes by queue name, so `retry.store` returns a message to the store

@@ -84,9 +84,7 @@ def is_system_exchange(name: str) -> bool:
     return name == "" or name.startswith("amq.")
 
 
-def from_definitions(
-    definitions: Mapping[str, Any], vhost: str, default_queue_type: str = CLASSIC
-) -> Topology:
+def from_definitions(definitions: Mapping[str, Any], vhost: str, default_queue_type: str = CLASSIC) -> Topology:
     """The objects of one vhost in a definitions document, normalised for comparison.
 
     Items without a `vhost` key (a per-vhost export) are taken to belong to `vhost`.
@@ -100,9 +98,7 @@ def from_definitions(
         for item in definitions.get("exchanges", [])
         if ours(item) and not is_system_exchange(item.get("name", ""))
     ]
-    queues = [
-        queue_from_definition(item, default_queue_type) for item in definitions.get("queues", []) if ours(item)
-    ]
+    queues = [queue_from_definition(item, default_queue_type) for item in definitions.get("queues", []) if ours(item)]
     bindings = [
         binding_from_definition(item)
         for item in definitions.get("bindings", [])

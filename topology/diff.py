@@ -63,9 +63,7 @@ def diff(
         else:
             unchanged += 1
     wanted_exchanges = {e.name for e in desired.exchanges}
-    changes.extend(
-        _delete("exchange", e.name, e) for e in actual.exchanges if e.name not in wanted_exchanges
-    )
+    changes.extend(_delete("exchange", e.name, e) for e in actual.exchanges if e.name not in wanted_exchanges)
 
     queues_now = {q.name: q for q in actual.queues}
     replaced_queues: set[str] = set()
@@ -79,9 +77,7 @@ def diff(
         else:
             unchanged += 1
     wanted_queues = {q.name for q in desired.queues}
-    changes.extend(
-        _delete("queue", q.name, q, stats.get(q.name)) for q in actual.queues if q.name not in wanted_queues
-    )
+    changes.extend(_delete("queue", q.name, q, stats.get(q.name)) for q in actual.queues if q.name not in wanted_queues)
 
     bindings_now = {b.key for b in actual.bindings}
     for binding in desired.bindings:
@@ -174,10 +170,18 @@ def _property_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> li
 
 def _exchange_difference(current: Exchange, wanted: Exchange) -> str | None:
     reasons = _property_changes(
-        {"type": current.type, "durable": current.durable, "auto_delete": current.auto_delete,
-         "internal": current.internal},
-        {"type": wanted.type, "durable": wanted.durable, "auto_delete": wanted.auto_delete,
-         "internal": wanted.internal},
+        {
+            "type": current.type,
+            "durable": current.durable,
+            "auto_delete": current.auto_delete,
+            "internal": current.internal,
+        },
+        {
+            "type": wanted.type,
+            "durable": wanted.durable,
+            "auto_delete": wanted.auto_delete,
+            "internal": wanted.internal,
+        },
     )
     reasons += [f"arguments.{r}" for r in _property_changes(current.arguments, wanted.arguments)]
     return "; ".join(reasons) or None

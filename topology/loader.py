@@ -110,7 +110,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
         if key in seen:
             raise _DuplicateKey(key, line, seen[key])
@@ -137,11 +137,9 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
         try:
             document = loader.construct_document(node)
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
     except _DuplicateKey as dup:
-        raise SpecError(
-            file, f"duplicate key {dup.key!r} (first defined on line {dup.first_line})", dup.line
-        ) from None
+        raise SpecError(file, f"duplicate key {dup.key!r} (first defined on line {dup.first_line})", dup.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -184,8 +182,7 @@ def _nulls_as_empty(document: Any, parent: str | None = None) -> Any:
 
 def _first_error(exc: ValidationError, file: str, lines: dict[Path_, int]) -> SpecError:
     error = exc.errors(include_url=False)[0]
-    loc = tuple(part for part in error["loc"] if part != "[key]")
-    loc = tuple(str(part) for part in loc)
+    loc = tuple(str(part) for part in error["loc"] if part != "[key]")
     line = _line_for(loc, lines)
     return SpecError(file, _message(error, loc), line, ".".join(str(p) for p in loc))
 

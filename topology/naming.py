@@ -54,9 +54,7 @@ def routing_key(organization: str, service: str, version: int, kind: MessageKind
     return f"{organization}.{service}.{version}.{kind}.{name}"
 
 
-def subscriber_queue(
-    organization: str, service: str, version: int, kind: MessageKind, name: str, handler: str
-) -> str:
+def subscriber_queue(organization: str, service: str, version: int, kind: MessageKind, name: str, handler: str) -> str:
     """`alice.petisco.1.event.user.created.send_mail_handler`."""
     return f"{routing_key(organization, service, version, kind, name)}.{handler}"
 

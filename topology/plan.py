@@ -79,7 +79,12 @@ class Summary:
         return self.add + self.replace + self.destroy
 
     def to_dict(self) -> dict[str, int]:
-        return {"add": self.add, "replace": self.replace, "destroy": self.destroy, "unchanged": self.unchanged}
+        return {
+            "add": self.add,
+            "replace": self.replace,
+            "destroy": self.destroy,
+            "unchanged": self.unchanged,
+        }
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,7 @@ class Plan:
     @property
     def summary(self) -> Summary:
         count = {action: sum(1 for c in self.changes if c.action == action) for action in ACTIONS}
-        return Summary(
-            add=count["create"], replace=count["replace"], destroy=count["delete"], unchanged=self.unchanged
-        )
+        return Summary(add=count["create"], replace=count["replace"], destroy=count["delete"], unchanged=self.unchanged)
 
     @property
     def has_changes(self) -> bool:

@@ -40,9 +40,7 @@ class Scope:
     @property
     def queue_prefixes(self) -> tuple[str, ...]:
         return tuple(
-            prefix
-            for service in self.services
-            for prefix in naming.owned_queue_prefixes(self.organization, service)
+            prefix for service in self.services for prefix in naming.owned_queue_prefixes(self.organization, service)
         )
 
     def owns_exchange(self, name: str) -> bool:

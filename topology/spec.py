@@ -103,8 +103,7 @@ class Service(_Strict):
                 key = (naming.message_name(class_name), message.version)
                 if key in seen:
                     raise ValueError(
-                        f"{kind}: {seen[key]} and {class_name} both map to message name "
-                        f"{key[0]!r} version {key[1]}"
+                        f"{kind}: {seen[key]} and {class_name} both map to message name {key[0]!r} version {key[1]}"
                     )
                 seen[key] = class_name
         return self
