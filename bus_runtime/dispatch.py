@@ -1,0 +1,62 @@
+"""Handle one delivery: parse it, run the handler, decide what happens next.
+
+Transport-independent: the RabbitMQ consumer and the in-memory broker feed deliveries in and
+carry the returned `Decision` out (republish, then ack), so both behave the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from meiga import Result
+
+from bus_runtime.message import Message
+from bus_runtime.retry import Decision, Delivery, Failure, decide
+from bus_runtime.subscriber import Handler, Subscription
+from bus_runtime.wire import PoisonMessage, decode
+
+
+def run_handler(handler: Handler, message: Message) -> Failure | None:
+    """None on success. A failure Result, an exception, or a return that is not a Result all fail."""
+    try:
+        result = handler(message)
+    except Exception as exc:  # a handler's bug must not kill the consumer
+        return Failure(type(exc).__name__, str(exc) or repr(exc))
+    if not isinstance(result, Result):
+        return Failure("InvalidHandlerResult", f"handler returned {type(result).__name__}, not a meiga Result")
+    if result.is_success:
+        return None
+    error = result.value
+    message_text = getattr(error, "message", None) or str(error)
+    return Failure(type(error).__name__, str(message_text))
+
+
+def handle_delivery(
+    subscription: Subscription,
+    body: bytes,
+    routing_key: str,
+    headers: Mapping[str, Any] | None,
+    now: datetime | None = None,
+) -> tuple[Decision, Message | None]:
+    """Parse and handle one delivery; returns the decision and the parsed message (if any)."""
+    delivery = Delivery(
+        organization=subscription.organization,
+        service=subscription.service,
+        queue=subscription.queue,
+        handler=subscription.handler_name,
+        routing_key=routing_key,
+        headers=dict(headers or {}),
+    )
+    try:
+        message = decode(body, subscription.message_class)
+    except PoisonMessage as exc:
+        poison = Failure("PoisonMessage", str(exc), poison=True)
+        return decide(delivery, poison, subscription.max_retries, now or _now()), None
+    failure = run_handler(subscription.handler, message)
+    return decide(delivery, failure, subscription.max_retries, now or _now()), message
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,84 @@
+"""Subscribers: which handlers run for which message, and on which queue.
+
+`EventSubscriber(UserCreated, [send_mail_handler, notify_handler])` gives each handler its own
+queue, named by the function's `__name__`, so each has its own retries: one handler's failure
+never re-delivers the event to the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bus_runtime.message import Message
+from topology import naming
+
+Handler = Callable[[Any], Any]  # (message) -> meiga Result; anything else counts as a failure
+
+
+@dataclass(frozen=True)
+class EventSubscriber:
+    """Handlers for one message class. `service` is the service that publishes the message
+    (its exchange and queue prefix); by default the consumer's own service."""
+
+    message_class: type[Message]
+    handlers: Sequence[Handler]
+    service: str | None = None
+
+    def __init__(
+        self, message_class: type[Message], handlers: Sequence[Handler] | Handler, service: str | None = None
+    ) -> None:
+        object.__setattr__(self, "message_class", message_class)
+        object.__setattr__(self, "handlers", tuple(handlers) if isinstance(handlers, Iterable) else (handlers,))
+        object.__setattr__(self, "service", service)
+
+
+CommandSubscriber = EventSubscriber
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handler bound to one queue, with everything the consumer loop needs."""
+
+    organization: str
+    service: str  # whose retry/dead-letter exchanges serve this queue
+    queue: str
+    handler: Handler
+    handler_name: str
+    message_class: type[Message] | None  # None: any message (the store)
+    max_retries: int
+
+
+def handler_name(handler: Handler) -> str:
+    name = getattr(handler, "__name__", None)
+    if not name or not naming.SUBSCRIBER_PATTERN.match(name):
+        raise ValueError(
+            f"handler {handler!r} needs a __name__ like 'send_mail_handler' (lower case, digits, '_'): "
+            "it names the handler's queue"
+        )
+    return name
+
+
+def subscriptions(
+    organization: str, service: str, subscribers: Iterable[EventSubscriber], max_retries: int
+) -> list[Subscription]:
+    """Expand subscribers into one subscription per handler (one queue each)."""
+    result: list[Subscription] = []
+    for subscriber in subscribers:
+        cls = subscriber.message_class
+        owner = subscriber.service or service
+        for handler in subscriber.handlers:
+            name = handler_name(handler)
+            queue = naming.subscriber_queue(
+                organization, owner, cls.version, cls.message_kind, cls.message_name(), name
+            )
+            result.append(Subscription(organization, owner, queue, handler, name, cls, max_retries))
+    return result
+
+
+def store_subscription(
+    organization: str, service: str, handler: Handler, max_retries: int, queue: str = naming.DEFAULT_STORE_QUEUE
+) -> Subscription:
+    """The store hears every message; its retries go through `service`'s retry exchange."""
+    return Subscription(organization, service, queue, handler, handler_name(handler), None, max_retries)
