@@ -9,11 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from topology import __version__
 from topology.compile import compile_spec
-from topology.definitions import dumps, from_definitions, to_definitions
+from topology.definitions import definitions_problem, dumps, from_definitions, to_definitions
 from topology.diff import compute_plan
 from topology.errors import RabbitformError
 from topology.loader import load_spec, load_variables
@@ -48,8 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 like every other error: with --detailed-exitcode, 2 means "changes"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rabbitform",
         description="Plan and apply RabbitMQ event-bus topology from a declarative spec.",
     )
@@ -87,7 +95,10 @@ def read_spec(args: argparse.Namespace) -> Spec:
 
 def write_output(text: str, path: str | None) -> None:
     if path and path != "-":
-        Path(path).write_text(text, encoding="utf-8")
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise RabbitformError(f"{path}: cannot write: {exc.strerror or exc}") from None
     else:
         sys.stdout.write(text)
 
@@ -210,6 +221,9 @@ def read_state(path: str) -> dict[str, Any]:
         raise RabbitformError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise RabbitformError(f"{path}: a definitions file is a JSON object with exchanges, queues, bindings")
+    problem = definitions_problem(data)
+    if problem is not None:
+        raise RabbitformError(f"{path}: not RabbitMQ definitions: {problem}")
     return data
 
 

@@ -79,6 +79,32 @@ def object_definition(obj: Exchange | Queue | Binding) -> dict[str, Any]:
     return binding_definition(obj)
 
 
+_REQUIRED_KEYS = {
+    "vhosts": ("name",),
+    "exchanges": ("name",),
+    "queues": ("name",),
+    "bindings": ("source", "destination"),
+}
+
+
+def definitions_problem(definitions: Mapping[str, Any]) -> str | None:
+    """Why a document is not definitions we can read (None when it is), so a hand-edited
+    state file gives one clear error rather than a traceback deep in the diff."""
+    for section, required in _REQUIRED_KEYS.items():
+        items = definitions.get(section, [])
+        if not isinstance(items, list):
+            return f"{section!r} must be a list"
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"{section}[{index}] must be an object"
+            for key in required:
+                if not isinstance(item.get(key), str):
+                    return f"{section}[{index}] needs a string {key!r}"
+            if not isinstance(item.get("arguments") or {}, dict):
+                return f"{section}[{index}].arguments must be an object"
+    return None
+
+
 def is_system_exchange(name: str) -> bool:
     """The default exchange and `amq.*` belong to the broker, never to a spec."""
     return name == "" or name.startswith("amq.")

@@ -104,63 +104,68 @@ def _template_line(exc: BaseException) -> int | None:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys and records the line of every node."""
+    """The safe loader; duplicate keys and lines are found on the composed node tree."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise _DuplicateKey(key, line, seen[key])
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass
 class _DuplicateKey(Exception):
-    key: Any
+    path: Path_
     line: int
     first_line: int
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML into plain data, with the line of every field path.
+
+    Duplicate keys are refused before construction (PyYAML would silently keep the last one).
+    """
     try:
         node = yaml.compose(text, Loader=_LineLoader)
         if node is None:
             return None, {}
+        lines: dict[Path_, int] = {}
+        _record_lines(node, (), lines, frozenset())
         loader = _LineLoader(text)
         try:
             document = loader.construct_document(node)
         finally:
             loader.dispose()
     except _DuplicateKey as dup:
-        raise SpecError(file, f"duplicate key {dup.key!r} (first defined on line {dup.first_line})", dup.line) from None
+        field = ".".join(str(part) for part in dup.path)
+        raise SpecError(file, f"duplicate key (first defined on line {dup.first_line})", dup.line, field) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise SpecError(file, f"invalid YAML: {exc.problem or exc}", line) from None
     except yaml.YAMLError as exc:
         raise SpecError(file, f"invalid YAML: {exc}") from None
-    lines: dict[Path_, int] = {}
-    _record_lines(node, (), lines)
     return document, lines
 
 
-def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], ancestors: frozenset[int]) -> None:
+    """Record the line of every path below `node`; raise `_DuplicateKey` on a repeated key."""
+    if id(node) in ancestors:  # a recursive anchor: its lines are already recorded
+        return
+    ancestors = ancestors | {id(node)}
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
         for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                identity = (key_node.tag, key_node.value)
+                if identity in seen:
+                    raise _DuplicateKey((*path, str(key_node.value)), line, seen[identity])
+                seen[identity] = line
             child = (*path, str(key_node.value))
-            lines[child] = key_node.start_mark.line + 1
-            _record_lines(value_node, child, lines)
+            lines[child] = line
+            _record_lines(value_node, child, lines, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
+            _record_lines(item, (*path, index), lines, ancestors)
 
 
 # Mappings whose entries may be written as a bare key (`persist_user_handler:`), meaning "{}".
