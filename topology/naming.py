@@ -17,12 +17,13 @@ RETRY_PREFIX = "retry."
 DEAD_LETTER_PREFIX = "dead_letter."
 DEFAULT_STORE_QUEUE = "store"
 
-# Identifier rules, shared by the spec validator and the runtime.
-ORGANIZATION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Identifier rules, shared by the spec validator and the runtime. `\Z`, not `$`: `$` also
+# matches before a final newline, and a YAML block scalar would smuggle one into a name.
+ORGANIZATION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*\Z")
 SERVICE_PATTERN = ORGANIZATION_PATTERN
-SUBSCRIBER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-MESSAGE_CLASS_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-QUEUE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+SUBSCRIBER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\Z")
+MESSAGE_CLASS_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*\Z")
+QUEUE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*\Z")
 
 _ACRONYM_BOUNDARY = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _WORD_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
