@@ -68,6 +68,9 @@ def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:
             data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SpecError(file, f"cannot read the variables file: {exc.strerror or exc}") from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise SpecError(file, f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else None) from None
         except yaml.YAMLError as exc:
             raise SpecError(file, f"invalid YAML: {exc}") from None
         if data is None:

@@ -1,0 +1,439 @@
+"""Spec validation: the seed spec, every error class with its exact one-line message, variables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from topology.cli import main
+from topology.loader import SpecError, load_spec, load_variables, parse_spec
+from topology.spec import RetryPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "specs" / "alice.yaml"
+
+PETISCO = """\
+organization: alice
+services:
+  petisco:
+    events:
+      UserCreated:
+"""
+
+
+def run_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def spec_error(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    """Validate `text` as `spec.yaml` through the CLI; return its one error line (without `error: `)."""
+    (tmp_path / "spec.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("validate", "spec.yaml", capsys=capsys)
+    assert status == 1
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    return err[len("error: ") : -1]
+
+
+# ---------------------------------------------------------------- the seed
+
+
+def test_seed_spec_is_valid() -> None:
+    spec = load_spec(SEED)
+    assert spec.organization == "alice"
+    assert spec.vhost == "/"
+    assert spec.defaults.queue_type == "classic"
+    assert spec.defaults.retry == RetryPolicy(delay_ms=5000, max_retries=5)
+    [subscriber] = list(spec.subscribers())
+    assert subscriber.service == "petisco"
+    assert subscriber.kind == "event"
+    assert subscriber.message_class == "UserCreated"
+    assert subscriber.message_name == "user.created"
+    assert subscriber.version == 1
+    assert subscriber.name == "send_mail_handler"
+    assert subscriber.queue == "alice.petisco.1.event.user.created.send_mail_handler"
+    assert subscriber.routing_key == "alice.petisco.1.event.user.created"
+    assert subscriber.handler == "examples.rabbitmq.handlers:send_mail_handler"
+    assert subscriber.retry == RetryPolicy(delay_ms=5000, max_retries=5)
+    assert subscriber.queue_type == "classic"
+    store = spec.resolved_store()
+    assert store is not None
+    assert (store.queue, store.handler, store.retry, store.queue_type) == (
+        "store",
+        "examples.rabbitmq.handlers:event_store",
+        RetryPolicy(delay_ms=5000, max_retries=5),
+        "classic",
+    )
+
+
+def test_validate_prints_a_one_line_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_cli("validate", str(SEED), capsys=capsys)
+    assert status == 0
+    assert err == ""
+    assert out == (
+        f"{SEED}: valid: organization 'alice', vhost '/', 1 service(s), 1 subscriber(s), store queue 'store': "
+        "3 exchanges, 6 queues, 8 bindings\n"
+    )
+
+
+def test_the_issue_example_error_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed spec with `version: 0` gives exactly the message the issue shows."""
+    (tmp_path / "specs").mkdir()
+    text = SEED.read_text(encoding="utf-8").replace("version: 1", "version: 0")
+    (tmp_path / "specs" / "alice.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("validate", "specs/alice.yaml", capsys=capsys)
+    assert (status, out) == (1, "")
+    assert err == "error: specs/alice.yaml:12 services.petisco.events.UserCreated.version: must be an integer >= 1\n"
+
+
+def test_minimal_spec_takes_the_defaults() -> None:
+    spec = parse_spec("organization: alice\n")
+    assert spec.vhost == "/"
+    assert spec.services == {}
+    assert spec.store is None
+    assert spec.defaults.queue_type == "classic"
+    assert spec.defaults.retry == RetryPolicy(delay_ms=5000, max_retries=5)
+
+
+def test_bare_keys_mean_empty_mappings() -> None:
+    spec = parse_spec(
+        PETISCO + "        subscribers:\n          send_mail_handler:\n    commands:\n      PersistUser:\n"
+    )
+    names = [(s.kind, s.message_class, s.name) for s in spec.subscribers()]
+    assert names == [("event", "UserCreated", "send_mail_handler")]
+    assert spec.services["petisco"].commands["PersistUser"].version == 1
+
+
+def test_yaml_anchors_and_merge_keys_work() -> None:
+    text = """\
+organization: alice
+defaults:
+  retry: &slow {delay_ms: 60000, max_retries: 2}
+services:
+  petisco:
+    events:
+      UserCreated:
+        subscribers:
+          a: {retry: *slow}
+          b:
+            retry:
+              <<: *slow
+              max_retries: 9
+"""
+    spec = parse_spec(text)
+    retries = {s.name: s.retry for s in spec.subscribers()}
+    assert retries == {"a": RetryPolicy(delay_ms=60000, max_retries=2), "b": RetryPolicy(delay_ms=60000, max_retries=9)}
+
+
+# ---------------------------------------------------------------- every error class
+
+
+SUBSCRIBER = PETISCO + "        subscribers:\n          send_mail_handler:\n"
+
+ERRORS = {
+    "unknown top-level key": (
+        "organization: alice\nservise: {}\n",
+        "spec.yaml:2 servise: unknown key (expected one of: defaults, organization, services, store, vhost)",
+    ),
+    "unknown nested key": (
+        PETISCO + "        versoin: 2\n",
+        "spec.yaml:6 services.petisco.events.UserCreated.versoin: unknown key (expected one of: subscribers, version)",
+    ),
+    "unknown subscriber key": (
+        SUBSCRIBER + "            handlr: a.b:c\n",
+        "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler.handlr: "
+        "unknown key (expected one of: handler, queue_type, retry)",
+    ),
+    "unknown retry key": (
+        "organization: alice\ndefaults:\n  retry: {delay: 1}\n",
+        "spec.yaml:3 defaults.retry.delay: unknown key (expected one of: delay_ms, max_retries)",
+    ),
+    "unknown store key": (
+        "organization: alice\nstore:\n  queues: x\n",
+        "spec.yaml:3 store.queues: unknown key (expected one of: handler, queue, queue_type, retry)",
+    ),
+    "missing organization": ("vhost: /\n", "spec.yaml:1 organization: is required"),
+    "organization with dots": (
+        "organization: alice.eu\n",
+        "spec.yaml:1 organization: 'alice.eu' is not a valid name: use lower case letters, digits, '_' or '-', no dots",
+    ),
+    "organization not a string": ("organization: 7\n", "spec.yaml:1 organization: must be a non-empty string"),
+    "organization with a trailing newline": (
+        "organization: |\n  alice\n",
+        "spec.yaml:1 organization: 'alice\\n' is not a valid name: use lower case letters, digits, '_' or '-', no dots",
+    ),
+    "upper-case service": (
+        "organization: alice\nservices:\n  Petisco: {}\n",
+        "spec.yaml:3 services.Petisco: 'Petisco' is not a valid service name: "
+        "use lower case letters, digits, '_' or '-', no dots",
+    ),
+    "bad subscriber": (
+        PETISCO + "        subscribers:\n          send-mail: {}\n",
+        "spec.yaml:7 services.petisco.events.UserCreated.subscribers.send-mail: "
+        "'send-mail' is not a valid subscriber name: use lower case letters, digits and '_'",
+    ),
+    "non-CamelCase event": (
+        "organization: alice\nservices:\n  petisco:\n    events:\n      user_created: {}\n",
+        "spec.yaml:5 services.petisco.events.user_created: "
+        "'user_created' is not a valid message class name: use CamelCase, e.g. UserCreated",
+    ),
+    "non-CamelCase command": (
+        "organization: alice\nservices:\n  petisco:\n    commands:\n      persistUser: {}\n",
+        "spec.yaml:5 services.petisco.commands.persistUser: "
+        "'persistUser' is not a valid message class name: use CamelCase, e.g. UserCreated",
+    ),
+    "bad store queue name": (
+        "organization: alice\nstore:\n  queue: Store.All\n",
+        "spec.yaml:3 store.queue: 'Store.All' is not a valid queue name: use lower case letters, digits, '_' or '-'",
+    ),
+    "version 0": (
+        PETISCO + "        version: 0\n",
+        "spec.yaml:6 services.petisco.events.UserCreated.version: must be an integer >= 1",
+    ),
+    "version as a string": (
+        PETISCO + '        version: "1"\n',
+        "spec.yaml:6 services.petisco.events.UserCreated.version: must be an integer >= 1",
+    ),
+    "version as a float": (
+        PETISCO + "        version: 1.5\n",
+        "spec.yaml:6 services.petisco.events.UserCreated.version: must be an integer >= 1",
+    ),
+    "version as a boolean": (
+        PETISCO + "        version: true\n",
+        "spec.yaml:6 services.petisco.events.UserCreated.version: must be an integer >= 1",
+    ),
+    "delay_ms 0": (
+        "organization: alice\ndefaults:\n  retry: {delay_ms: 0}\n",
+        "spec.yaml:3 defaults.retry.delay_ms: must be an integer >= 1",
+    ),
+    "delay_ms as a string": (
+        "organization: alice\ndefaults:\n  retry:\n    delay_ms: '5000'\n",
+        "spec.yaml:4 defaults.retry.delay_ms: must be an integer >= 1",
+    ),
+    "negative max_retries override": (
+        SUBSCRIBER + "            retry: {max_retries: -1}\n",
+        "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler.retry.max_retries: "
+        "must be an integer >= 0",
+    ),
+    "unknown queue type": (
+        "organization: alice\ndefaults:\n  queue_type: lazy\n",
+        "spec.yaml:3 defaults.queue_type: must be one of: classic or quorum",
+    ),
+    "unknown subscriber queue type": (
+        SUBSCRIBER + "            queue_type: stream\n",
+        "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler.queue_type: "
+        "must be one of: classic or quorum",
+    ),
+    "services as a list": (
+        "organization: alice\nservices: [petisco]\n",
+        "spec.yaml:2 services: must be a mapping",
+    ),
+    "subscribers as a list": (
+        PETISCO + "        subscribers: [send_mail_handler]\n",
+        "spec.yaml:6 services.petisco.events.UserCreated.subscribers: must be a mapping",
+    ),
+    "empty vhost": ("organization: alice\nvhost: ''\n", "spec.yaml:2 vhost: must be a non-empty string"),
+    "bad handler import path": (
+        SUBSCRIBER + "            handler: examples/rabbitmq/handlers.py\n",
+        "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler.handler: "
+        "must be an import path like 'package.module:function'",
+    ),
+    "handler without a function": (
+        "organization: alice\nstore:\n  handler: examples.rabbitmq.handlers\n",
+        "spec.yaml:3 store.handler: must be an import path like 'package.module:function'",
+    ),
+    "duplicate message names": (
+        "organization: alice\nservices:\n  petisco:\n    events:\n      HttpRequest: {}\n      HTTPRequest: {}\n",
+        "spec.yaml:3 services.petisco: events: HttpRequest and HTTPRequest both map to message name "
+        "'http.request' version 1",
+    ),
+    "duplicate YAML key": (
+        "organization: alice\nservices:\n  petisco: {}\n  petisco: {}\n",
+        "spec.yaml:4 services.petisco: duplicate key (first defined on line 3)",
+    ),
+    "duplicate top-level key": (
+        "organization: alice\norganization: bob\n",
+        "spec.yaml:2 organization: duplicate key (first defined on line 1)",
+    ),
+    "duplicate subscriber": (
+        SUBSCRIBER + "          send_mail_handler: {}\n",
+        "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler: "
+        "duplicate key (first defined on line 7)",
+    ),
+    "YAML syntax error": (
+        "organization: alice\nservices:\n  petisco: [\n",
+        "spec.yaml:4: invalid YAML: expected the node content, but found '<stream end>'",
+    ),
+    "YAML bad indentation": (
+        "organization: alice\n  vhost: /\n",
+        "spec.yaml:2: invalid YAML: mapping values are not allowed here",
+    ),
+    "YAML tab": (
+        "organization: alice\nservices:\n\tpetisco: {}\n",
+        "spec.yaml:3: invalid YAML: found character '\\t' that cannot start any token",
+    ),
+    "YAML unhashable key": ("organization: alice\n? [a, b]\n: 1\n", "spec.yaml:2: invalid YAML: found unhashable key"),
+    "empty file": ("", "spec.yaml:1: the spec is empty"),
+    "comments only": ("# nothing yet\n", "spec.yaml:1: the spec is empty"),
+    "a list document": (
+        "- organization: alice\n",
+        "spec.yaml:1: the spec must be a mapping (organization, services, ...)",
+    ),
+    "a scalar document": ("alice\n", "spec.yaml:1: the spec must be a mapping (organization, services, ...)"),
+    "jinja undefined variable": (
+        "organization: alice\n\nvhost: '{{ env_name }}'\n",
+        "spec.yaml:3: 'env_name' is undefined (pass it with --var KEY=VALUE or --var-file)",
+    ),
+    "jinja undefined environment variable": (
+        "organization: alice\nvhost: '{{ env.RABBITFORM_TEST_SURELY_UNSET }}'\n",
+        "spec.yaml:2: 'dict object' has no attribute 'RABBITFORM_TEST_SURELY_UNSET' "
+        "(pass it with --var KEY=VALUE or --var-file)",
+    ),
+    "jinja syntax error": (
+        "organization: alice\nvhost: {{ env_name\n",
+        "spec.yaml:2: template syntax error: unexpected end of template, expected 'end of print statement'.",
+    ),
+    "jinja unclosed block": (
+        "organization: alice\n{% if prod %}\nvhost: prod\n",
+        "spec.yaml:2: template syntax error: Unexpected end of template. Jinja was looking for the following tags: "
+        "'elif' or 'else' or 'endif'. The innermost block that needs to be closed is 'if'.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_every_error_is_one_line_naming_file_line_and_field(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, expected = ERRORS[case]
+    assert spec_error(text, tmp_path, monkeypatch, capsys) == expected
+
+
+def test_spec_error_fields() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(PETISCO + "        version: 0\n", "specs/alice.yaml")
+    error = caught.value
+    assert (error.file, error.line, error.field) == (
+        "specs/alice.yaml",
+        6,
+        "services.petisco.events.UserCreated.version",
+    )
+    assert error.message == "must be an integer >= 1"
+
+
+def test_missing_spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("validate", "nope.yaml", capsys=capsys)
+    assert (status, out, err) == (1, "", "error: nope.yaml: cannot read the spec: No such file or directory\n")
+
+
+def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(PETISCO + "        version: 0\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "topology.cli", "validate", "spec.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == "error: spec.yaml:6 services.petisco.events.UserCreated.version: must be an integer >= 1\n"
+
+
+# ---------------------------------------------------------------- variables
+
+TEMPLATE = """\
+organization: alice
+vhost: '{{ env_name }}'
+defaults:
+  retry: {delay_ms: {{ delay_ms | default(5000) }}}
+"""
+
+
+def test_var_renders_the_template(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(TEMPLATE, encoding="utf-8")
+    spec = load_spec(path, load_variables(["env_name=staging", "delay_ms=250"], []))
+    assert spec.vhost == "staging"
+    assert spec.defaults.retry.delay_ms == 250  # rendered text, parsed as YAML: an integer
+
+
+def test_var_file_and_var_override(tmp_path: Path) -> None:
+    variables = tmp_path / "prod.yaml"
+    variables.write_text("env_name: prod\ndelay_ms: 10000\n", encoding="utf-8")
+    assert load_variables([], [str(variables)]) == {"env_name": "prod", "delay_ms": 10000}
+    assert load_variables(["env_name=canary"], [str(variables)]) == {"env_name": "canary", "delay_ms": 10000}
+    assert load_variables(["expr=a=b"], []) == {"expr": "a=b"}
+
+
+def test_environment_variables_are_available_as_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITFORM_TEST_VHOST", "from-env")
+    spec = parse_spec("organization: alice\nvhost: '{{ env.RABBITFORM_TEST_VHOST }}'\n")
+    assert spec.vhost == "from-env"
+
+
+def test_cli_var_and_var_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "vars.yaml").write_text("env_name: prod\n", encoding="utf-8")
+    status, out, _ = run_cli("validate", "spec.yaml", "--var", "env_name=dev", capsys=capsys)
+    assert status == 0
+    assert "vhost 'dev'" in out
+    status, out, _ = run_cli("validate", "spec.yaml", "--var-file", "vars.yaml", capsys=capsys)
+    assert status == 0
+    assert "vhost 'prod'" in out
+    status, out, _ = run_cli("export", "spec.yaml", "--var-file", "vars.yaml", "--var", "env_name=qa", capsys=capsys)
+    assert status == 0
+    assert '"name": "qa"' in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--var", "env_name"], "error: --var: expected KEY=VALUE, got 'env_name'\n"),
+        (["--var", "=x"], "error: --var: expected KEY=VALUE, got '=x'\n"),
+        (
+            ["--var-file", "missing.yaml"],
+            "error: missing.yaml: cannot read the variables file: No such file or directory\n",
+        ),
+        (["--var-file", "list.yaml"], "error: list.yaml: a variables file must be a mapping of names to values\n"),
+        (
+            ["--var-file", "broken.yaml"],
+            "error: broken.yaml:2: invalid YAML: expected the node content, but found '<stream end>'\n",
+        ),
+    ],
+)
+def test_bad_variables(
+    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "list.yaml").write_text("- a\n", encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text("a: [\n", encoding="utf-8")
+    status, out, err = run_cli("validate", "spec.yaml", *argv, capsys=capsys)
+    assert (status, out) == (1, "")
+    assert err.startswith(expected)
+    assert err.count("\n") == 1
+
+
+def test_undefined_variable_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = "spec.yaml:2: 'env_name' is undefined (pass it with --var KEY=VALUE or --var-file)"
+    assert spec_error(TEMPLATE, tmp_path, monkeypatch, capsys) == expected
