@@ -109,6 +109,19 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.changes)
 
+    def creates_only(self) -> Plan:
+        """The additive part of the plan: creations only, never a delete or a replace.
+
+        For callers that must not remove anything (a service starting up): the safety rules
+        only concern queues that are deleted or replaced, so none of their findings remain.
+        """
+        return replace(
+            self,
+            changes=tuple(c for c in self.changes if c.action == "create"),
+            warnings=(),
+            errors=(),
+        )
+
     def with_checks(self, warnings: Iterable[str], errors: Iterable[str]) -> Plan:
         return replace(self, warnings=tuple(warnings), errors=tuple(errors))
 

@@ -9,6 +9,7 @@ never touched, never deleted, and not shown as a change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from topology import naming
@@ -31,13 +32,13 @@ class Scope:
             store_queues=naming.store_queues(store.queue) if store else (),
         )
 
-    @property
+    @cached_property  # computed once: planning asks for every binding of a vhost
     def exchanges(self) -> frozenset[str]:
         return frozenset(
             name for service in self.services for name in naming.service_exchanges(self.organization, service)
         )
 
-    @property
+    @cached_property
     def queue_prefixes(self) -> tuple[str, ...]:
         return tuple(
             prefix for service in self.services for prefix in naming.owned_queue_prefixes(self.organization, service)

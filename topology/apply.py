@@ -1,0 +1,216 @@
+"""Carry out a plan on the broker.
+
+`schedule` (pure) turns a plan into ordered steps: vhost, then deletions in reverse order
+(bindings, queues, exchanges), then creations (exchanges, queues, bindings) in bulk through
+`POST /api/definitions/{vhost}`. A replace is its deletion plus its creation, and the
+bindings of a replaced queue are recreated with it. `execute` runs the steps: deleting
+something already gone counts as done, so an interrupted apply is finished by running again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from topology.definitions import CLASSIC, binding_from_definition
+from topology.errors import RabbitformError
+from topology.management import ManagementClient, RequestRejected
+from topology.model import Binding, freeze_arguments
+from topology.plan import Change, Plan
+from topology.snapshot import default_queue_type, read_vhost
+
+Progress = Callable[[int, int], None]
+"""Called with (steps done, steps in total) as the apply advances."""
+
+CHUNK_SIZE = 5000  # objects per definitions import: bounded request bodies, visible progress
+SECTIONS = ("exchanges", "queues", "bindings")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What `execute` does, in order."""
+
+    vhost: str
+    create_vhost: bool = False
+    delete_bindings: tuple[Binding, ...] = ()
+    delete_queues: tuple[str, ...] = ()
+    delete_exchanges: tuple[str, ...] = ()
+    create: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
+
+    @property
+    def steps(self) -> int:
+        return (
+            int(self.create_vhost)
+            + len(self.delete_bindings)
+            + len(self.delete_queues)
+            + len(self.delete_exchanges)
+            + sum(len(items) for items in self.create.values())
+        )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    added: int = 0
+    replaced: int = 0
+    destroyed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def summary_line(self) -> str:
+        return (
+            f"Apply complete: {self.added} added, {self.replaced} replaced, "
+            f"{self.destroyed} destroyed in {self.seconds:.1f} s"
+        )
+
+
+class ApplyError(RabbitformError):
+    """A step of the apply failed; what was done so far stays done (rerun to finish)."""
+
+
+def schedule(plan: Plan) -> Schedule:
+    """Order a plan's changes into steps (pure)."""
+    removed = [c for c in plan.changes if c.action in ("delete", "replace")]
+    added = [c for c in plan.changes if c.action in ("create", "replace")]
+    gone_queues = {c.name for c in removed if c.kind == "queue"}
+    gone_exchanges = {c.name for c in removed if c.kind == "exchange"}
+
+    def vanishes_with_an_end(binding: Binding) -> bool:
+        """Deleting a queue or exchange deletes its bindings: no call needed for those."""
+        if binding.source in gone_exchanges:
+            return True
+        ends = gone_queues if binding.destination_type == "queue" else gone_exchanges
+        return binding.destination in ends
+
+    delete_bindings = [
+        b
+        for b in (binding_from_definition(c.before) for c in removed if c.kind == "binding" and c.before)
+        if not vanishes_with_an_end(b)
+    ]
+    create: dict[str, list[dict[str, Any]]] = {section: [] for section in SECTIONS}
+    for change in added:
+        if change.kind != "vhost" and change.after is not None:
+            create[change.kind + "s"].append(dict(change.after))
+    return Schedule(
+        vhost=plan.vhost,
+        create_vhost=any(c.kind == "vhost" and c.action == "create" for c in plan.changes),
+        delete_bindings=tuple(delete_bindings),
+        delete_queues=tuple(c.name for c in removed if c.kind == "queue"),
+        delete_exchanges=tuple(c.name for c in removed if c.kind == "exchange"),
+        create=create,
+    )
+
+
+def execute(
+    plan: Plan,
+    client: ManagementClient,
+    *,
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> ApplyResult:
+    """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`."""
+    started = time.monotonic()
+    steps = schedule(plan)
+    total = steps.steps
+    done = 0
+
+    def advance(count: int = 1) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    vhost = plan.vhost
+    queue_type = CLASSIC
+    if steps.create_vhost:
+        create_vhost(client, vhost)
+        advance()
+    else:
+        queue_type = default_queue_type(read_vhost(client, vhost))
+    for binding in steps.delete_bindings:
+        delete_binding(client, vhost, binding)
+        advance()
+    for name in steps.delete_queues:
+        delete_queue(client, vhost, name, if_empty=not plan.allow_data_loss)
+        advance()
+    for name in steps.delete_exchanges:
+        client.delete("exchanges", vhost, name)
+        advance()
+    for chunk in chunks(steps.create, chunk_size, queue_type):
+        try:
+            client.post("definitions", vhost, body=chunk)
+        except RequestRejected as exc:
+            raise ApplyError(
+                f"the broker refused to create objects on vhost {vhost!r}: {exc.reason}; "
+                "nothing else was changed after this step: fix the cause and run apply again"
+            ) from None
+        advance(sum(len(items) for items in chunk.values()))
+    summary = plan.summary
+    return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started)
+
+
+def chunks(
+    create: dict[str, list[dict[str, Any]]], size: int, queue_type: str = CLASSIC
+) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Definitions documents of at most `size` objects, exchanges before queues before bindings.
+
+    A queue without `x-queue-type` takes the vhost's default type: when that default is not
+    classic, classic queues say so explicitly.
+    """
+    chunk: dict[str, list[dict[str, Any]]] = {}
+    count = 0
+    for section in SECTIONS:
+        for item in create.get(section, []):
+            if section == "queues":
+                item = wire_queue(item, queue_type)
+            chunk.setdefault(section, []).append(item)
+            count += 1
+            if count >= size:
+                yield chunk
+                chunk, count = {}, 0
+    if chunk:
+        yield chunk
+
+
+def wire_queue(item: dict[str, Any], vhost_default_type: str) -> dict[str, Any]:
+    arguments = dict(item.get("arguments") or {})
+    if vhost_default_type != CLASSIC and "x-queue-type" not in arguments:
+        arguments["x-queue-type"] = CLASSIC
+    return {**item, "durable": item.get("durable", True), "arguments": arguments}
+
+
+def create_vhost(client: ManagementClient, vhost: str) -> None:
+    """Create the vhost and give the connecting user full permissions on it."""
+    client.put("vhosts", vhost)
+    client.put("permissions", vhost, client.user, body={"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def delete_queue(client: ManagementClient, vhost: str, name: str, *, if_empty: bool) -> None:
+    params = {"if-empty": "true"} if if_empty else None
+    try:
+        client.delete("queues", vhost, name, params=params)
+    except RequestRejected as exc:
+        if exc.status == 400 and if_empty:
+            raise ApplyError(
+                f"queue {name} on vhost {vhost!r} is not empty ({exc.reason}): refusing to delete it and lose its "
+                "messages; drain it, or plan again with --allow-data-loss"
+            ) from None
+        raise
+
+
+def delete_binding(client: ManagementClient, vhost: str, binding: Binding) -> None:
+    """Bindings have no name: find this one's `properties_key` among the bindings of its pair."""
+    kind = "q" if binding.destination_type == "queue" else "e"
+    listed = client.get("bindings", vhost, "e", binding.source, kind, binding.destination, missing_ok=True) or []
+    wanted = freeze_arguments(binding.arguments)
+    for item in listed:
+        if item.get("routing_key") == binding.routing_key and freeze_arguments(item.get("arguments")) == wanted:
+            client.delete("bindings", vhost, "e", binding.source, kind, binding.destination, item["properties_key"])
+
+
+def describe(changes: list[Change], limit: int = 5) -> str:
+    """A short list of changes for error messages."""
+    shown = ", ".join(f"{c.action} {c.kind} {c.name}" for c in changes[:limit])
+    more = len(changes) - limit
+    return shown + (f" and {more} more" if more > 0 else "")

@@ -1,0 +1,130 @@
+"""Plan and apply against a live broker: the library API behind `rabbitform plan` / `apply`.
+
+The runtime calls these too (`plan_live(...).creates_only()` then `apply_plan`), so the
+names and signatures are stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from topology.apply import ApplyError, ApplyResult, Progress, describe, execute
+from topology.compile import compile_spec
+from topology.diff import at_risk_queues, compute_plan, state_fingerprint
+from topology.errors import RabbitformError
+from topology.management import ManagementClient
+from topology.plan import Plan
+from topology.scope import Scope
+from topology.snapshot import Snapshot, read_queue_stats, read_snapshot
+from topology.spec import Spec
+from topology.verify import unconverged
+
+__all__ = [
+    "ApplyResult",
+    "NotConvergedError",
+    "StalePlanError",
+    "apply_plan",
+    "apply_saved_plan",
+    "check_fresh",
+    "converge",
+    "plan_live",
+]
+
+
+class StalePlanError(RabbitformError):
+    """The broker changed since the saved plan was made."""
+
+
+class NotConvergedError(ApplyError):
+    """The broker does not show what was applied."""
+
+
+def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+    """The plan that converges the broker's vhost to the spec.
+
+    One definitions read; queue counters only for the queues the plan would delete or
+    replace (a plan with nothing at risk reads no counters at all).
+    """
+    desired = compile_spec(spec)
+    scope = Scope.of_spec(spec)
+    snapshot = read_snapshot(client, spec.vhost)
+    plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
+    at_risk = at_risk_queues(list(plan.changes))
+    if at_risk:
+        stats = read_queue_stats(client, spec.vhost, at_risk)
+        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
+    return replace(plan, management_url=client.display_url)
+
+
+def live_fingerprint(plan: Plan, client: ManagementClient, snapshot: Snapshot | None = None) -> str:
+    """The fingerprint of the broker's current state, computed the way `plan` computed the plan's."""
+    if plan.scope is None:
+        raise RabbitformError("the saved plan has no scope: it cannot be checked against the broker")
+    snapshot = snapshot or read_snapshot(client, plan.vhost)
+    at_risk = at_risk_queues(list(plan.changes))
+    stats = read_queue_stats(client, plan.vhost, at_risk) if snapshot.exists and at_risk else {}
+    return state_fingerprint(snapshot.topology, plan.scope, stats, at_risk)
+
+
+def check_fresh(plan: Plan, client: ManagementClient, source: str = "the saved plan") -> None:
+    """Refuse a plan made from a broker state that no longer holds."""
+    if not plan.fingerprint:
+        raise StalePlanError(f"{source} has no fingerprint: it cannot be checked against the broker; plan again")
+    if live_fingerprint(plan, client) != plan.fingerprint:
+        raise StalePlanError(
+            f"{source} is stale: the objects it manages on vhost {plan.vhost!r} at {client.display_url} "
+            "changed since it was made; run `rabbitform plan --out` again and review the new plan"
+        )
+
+
+def apply_plan(
+    plan: Plan,
+    client: ManagementClient,
+    *,
+    progress: Progress | None = None,
+    chunk_size: int | None = None,
+    verify: bool = True,
+) -> ApplyResult:
+    """Apply exactly `plan`'s changes, then re-read the broker and check each one landed
+    (`verify=False` leaves that to the caller, e.g. `converge`, which plans again instead)."""
+    if plan.errors:
+        raise ApplyError("refusing to apply a plan with errors: " + "; ".join(plan.errors))
+    if not plan.changes:
+        return ApplyResult()
+    options = {} if chunk_size is None else {"chunk_size": chunk_size}
+    result = execute(plan, client, progress=progress, **options)
+    if not verify:
+        return result
+    missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
+    if missing:
+        raise NotConvergedError(
+            f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "
+            "still differ from the plan after applying it; check the broker's logs and policies, then run apply again"
+        )
+    return result
+
+
+def apply_saved_plan(plan: Plan, client: ManagementClient, *, progress: Progress | None = None) -> ApplyResult:
+    """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
+    check_fresh(plan, client)
+    return apply_plan(plan, client, progress=progress)
+
+
+def converge(
+    spec: Spec,
+    client: ManagementClient,
+    plan: Plan | None = None,
+    *,
+    allow_data_loss: bool = False,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
+    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss)
+    result = apply_plan(plan, client, progress=progress, verify=False)
+    left = plan_live(spec, client, allow_data_loss=True)
+    if left.changes:
+        raise NotConvergedError(
+            f"the apply did not converge on vhost {spec.vhost!r}: planning again still shows "
+            f"{describe(list(left.changes))}; check for other tools changing these objects, then run apply again"
+        )
+    return result

@@ -1,0 +1,45 @@
+"""Did an apply take effect? Compare each applied change's intended end state with a fresh read.
+
+Pure: a plan and the topology read after applying it in, the changes that did not land out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from topology.definitions import binding_from_definition, exchange_from_definition, queue_from_definition
+from topology.model import Exchange, Queue, Topology, freeze_arguments
+from topology.plan import Change, Plan
+
+
+def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
+    """The plan's changes whose end state the broker does not show."""
+    if actual is None:
+        return list(plan.changes)
+    exchanges = {e.name: e for e in actual.exchanges}
+    queues = {q.name: q for q in actual.queues}
+    bindings = {b.key for b in actual.bindings}
+    missing: list[Change] = []
+    for change in plan.changes:
+        if change.kind == "vhost":
+            continue
+        wanted = change.after if change.action != "delete" else None
+        if change.kind == "exchange":
+            ok = _matches(exchanges.get(change.name), exchange_from_definition(wanted) if wanted else None)
+        elif change.kind == "queue":
+            ok = _matches(queues.get(change.name), queue_from_definition(wanted) if wanted else None)
+        else:
+            definition = wanted or change.before or {}
+            present = binding_from_definition(definition).key in bindings
+            ok = present if wanted else not present
+        if not ok:
+            missing.append(change)
+    return missing
+
+
+def _matches(current: Exchange | Queue | None, wanted: Exchange | Queue | None) -> bool:
+    """Equal objects, with argument types compared exactly (5000 is not "5000")."""
+    if current is None or wanted is None:
+        return current is wanted
+    same_arguments = freeze_arguments(current.arguments) == freeze_arguments(wanted.arguments)
+    return same_arguments and replace(current, arguments={}) == replace(wanted, arguments={})
