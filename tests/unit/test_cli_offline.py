@@ -134,7 +134,7 @@ def test_plan_state_with_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert status == 0
     lines = out.splitlines()
     assert f"   - queue {old}" in lines
-    assert f'-/+ queue {RETRY_Q}  (arguments.x-message-ttl: "5000" -> 5000 forces replacement)' in lines
+    assert f' -/+ queue {RETRY_Q}  (arguments.x-message-ttl: "5000" -> 5000 forces replacement)' in lines
     assert (
         f" -/+ binding retry.alice.petisco -> {RETRY_Q} [{RETRY_Q}]  (recreated with replaced queue {RETRY_Q})" in lines
     )
