@@ -18,6 +18,7 @@ from topology.diff import compute_plan
 from topology.errors import RabbitformError
 from topology.loader import load_spec, load_variables
 from topology.plan import Plan
+from topology.render_markdown import render_markdown
 from topology.render_text import render_text
 from topology.scope import Scope
 from topology.spec import Spec
@@ -178,6 +179,9 @@ def _register_plan(commands: Any) -> None:
         "--state", metavar="DEFINITIONS.json", help="plan against a RabbitMQ definitions file, no network"
     )
     parser.add_argument("--vhost", help="override the spec's vhost")
+    from topology.cli_live import add_connection_arguments  # lazily: cli_live builds on this module
+
+    add_connection_arguments(parser)
     add_plan_output_arguments(parser)
     parser.set_defaults(handler=cmd_plan)
 
@@ -191,7 +195,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif args.state:
         plan = offline_plan(spec, read_state(args.state), args.allow_data_loss)
     else:
-        raise RabbitformError("live plan is not available yet: use --offline or --state FILE")
+        from topology.cli_live import live_plan
+
+        plan = live_plan(spec, args)
     plan = _with_source(plan, args.spec)
     return report_plan(plan, args)
 
@@ -248,10 +254,21 @@ def _render_json(plan: Plan, color: bool) -> str:
     return plan.to_json()
 
 
-PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {"text": render_text, "json": _render_json}
+PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {
+    "text": render_text,
+    "json": _render_json,
+    "markdown": render_markdown,
+}
 PLAN_FORMATS = sorted(PLAN_RENDERERS)
 
-COMMANDS: list[Callable[[Any], None]] = [_register_validate, _register_export, _register_plan]
+
+def _register_apply(commands: Any) -> None:
+    from topology.cli_live import register_apply  # lazily: cli_live builds on this module
+
+    register_apply(commands)
+
+
+COMMANDS: list[Callable[[Any], None]] = [_register_validate, _register_export, _register_plan, _register_apply]
 
 
 if __name__ == "__main__":  # pragma: no cover
