@@ -437,3 +437,32 @@ def test_undefined_variable_through_the_cli(
 ) -> None:
     expected = "spec.yaml:2: 'env_name' is undefined (pass it with --var KEY=VALUE or --var-file)"
     assert spec_error(TEMPLATE, tmp_path, monkeypatch, capsys) == expected
+
+
+MULTI = ROOT / "specs" / "examples" / "multi-service.yaml"
+
+
+def test_multi_service_example_validates_with_var(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_cli("validate", str(MULTI), "--var", "env_name=staging", capsys=capsys)
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{MULTI}: valid: organization 'alice', vhost 'alice-staging', 2 service(s), 6 subscriber(s), "
+        "store queue 'store': 6 exchanges, 21 queues, 32 bindings\n"
+    )
+    spec = load_spec(MULTI, {"env_name": "prod", "retry_delay_ms": "2000"})
+    assert spec.vhost == "alice-prod"
+    subscribers = {s.name: s for s in spec.subscribers()}
+    assert (
+        subscribers["update_mailing_list_handler"].retry.delay_ms,
+        subscribers["update_mailing_list_handler"].retry.max_retries,
+    ) == (2000, 10)
+    assert subscribers["grant_access_handler"].queue_type == "quorum"
+    assert subscribers["grant_access_handler"].retry.delay_ms == 1000
+    assert subscribers["deactivate_user_handler"].kind == "command"
+    assert subscribers["update_mailing_list_handler"].routing_key == "alice.accounts.2.event.user.email.changed"
+
+
+def test_multi_service_example_needs_env_name(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_cli("validate", str(MULTI), capsys=capsys)
+    assert (status, out) == (1, "")
+    assert err == f"error: {MULTI}:5: 'env_name' is undefined (pass it with --var KEY=VALUE or --var-file)\n"
