@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from functools import lru_cache
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -27,6 +28,19 @@ _WIRE_TYPE: dict[str, WireType] = {"event": "domain_event", "command": "command"
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@lru_cache(maxsize=4096)
+def _message_name(class_name: str) -> str:
+    return naming.message_name(class_name)  # computed once per class: publishing is a hot path
+
+
+class Envelope(NamedTuple):
+    id: str
+    occurred_on: datetime
+    meta: dict[str, Any]
+    name: str
+    version: int
 
 
 class InfoId(BaseModel):
@@ -60,7 +74,7 @@ class Message(BaseModel):
     @classmethod
     def message_name(cls) -> str:
         """`UserCreated` -> `user.created`."""
-        return naming.message_name(cls.__name__)
+        return _message_name(cls.__name__)
 
     @property
     def id(self) -> str:
@@ -101,6 +115,20 @@ class Message(BaseModel):
 
     def routing_key(self, organization: str, service: str) -> str:
         return naming.routing_key(organization, service, self.message_version, self.message_kind, self.message_type)
+
+    def envelope(self) -> Envelope:
+        """Id, time, meta, name and version in one read of the private state (encoding is a
+        hot path; each private attribute read through pydantic costs a `__getattr__`)."""
+        private = self.__pydantic_private__ or {}
+        name = private.get("_name") or self.message_name()
+        version = private.get("_version")
+        return Envelope(
+            private["_id"],
+            private["_occurred_on"],
+            private["_meta"],
+            name,
+            self.version if version is None else version,
+        )
 
     @classmethod
     def wire_type(cls) -> WireType:

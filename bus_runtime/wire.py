@@ -15,12 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bus_runtime.message import Command, Event, Message
+from bus_runtime.message import Command, Envelope, Event, Message
+from topology import naming
 
 CONTENT_TYPE = "application/json"
 # petisco writes and parses this exact format (UTC, no offset); we read ISO 8601 too.
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _EVENT_WIRE_TYPES = {"domain_event", "event", "message"}
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -41,28 +43,30 @@ class PoisonMessage(Exception):
     """A delivery that no retry can fix: unparsable, or not the type the queue expects."""
 
 
-def encode_body(message: Message) -> bytes:
+def encode_body(message: Message, envelope: Envelope | None = None) -> bytes:
+    env = envelope or message.envelope()
     data = {
         "data": {
-            "id": message.id,
-            "type": message.message_type,
+            "id": env.id,
+            "type": env.name,
             "type_message": message.wire_type(),
-            "version": message.message_version,
-            "occurred_on": message.occurred_on.astimezone(timezone.utc).strftime(TIME_FORMAT),
+            "version": env.version,
+            "occurred_on": env.occurred_on.astimezone(timezone.utc).strftime(TIME_FORMAT),
             "attributes": message.attributes,
-            "meta": message.meta,
+            "meta": env.meta,
         }
     }
-    return json.dumps(data, separators=(",", ":")).encode()
+    return _dumps(data).encode()
 
 
 def encode(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> WireMessage:
+    env = message.envelope()
     return WireMessage(
-        body=encode_body(message),
-        message_id=message.id,
-        type=message.message_type,
-        timestamp=int(message.occurred_on.timestamp()),
-        routing_key=message.routing_key(organization, service),
+        body=encode_body(message, env),
+        message_id=env.id,
+        type=env.name,
+        timestamp=int(env.occurred_on.timestamp()),
+        routing_key=naming.routing_key(organization, service, env.version, message.message_kind, env.name),
         headers=dict(headers or {}),
     )
 

@@ -1,0 +1,107 @@
+"""`RabbitMqEventBus` and `RabbitMqCommandBus`: the seed's `bus.publish(event)`, confirmed.
+
+`publish` returns once the broker confirmed every message (persistent, `mandatory`); a list
+is one batch with many messages in flight. See `bus_runtime.publisher` for the guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pika
+
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.message import Command, Event, Message
+from bus_runtime.publisher import ConfirmedPublisher, OnUnroutable, Outgoing
+from bus_runtime.wire import encode
+from topology import naming
+
+
+def outgoing(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> Outgoing:
+    """A message as the publisher sends it: wire body plus AMQP properties."""
+    wire = encode(message, organization, service, headers)
+    properties = pika.BasicProperties(
+        message_id=wire.message_id,
+        type=wire.type,
+        content_type=wire.content_type,
+        timestamp=wire.timestamp,
+        delivery_mode=wire.delivery_mode,
+        app_id=service,
+        headers=dict(wire.headers) or None,
+    )
+    return Outgoing(
+        naming.exchange(organization, service),
+        wire.routing_key,
+        wire.body,
+        properties,
+        f"{wire.type} {wire.message_id}",
+    )
+
+
+class _MessageBus:
+    kind: ClassVar[type[Message]] = Message
+
+    def __init__(
+        self,
+        connector: RabbitMqConnector | None,
+        organization: str,
+        service: str,
+        on_unroutable: OnUnroutable = "log",
+        timeout: float = 30.0,
+        window: int = 2000,
+    ) -> None:
+        if not naming.ORGANIZATION_PATTERN.match(organization) or not naming.SERVICE_PATTERN.match(service):
+            raise ValueError(
+                f"invalid organization/service {organization!r}/{service!r}: lower case, digits, '_' or '-'"
+            )
+        self.connector = connector or RabbitMqConnector()
+        self.organization = organization
+        self.service = service
+        self._publisher = ConfirmedPublisher(
+            self.connector,
+            purpose=f"{type(self).__name__}-{organization}.{service}",
+            window=window,
+            timeout=timeout,
+            on_unroutable=on_unroutable,
+        )
+
+    @property
+    def unroutable_count(self) -> int:
+        """How many published messages the broker returned as unroutable so far."""
+        return self._publisher.unroutable_count
+
+    def publish(self, messages: Message | Sequence[Message], headers: Mapping[str, Any] | None = None) -> list[Message]:
+        """Publish one message or a batch; returns the ones returned as unroutable.
+
+        `headers` (e.g. `traceparent`) travel with the messages, through retries too.
+        Raises `PublishError` naming the messages the broker did not confirm.
+        """
+        batch = [messages] if isinstance(messages, Message) else list(messages)
+        for message in batch:
+            if not isinstance(message, self.kind):
+                raise TypeError(f"{type(self).__name__} publishes {self.kind.__name__}s, not {type(message).__name__}")
+        items = [outgoing(message, self.organization, self.service, headers) for message in batch]
+        returned = {id(item) for item in self._publisher.publish(items)}
+        return [message for message, item in zip(batch, items, strict=True) if id(item) in returned]
+
+    def close(self) -> None:
+        self._publisher.close()
+
+    def __enter__(self) -> _MessageBus:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class RabbitMqEventBus(_MessageBus):
+    """Publishes domain events to the service's exchange `<organization>.<service>`."""
+
+    kind = Event
+
+
+class RabbitMqCommandBus(_MessageBus):
+    """Publishes commands (routing key `<org>.<service>.<version>.command.<name>`)."""
+
+    kind = Command

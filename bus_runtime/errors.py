@@ -1,0 +1,51 @@
+"""Runtime errors. Each says what happened and names what it concerns (events, queues)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from topology.errors import RabbitformError
+
+
+class BusError(RabbitformError):
+    """A runtime failure the service can act on."""
+
+
+class BrokerUnavailable(BusError):
+    """The broker could not be reached (or refused the credentials)."""
+
+
+class PublishError(BusError):
+    """Some messages were not confirmed by the broker: they may not have been published."""
+
+    def __init__(self, reason: str, unconfirmed: Sequence[str]) -> None:
+        self.reason = reason
+        self.unconfirmed = list(unconfirmed)
+        shown = ", ".join(self.unconfirmed[:10])
+        more = f" and {len(self.unconfirmed) - 10} more" if len(self.unconfirmed) > 10 else ""
+        super().__init__(f"{reason}: {len(self.unconfirmed)} message(s) not confirmed: {shown}{more}")
+
+
+class UnroutableError(BusError):
+    """The broker returned messages that no queue is bound for (they were not delivered)."""
+
+    def __init__(self, unroutable: Sequence[str]) -> None:
+        self.unroutable = list(unroutable)
+        shown = ", ".join(self.unroutable[:10])
+        more = f" and {len(self.unroutable) - 10} more" if len(self.unroutable) > 10 else ""
+        super().__init__(
+            f"{len(self.unroutable)} message(s) unroutable (no queue bound for their routing key): {shown}{more}; "
+            "check the topology with `rabbitform plan`"
+        )
+
+
+class TopologyMissing(BusError):
+    """The queues a consumer needs do not exist on the broker."""
+
+    def __init__(self, vhost: str, queues: Sequence[str]) -> None:
+        self.queues = list(queues)
+        super().__init__(
+            f"{len(self.queues)} queue(s) missing in vhost {vhost!r}: {', '.join(self.queues)}; "
+            "create the topology first (`rabbitform plan SPEC` then `rabbitform apply SPEC`, "
+            "or RabbitMqEventConfigurer.configure_subscribers)"
+        )

@@ -1,0 +1,83 @@
+"""One pika I/O loop in one thread: the only thread that touches its connections and channels.
+
+pika is not thread-safe. Other threads never call pika; they hand work to the loop with
+`call()` (`add_callback_threadsafe`). The loop outlives connections, so a reconnect is just a
+new `SelectConnection` on the same loop and callers never see a stale handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pika
+from pika.adapters.select_connection import IOLoop
+
+from bus_runtime.connector import RabbitMqConnector
+
+log = logging.getLogger("bus_runtime")
+
+
+class IoThread:
+    def __init__(self, name: str) -> None:
+        self.ioloop = IOLoop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the I/O thread (safe from any thread)."""
+        self.ioloop.add_callback_threadsafe(partial(fn, *args) if args else fn)
+
+    def in_loop(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._started:
+            return
+        if self._thread.is_alive():
+            self.call(self.ioloop.stop)
+            if not self.in_loop():
+                self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self.ioloop.start()
+        except Exception:  # pragma: no cover - a bug in a callback; logged, the thread ends
+            log.exception("bus_runtime I/O loop failed")
+        finally:
+            self.ioloop.close()
+
+
+def open_connection(
+    io: IoThread,
+    connector: RabbitMqConnector,
+    purpose: str,
+    on_open: Callable[[pika.SelectConnection], None],
+    on_open_error: Callable[[pika.SelectConnection, BaseException], None],
+    on_close: Callable[[pika.SelectConnection, BaseException], None],
+) -> pika.SelectConnection:
+    """A new connection on `io`'s loop (call on the I/O thread)."""
+    return pika.SelectConnection(
+        parameters=connector.parameters(purpose),
+        on_open_callback=on_open,
+        on_open_error_callback=on_open_error,
+        on_close_callback=on_close,
+        custom_ioloop=io.ioloop,
+    )
+
+
+def backoff(attempt: int, first: float = 0.1, cap: float = 5.0) -> float:
+    """Reconnect delay: doubles from `first` up to `cap` seconds."""
+    return min(cap, first * (2 ** max(0, attempt - 1)))
