@@ -1,0 +1,183 @@
+"""Buses and a consumer on the in-memory broker, with the publish and consume API of the
+RabbitMQ ones. The consumer runs `dispatch.handle_delivery`, the code the RabbitMQ consumer
+runs, and carries out its `Decision` the same way: republish, then ack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, Literal
+
+from bus_runtime import retry
+from bus_runtime.dispatch import handle_delivery
+from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
+from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
+from bus_runtime.message import Command, Event, Message
+from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.wire import encode
+from topology import naming
+
+OnUnroutable = Literal["log", "raise"]
+_log = logging.getLogger("bus_runtime.memory")
+
+
+class UnroutableMessageError(Exception):
+    """Published messages matched no binding: no queue will ever see them."""
+
+    def __init__(self, unroutable: Sequence[str]) -> None:
+        self.unroutable = list(unroutable)
+        super().__init__(
+            f"{len(self.unroutable)} message(s) unroutable (no queue bound for their routing key): "
+            f"{', '.join(self.unroutable)}; check the topology with `rabbitform plan`"
+        )
+
+
+class _InMemoryBus:
+    kind: ClassVar[type[Message]] = Message
+
+    def __init__(
+        self, broker: InMemoryBroker, organization: str, service: str, on_unroutable: OnUnroutable = "log"
+    ) -> None:
+        self.broker = broker
+        self.organization = organization
+        self.service = service
+        self.exchange = naming.exchange(organization, service)
+        self.on_unroutable = on_unroutable
+        self.published_count = 0
+        self.unroutable_count = 0
+
+    def publish(self, messages: Message | Sequence[Message], headers: Mapping[str, Any] | None = None) -> list[Message]:
+        """Publish one message or a batch to the service's exchange; returns the unroutable ones
+        (logged and counted; raised as `UnroutableMessageError` with `on_unroutable="raise"`)."""
+        batch = [messages] if isinstance(messages, Message) else list(messages)
+        for message in batch:
+            if not isinstance(message, self.kind):
+                raise TypeError(f"{type(self).__name__} publishes {self.kind.__name__}s, not {type(message).__name__}")
+        lost: list[tuple[Message, str]] = []
+        for message in batch:
+            wire = encode(message, self.organization, self.service, headers)
+            properties = replace(Properties.of(wire), app_id=self.service)
+            queues = self.broker.publish(self.exchange, wire.routing_key, wire.body, wire.headers, properties)
+            self.published_count += 1
+            if not queues:
+                lost.append((message, f"{wire.type} {wire.message_id}"))
+        if lost:
+            self.unroutable_count += len(lost)
+            labels = [label for _, label in lost]
+            _log.warning("%d message(s) unroutable on %s: %s", len(lost), self.exchange, ", ".join(labels))
+            if self.on_unroutable == "raise":
+                raise UnroutableMessageError(labels)
+        return [message for message, _ in lost]
+
+
+class InMemoryEventBus(_InMemoryBus):
+    kind: ClassVar[type[Message]] = Event
+
+
+class InMemoryCommandBus(_InMemoryBus):
+    kind: ClassVar[type[Message]] = Command
+
+    def dispatch(self, command: Command | Sequence[Command]) -> list[Message]:
+        """petisco's name for publishing a command."""
+        return self.publish(command)
+
+
+class _QueueListener:
+    """One subscription attached to its queue."""
+
+    def __init__(self, consumer: InMemoryConsumer, subscription: Subscription) -> None:
+        self.consumer = consumer
+        self.subscription = subscription
+
+    @property
+    def active(self) -> bool:
+        return self.consumer.running
+
+    def on_delivery(self, tag: int, queue: str, message: QueuedMessage) -> None:
+        self.consumer.handle(tag, self.subscription, message)
+
+
+class InMemoryConsumer:
+    """`RabbitMqEventConsumer`'s API on the in-memory broker: `consume(subscribers)`, `start()`, `stop()`.
+
+    Deliveries happen when the broker runs (`run_until_idle`, `advance`), not in a thread.
+    """
+
+    def __init__(self, broker: InMemoryBroker, organization: str, service: str, max_retries: int = 5) -> None:
+        self.broker = broker
+        self.organization = organization
+        self.service = service
+        self.max_retries = max_retries
+        self.running = False
+        self._listeners: list[_QueueListener] = []
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return [listener.subscription for listener in self._listeners]
+
+    def consume(self, subscribers: Iterable[EventSubscriber]) -> None:
+        """One queue per handler, named as the topology names it."""
+        self.add_subscriptions(subscriptions(self.organization, self.service, subscribers, self.max_retries))
+
+    def consume_store(
+        self, handler: Handler, queue: str = naming.DEFAULT_STORE_QUEUE, max_retries: int | None = None
+    ) -> None:
+        """The store hears every message; its retries go through this service's retry exchange."""
+        retries = self.max_retries if max_retries is None else max_retries
+        self.add_subscriptions([store_subscription(self.organization, self.service, handler, retries, queue)])
+
+    def add_subscriptions(self, items: Iterable[Subscription]) -> None:
+        for subscription in items:
+            listener = _QueueListener(self, subscription)
+            self.broker.subscribe(subscription.queue, listener)
+            self._listeners.append(listener)
+
+    def start(self) -> InMemoryConsumer:
+        self.running = True
+        return self
+
+    def stop(self) -> None:
+        self.running = False
+
+    def handle(self, tag: int, subscription: Subscription, message: QueuedMessage) -> None:
+        """Run the shared dispatch, then carry out its decision: republish (if any), then ack."""
+        broker = self.broker
+        queue, name = subscription.queue, subscription.handler_name
+        attempt = retry.retry_count(message.headers) + 1
+        broker.record(Delivered(broker.now_ms, queue, name, message.message_id, attempt))
+        decision, parsed = handle_delivery(
+            subscription, message.body, message.routing_key, message.headers, now=broker.now()
+        )
+        called = parsed is not None
+        if decision.action == "ack":
+            broker.record(Handled(broker.now_ms, queue, name, called, ok=True))
+            broker.ack(tag)
+            return
+        headers = decision.headers
+        broker.record(
+            Handled(
+                broker.now_ms,
+                queue,
+                name,
+                called,
+                ok=False,
+                error_type=str(headers.get(retry.ERROR_TYPE, "")),
+                error_message=str(headers.get(retry.ERROR_MESSAGE, "")),
+            )
+        )
+        if decision.action == "retry":
+            count = retry.retry_count(headers)
+            entry: Retried | DeadLettered = Retried(
+                broker.now_ms, queue, name, count, subscription.max_retries, decision.exchange, decision.routing_key
+            )
+        else:
+            reason = str(headers.get(retry.DEAD_LETTER_REASON, ""))
+            entry = DeadLettered(broker.now_ms, queue, name, reason, decision.exchange, decision.routing_key)
+        broker.record(entry)
+        broker.require_exchange(decision.exchange)
+        broker.enqueue(
+            QueuedMessage(message.body, decision.exchange, decision.routing_key, dict(headers), message.properties)
+        )
+        broker.ack(tag)
