@@ -60,7 +60,7 @@ class Properties:
     type: str = ""
     timestamp: int | None = None
     content_type: str | None = None
-    delivery_mode: int = 2
+    delivery_mode: int | None = None
     app_id: str | None = None
 
     @classmethod

@@ -15,6 +15,7 @@ from bus_runtime.dispatch import handle_delivery
 from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
 from bus_runtime.message import Command, Event, Message
+from bus_runtime.retry import Delivery, Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.wire import encode
 from topology import naming
@@ -147,9 +148,16 @@ class InMemoryConsumer:
         queue, name = subscription.queue, subscription.handler_name
         attempt = retry.retry_count(message.headers) + 1
         broker.record(Delivered(broker.now_ms, queue, name, message.message_id, attempt))
-        decision, parsed = handle_delivery(
-            subscription, message.body, message.routing_key, message.headers, now=broker.now()
-        )
+        try:
+            decision, parsed = handle_delivery(
+                subscription, message.body, message.routing_key, message.headers, now=broker.now()
+            )
+        except Exception as exc:  # a bug outside the handler: retried like a handler failure, as on RabbitMQ
+            delivery = Delivery(
+                subscription.organization, subscription.service, queue, name, message.routing_key, message.headers
+            )
+            decision = decide(delivery, Failure(type(exc).__name__, str(exc)), subscription.max_retries, broker.now())
+            parsed = None
         called = parsed is not None
         if decision.action == "ack":
             broker.record(Handled(broker.now_ms, queue, name, called, ok=True))
@@ -177,7 +185,8 @@ class InMemoryConsumer:
             entry = DeadLettered(broker.now_ms, queue, name, reason, decision.exchange, decision.routing_key)
         broker.record(entry)
         broker.require_exchange(decision.exchange)
-        broker.enqueue(
-            QueuedMessage(message.body, decision.exchange, decision.routing_key, dict(headers), message.properties)
-        )
-        broker.ack(tag)
+        copy = QueuedMessage(message.body, decision.exchange, decision.routing_key, dict(headers), message.properties)
+        if broker.enqueue(replace(copy, properties=replace(message.properties, delivery_mode=2))):
+            broker.ack(tag)
+        else:  # the copy found no queue: keep the original, as the RabbitMQ consumer does
+            broker.reject(tag, requeue=True)
