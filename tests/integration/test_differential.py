@@ -1,0 +1,381 @@
+"""The in-memory broker against RabbitMQ: the same scenarios on both, the same outcomes.
+
+Each scenario runs on `InMemoryBroker` and on the real broker (the compiled topology imported
+into the test's vhost, the real `RabbitMqEventBus`/`RabbitMqCommandBus` and
+`RabbitMqEventConsumer`). Compared: how many times each handler ran, how many deliveries were
+settled, retried and dead-lettered, and every message left in every queue with its exchange,
+routing key, body, properties and headers (times aside). Any difference fails the test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import pytest
+import requests
+from meiga import Error, Failure, Result, isSuccess
+
+from bus_runtime import Command, CommandSubscriber, Event, EventSubscriber, retry
+from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.consumer import RabbitMqEventConsumer
+from bus_runtime.memory import DeadLettered, Delivered, InMemoryBroker, Retried
+from bus_runtime.subscriber import Handler
+from tests.conftest import PASSWORD, USER
+from topology.compile import compile_spec
+from topology.definitions import to_definitions
+from topology.loader import parse_spec
+from topology.model import Topology
+
+ORG, SERVICE = "alice", "petisco"
+RETRY_DELAY_MS = 200
+SPEC = parse_spec(
+    f"""
+organization: {ORG}
+defaults: {{retry: {{delay_ms: {RETRY_DELAY_MS}, max_retries: 2}}}}
+services:
+  {SERVICE}:
+    events:
+      UserCreated:
+        subscribers: {{send_mail_handler: {{}}, notify_handler: {{}}}}
+    commands:
+      CreateUser:
+        subscribers: {{create_user_handler: {{}}}}
+store: {{queue: store}}
+"""
+)
+TOPOLOGY = compile_spec(SPEC)
+ALWAYS = 10**6  # failures before success: never succeeds
+TIME_HEADERS = {retry.FIRST_FAILURE_AT, retry.LAST_FAILURE_AT}
+
+
+class UserCreated(Event):
+    user_id: str
+
+
+class CreateUser(Command):
+    name: str
+
+
+class HandlerFailed(Error):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Publish:
+    """What a scenario publishes: events, commands, or a raw body on an event's routing key."""
+
+    events: Sequence[Event] = ()
+    commands: Sequence[Command] = ()
+    raw: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    failures: Mapping[str, int]  # handler -> failures before it succeeds
+    publish: Publish
+    expected_calls: Mapping[str, int]
+    store_failures: int | None = None  # None: nobody consumes the store
+    max_retries: int = 2
+
+
+EVENT_KEY = f"{ORG}.{SERVICE}.1.event.user.created"
+SCENARIOS = [
+    Scenario(
+        "success",
+        {"send_mail_handler": 0},
+        Publish(events=[UserCreated(user_id="1")]),
+        {"send_mail_handler": 1},
+    ),
+    Scenario(
+        "fail_twice_then_succeed",
+        {"send_mail_handler": 2},
+        Publish(events=[UserCreated(user_id="2")]),
+        {"send_mail_handler": 3},
+    ),
+    Scenario(
+        "always_fail",
+        {"send_mail_handler": ALWAYS},
+        Publish(events=[UserCreated(user_id="3")]),
+        {"send_mail_handler": 3},
+    ),
+    Scenario(
+        "poison_body",
+        {"send_mail_handler": 0},
+        Publish(raw=[(EVENT_KEY, b"this is not json")]),
+        {"send_mail_handler": 0, "event_store": 0},
+        store_failures=0,
+    ),
+    Scenario(
+        "store_subscriber",
+        {},
+        Publish(events=[UserCreated(user_id="5")], commands=[CreateUser(name="bob")]),
+        {"event_store": 3},
+        store_failures=1,
+    ),
+    Scenario(
+        "two_subscribers_one_fails",
+        {"send_mail_handler": 1, "notify_handler": 0},
+        Publish(events=[UserCreated(user_id="6")]),
+        {"send_mail_handler": 2, "notify_handler": 1},
+    ),
+    Scenario(
+        "command",
+        {"create_user_handler": 1},
+        Publish(commands=[CreateUser(name="eve")]),
+        {"create_user_handler": 2},
+    ),
+]
+
+
+class Handlers:
+    """The scenario's handlers, failing as told, counting their calls (from any thread)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.scenario = scenario
+
+    def handler(self, name: str, failures: int) -> Handler:
+        def handle(message: Any) -> Result[bool, Error]:
+            with self._lock:
+                self.calls[name] += 1
+                call = self.calls[name]
+            return Failure(HandlerFailed(f"{name} failure {call}")) if call <= failures else isSuccess
+
+        handle.__name__ = name
+        return handle
+
+    def subscribers(self) -> list[EventSubscriber]:
+        failures = self.scenario.failures
+        event_handlers = [
+            self.handler(n, failures[n]) for n in ("send_mail_handler", "notify_handler") if n in failures
+        ]
+        result = [EventSubscriber(UserCreated, event_handlers)] if event_handlers else []
+        if "create_user_handler" in failures:
+            result.append(
+                CommandSubscriber(CreateUser, [self.handler("create_user_handler", failures["create_user_handler"])])
+            )
+        return result
+
+    def store(self) -> Handler | None:
+        failures = self.scenario.store_failures
+        return None if failures is None else self.handler("event_store", failures)
+
+
+# -- outcomes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    calls: dict[str, int]
+    settled: int
+    retried: int
+    dead_lettered: int
+    queues: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def normalise(value: Any) -> Any:
+    """Plain JSON-like values: pika's `long` becomes int, bytes become str, times are dropped."""
+    if isinstance(value, Mapping):
+        return {str(k): normalise(v) for k, v in value.items() if not isinstance(v, datetime)}
+    if isinstance(value, list | tuple):
+        return [normalise(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    return repr(value)
+
+
+def snapshot(
+    exchange: str, routing_key: str, body: bytes, headers: Mapping[str, Any] | None, properties: Mapping[str, Any]
+) -> dict[str, Any]:
+    kept = {k: v for k, v in (headers or {}).items() if k not in TIME_HEADERS}
+    return {
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "body": body.decode("utf-8", "replace"),
+        "properties": normalise(properties),
+        "headers": normalise(kept),
+    }
+
+
+def ordered(queues: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Queue contents in a canonical order: handlers run concurrently on RabbitMQ."""
+    return {
+        name: sorted(items, key=lambda item: repr(sorted(item.items())))
+        for name, items in sorted(queues.items())
+        if items
+    }
+
+
+# -- the in-memory run -----------------------------------------------------------------------
+
+
+def run_in_memory(scenario: Scenario) -> Outcome:
+    handlers = Handlers(scenario)
+    broker = InMemoryBroker(TOPOLOGY, ORG)
+    consumer = broker.consumer(SERVICE, handlers.subscribers(), max_retries=scenario.max_retries)
+    store = handlers.store()
+    if store is not None:
+        consumer.consume_store(store)
+    publish = scenario.publish
+    if publish.events:
+        broker.event_bus(SERVICE, on_unroutable="raise").publish(list(publish.events))
+    if publish.commands:
+        broker.command_bus(SERVICE, on_unroutable="raise").publish(list(publish.commands))
+    for routing_key, body in publish.raw:
+        broker.publish(f"{ORG}.{SERVICE}", routing_key, body)
+    broker.run_until_idle()
+    queues = {
+        name: [
+            snapshot(
+                m.exchange,
+                m.routing_key,
+                m.body,
+                m.headers,
+                {
+                    "message_id": m.properties.message_id or None,
+                    "type": m.properties.type or None,
+                    "content_type": m.properties.content_type,
+                    "delivery_mode": m.properties.delivery_mode,
+                    "app_id": m.properties.app_id,
+                    "timestamp": m.properties.timestamp,
+                },
+            )
+            for m in broker.messages(name)
+        ]
+        for name in broker.queue_names
+    }
+    return Outcome(
+        calls=dict(handlers.calls),
+        settled=sum(1 for e in broker.trace if isinstance(e, Delivered)),
+        retried=sum(1 for e in broker.trace if isinstance(e, Retried)),
+        dead_lettered=sum(1 for e in broker.trace if isinstance(e, DeadLettered)),
+        queues=ordered(queues),
+    )
+
+
+# -- the RabbitMQ run --------------------------------------------------------------------
+
+
+def apply_topology(management_url: str, vhost: str, topology: Topology) -> None:
+    response = requests.post(
+        f"{management_url}/api/definitions/{quote(vhost, safe='')}",
+        json=to_definitions(topology, include_vhost=False),
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    response.raise_for_status()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_url: str, expected: Outcome) -> Outcome:
+    apply_topology(management_url, vhost, TOPOLOGY)
+    connector = RabbitMqConnector(amqp_url)
+    handlers = Handlers(scenario)
+    consumer = RabbitMqEventConsumer(connector, ORG, SERVICE, max_retries=scenario.max_retries)
+    consumer.consume(handlers.subscribers())
+    store = handlers.store()
+    if store is not None:
+        consumer.consume_store(store)
+    if not consumer.subscriptions:
+        pytest.fail("a scenario must consume something")
+    consumed = [s.queue for s in consumer.subscriptions]
+    waiting = [q.name for q in TOPOLOGY.queues if q.name.startswith("retry.")]
+    inspector = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = inspector.channel()
+
+    def ready(queue: str) -> int:
+        return int(channel.queue_declare(queue, passive=True).method.message_count)
+
+    def idle() -> bool:
+        # Nothing waits in a retry queue or a consumed queue, and at least as many deliveries
+        # are settled as in memory; stopping the consumer then settles whatever is in hand.
+        return consumer.handled_count >= expected.settled and all(ready(q) == 0 for q in consumed + waiting)
+
+    consumer.start()
+    try:
+        publish = scenario.publish
+        if publish.events:
+            with RabbitMqEventBus(connector, ORG, SERVICE, on_unroutable="raise") as bus:
+                bus.publish(list(publish.events))
+        if publish.commands:
+            with RabbitMqCommandBus(connector, ORG, SERVICE, on_unroutable="raise") as command_bus:
+                command_bus.publish(list(publish.commands))
+        for routing_key, body in publish.raw:
+            channel.basic_publish(f"{ORG}.{SERVICE}", routing_key, body, mandatory=True)
+        wait_for(idle, timeout=20, what=f"{scenario.name} to settle on RabbitMQ")
+    finally:
+        consumer.stop(timeout=10)
+    try:
+        queues: dict[str, list[dict[str, Any]]] = {}
+        for queue in TOPOLOGY.queues:
+            items = queues.setdefault(queue.name, [])
+            while True:
+                method, props, body = channel.basic_get(queue.name, auto_ack=True)
+                if method is None:
+                    break
+                properties = {
+                    "message_id": props.message_id,
+                    "type": props.type,
+                    "content_type": props.content_type,
+                    "delivery_mode": props.delivery_mode,
+                    "app_id": props.app_id,
+                    "timestamp": props.timestamp,
+                }
+                items.append(snapshot(method.exchange, method.routing_key, body, props.headers, properties))
+    finally:
+        inspector.close()
+    return Outcome(
+        calls=dict(handlers.calls),
+        settled=consumer.handled_count,
+        retried=consumer.retried_count,
+        dead_lettered=consumer.dead_lettered_count,
+        queues=ordered(queues),
+    )
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_in_memory_and_rabbitmq_agree(scenario: Scenario, amqp_url: str, vhost: str, management_url: str) -> None:
+    memory = run_in_memory(scenario)
+    assert {name: memory.calls.get(name, 0) for name in scenario.expected_calls} == dict(scenario.expected_calls)
+    real = run_on_rabbitmq(scenario, amqp_url, vhost, management_url, memory)
+    assert real.calls == memory.calls
+    assert (real.settled, real.retried, real.dead_lettered) == (memory.settled, memory.retried, memory.dead_lettered)
+    assert list(real.queues) == list(memory.queues)
+    for queue in memory.queues:
+        assert real.queues[queue] == memory.queues[queue], f"queue {queue} differs"
+
+
+def test_the_retried_subscriber_alone_sees_the_retry() -> None:
+    """Scenario sanity without a broker: the successful subscriber's queue never gets a retry."""
+    memory = run_in_memory(SCENARIOS[5])
+    assert memory.retried == 1
+    assert not any(name.endswith("notify_handler") for name in memory.queues)
