@@ -55,9 +55,12 @@ def parse_spec(text: str, file: str = "<spec>", variables: Mapping[str, Any] | N
     if not isinstance(document, dict):
         raise SpecError(file, "the spec must be a mapping (organization, services, ...)", 1)
     try:
-        return Spec.model_validate(_nulls_as_empty(document))
+        spec = Spec.model_validate(_nulls_as_empty(document))
     except ValidationError as exc:
         raise _first_error(exc, file, lines) from None
+    for path, message in spec.overlong_names():
+        raise SpecError(file, message, _line_for(path, lines), ".".join(path))
+    return spec
 
 
 def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:

@@ -180,6 +180,24 @@ class Spec(_Strict):
                             queue_type=sub.queue_type or self.defaults.queue_type,
                         )
 
+    def overlong_names(self) -> list[tuple[tuple[str, ...], str]]:
+        """(field path, message) for every name RabbitMQ would refuse: names are at most 255 bytes.
+
+        The dead-letter queue is the longest name a subscriber or the store gets.
+        """
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for sub in self.subscribers():
+            path = ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name)
+            problems.extend((path, message) for message in _too_long(naming.dead_letter_queue(sub.queue)))
+        for service in sorted(self.services):
+            longest = naming.dead_letter_exchange(self.organization, service)
+            problems.extend((("services", service), message) for message in _too_long(longest, "exchange"))
+        if self.store is not None:
+            problems.extend(
+                (("store", "queue"), message) for message in _too_long(naming.dead_letter_queue(self.store.queue))
+            )
+        return problems
+
     def resolved_store(self) -> ResolvedStore | None:
         if self.store is None:
             return None
@@ -190,3 +208,13 @@ class Spec(_Strict):
             retry=store.retry.over(self.defaults.retry) if store.retry else self.defaults.retry,
             queue_type=store.queue_type or self.defaults.queue_type,
         )
+
+
+MAX_NAME_BYTES = 255
+
+
+def _too_long(name: str, what: str = "queue") -> list[str]:
+    size = len(name.encode("utf-8"))
+    if size <= MAX_NAME_BYTES:
+        return []
+    return [f"{what} name {name!r} is {size} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}: use shorter names"]

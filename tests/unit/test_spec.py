@@ -466,3 +466,36 @@ def test_multi_service_example_needs_env_name(capsys: pytest.CaptureFixture[str]
     status, out, err = run_cli("validate", str(MULTI), capsys=capsys)
     assert (status, out) == (1, "")
     assert err == f"error: {MULTI}:5: 'env_name' is undefined (pass it with --var KEY=VALUE or --var-file)\n"
+
+
+def test_names_longer_than_rabbitmq_allows_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec that validates must also apply: RabbitMQ refuses names over 255 bytes."""
+    handler = "h" * 220
+    longest = f"dead_letter.alice.petisco.1.event.user.created.{handler}"
+    assert spec_error(SUBSCRIBER.replace("send_mail_handler", handler), tmp_path, monkeypatch, capsys) == (
+        f"spec.yaml:7 services.petisco.events.UserCreated.subscribers.{handler}: queue name {longest!r} is "
+        f"{len(longest)} bytes; RabbitMQ allows at most 255: use shorter names"
+    )
+    store = "s" * 250
+    assert spec_error(f"organization: alice\nstore:\n  queue: {store}\n", tmp_path, monkeypatch, capsys) == (
+        f"spec.yaml:3 store.queue: queue name 'dead_letter.{store}' is 262 bytes; "
+        "RabbitMQ allows at most 255: use shorter names"
+    )
+    organization, service = "a" * 120, "b" * 130
+    exchange = f"dead_letter.{organization}.{service}"
+    assert spec_error(
+        f"organization: {organization}\nservices:\n  {service}: {{}}\n", tmp_path, monkeypatch, capsys
+    ) == (
+        f"spec.yaml:3 services.{service}: exchange name {exchange!r} is 263 bytes; "
+        "RabbitMQ allows at most 255: use shorter names"
+    )
+
+
+def test_names_of_exactly_255_bytes_are_fine() -> None:
+    prefix = "dead_letter.alice.petisco.1.event.user.created."
+    handler = "h" * (255 - len(prefix))
+    spec = parse_spec(SUBSCRIBER.replace("send_mail_handler", handler))
+    [subscriber] = spec.subscribers()
+    assert len(f"dead_letter.{subscriber.queue}") == 255
