@@ -1,0 +1,142 @@
+"""The management client: URLs without credentials, encoding, and one clear error per failure.
+
+Failures are produced by a tiny HTTP server on loopback that answers what each test asks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from topology.management import (
+    AuthenticationFailed,
+    BrokerServerError,
+    BrokerTimeout,
+    BrokerUnreachable,
+    ManagementClient,
+    PermissionDenied,
+    RequestRejected,
+    strip_credentials,
+)
+
+
+class Broker:
+    """Answers every request with `status` and `body` after `delay` seconds; counts requests."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: object = {}
+        self.delay = 0.0
+        self.paths: list[str] = []
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[Broker, str]]:
+    broker = Broker()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            broker.paths.append(self.path)
+            time.sleep(broker.delay)
+            payload = json.dumps(broker.body).encode()
+            self.send_response(broker.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield broker, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_credentials_are_stripped_from_every_shown_url() -> None:
+    assert (
+        strip_credentials("https://admin:s3cret@rabbit.example:15671/mgmt/?x=1") == "https://rabbit.example:15671/mgmt"
+    )
+    client = ManagementClient("http://admin:p%40ss@localhost:15672/")
+    assert client.display_url == "http://localhost:15672"
+    assert client.user == "admin"
+    assert "p@ss" not in repr(client) and "admin" not in repr(client)
+
+
+def test_from_env_prefers_the_url_then_the_environment_then_guest() -> None:
+    env = {"RABBITMQ_MANAGEMENT_URL": "http://rabbit:15672", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p"}
+    assert ManagementClient.from_env(environ=env).display_url == "http://rabbit:15672"
+    assert ManagementClient.from_env(environ=env).user == "u"
+    assert ManagementClient.from_env("http://x:y@other:1", environ=env).user == "x"
+    default = ManagementClient.from_env(environ={})
+    assert (default.display_url, default.user) == ("http://localhost:15672", "guest")
+
+
+def test_every_path_segment_is_percent_encoded() -> None:
+    client = ManagementClient()
+    assert client.path("queues", "/", "a b#c") == "/api/queues/%2F/a%20b%23c"
+    assert client.path("bindings", "v", "e", "x", "q", "y", "a.%23") == "/api/bindings/v/e/x/q/y/a.%2523"
+
+
+def test_an_unreachable_broker_names_the_url_and_what_to_check() -> None:
+    client = ManagementClient("http://user:pw@127.0.0.1:1", backoff=0, retries=1)
+    with pytest.raises(BrokerUnreachable) as caught:
+        client.get("overview")
+    message = str(caught.value)
+    assert message.startswith("cannot reach the RabbitMQ management API at http://127.0.0.1:1 (connection refused")
+    assert "2 attempts" in message and "pw" not in message
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(fake: tuple[Broker, str]) -> None:
+    broker, url = fake
+    broker.status, broker.body = 503, {"error": "unavailable", "reason": "node is booting"}
+    with pytest.raises(BrokerServerError, match=r"failed \(HTTP 503: node is booting\).*check the broker's logs"):
+        ManagementClient(url, backoff=0, retries=2).get("overview")
+    assert len(broker.paths) == 3
+
+
+def test_a_slow_broker_times_out_with_a_clear_message(fake: tuple[Broker, str]) -> None:
+    broker, url = fake
+    broker.delay = 0.5
+    with pytest.raises(BrokerTimeout, match=f"at {url} did not answer within 0.1 s"):
+        ManagementClient(url, timeout=0.1, backoff=0, retries=1).get("overview")
+    assert len(broker.paths) == 2
+
+
+def test_401_and_403_say_what_to_check(fake: tuple[Broker, str]) -> None:
+    broker, url = fake
+    client = ManagementClient(url, "u", "secret-pw", backoff=0)
+    broker.status, broker.body = 401, {"error": "not_authorized", "reason": "Login failed"}
+    with pytest.raises(AuthenticationFailed, match="check the user and password") as caught:
+        client.get("overview")
+    assert "secret-pw" not in str(caught.value)
+    broker.body = {"error": "not_authorised", "reason": "Not management user"}
+    with pytest.raises(AuthenticationFailed, match="no management tag"):
+        client.get("overview")
+    broker.status, broker.body = 403, {"error": "not_authorised", "reason": "Access refused."}
+    with pytest.raises(PermissionDenied, match=r"refused PUT /api/vhosts/new \(HTTP 403.*permissions on the vhost"):
+        client.put("vhosts", "new")
+    assert len(broker.paths) == 3  # no retries for these
+
+
+def test_404_is_none_when_allowed_and_other_4xx_are_rejections(fake: tuple[Broker, str]) -> None:
+    broker, url = fake
+    client = ManagementClient(url, backoff=0)
+    broker.status, broker.body = 404, {"error": "Object Not Found", "reason": "Not Found"}
+    assert client.get("vhosts", "missing", missing_ok=True) is None
+    assert client.delete("queues", "v", "gone") is False
+    broker.status, broker.body = 400, {"error": "bad_request", "reason": "queue 'q' in vhost 'v' not empty"}
+    with pytest.raises(RequestRejected) as caught:
+        client.delete("queues", "v", "q", params={"if-empty": "true"})
+    assert (caught.value.status, caught.value.reason) == (400, "queue 'q' in vhost 'v' not empty")
+    assert broker.paths[-1] == "/api/queues/v/q?if-empty=true"
