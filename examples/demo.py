@@ -1,7 +1,8 @@
 """`make demo`: the seed example end to end, with no broker.
 
 Validates the seed spec, prints the plan against an empty broker, exports the definitions,
-and shows that a broker holding those definitions needs no changes.
+and shows that a broker holding those definitions needs no changes. Then runs the seed's
+story (a retry, a dead letter) on the in-memory broker built from the same spec.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+
+from memory_demo import main as in_memory_story  # examples/memory_demo.py
 
 from topology.cli import main as rabbitform
 
@@ -43,6 +46,7 @@ def main() -> None:
             definitions,
             "--detailed-exitcode",
         )
+    in_memory_story()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ class Published:
     message_id: str
 
     def describe(self) -> str:
-        what = f"{self.message_type} {self.message_id[:8]}" if self.message_id else self.message_type or "raw body"
+        what = self.message_type or "a raw body"
+        if self.message_id:
+            what += f" (id {self.message_id[:8]})"
         return f"published {what} to {_exchange(self.exchange)} [{self.routing_key}]"
 
 
