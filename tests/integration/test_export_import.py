@@ -3,18 +3,22 @@ messages the way the README says (the store's retries come back to the store alo
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
 
 from tests.conftest import PASSWORD, USER
 from topology.compile import compile_spec
-from topology.definitions import from_definitions, is_system_exchange, to_definitions
+from topology.definitions import dumps, from_definitions, is_system_exchange, to_definitions
 from topology.loader import load_spec, parse_spec
 from topology.model import Topology
 from topology.spec import Spec
@@ -106,6 +110,37 @@ def test_import_is_idempotent(admin: requests.Session, management_url: str, vhos
     topology = import_definitions(admin, management_url, seed_spec(), vhost)
     import_definitions(admin, management_url, seed_spec(), vhost)
     assert from_definitions(read_back(admin, management_url, vhost), vhost) == topology
+
+
+def _rabbitmqctl() -> str | None:
+    found = shutil.which("rabbitmqctl") or shutil.which("rabbitmqctl", path="/usr/sbin:/usr/lib/rabbitmq/bin")
+    local = urlsplit(os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1")).hostname in (
+        "127.0.0.1",
+        "localhost",
+    )
+    return found if found and local and os.geteuid() == 0 else None
+
+
+@pytest.mark.skipif(_rabbitmqctl() is None, reason="needs rabbitmqctl for the local broker, as root")
+def test_rabbitmqctl_import_definitions(admin: requests.Session, management_url: str, vhost: str) -> None:
+    topology = compile_spec(seed_spec().model_copy(update={"vhost": vhost}))
+    # rabbitmqctl reads the file as the broker's user: a world-readable file in a fresh folder.
+    folder = Path(tempfile.mkdtemp(prefix="rabbitform-"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "definitions.json"
+        path.write_text(dumps(to_definitions(topology)), encoding="utf-8")
+        path.chmod(0o644)
+        command = [str(_rabbitmqctl()), "import_definitions", str(path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        # The import is asynchronous: wait for it.
+        deadline = time.monotonic() + DEADLINE_S
+        while from_definitions(read_back(admin, management_url, vhost), vhost) != topology:
+            assert time.monotonic() < deadline, "rabbitmqctl import_definitions did not complete in time"
+            time.sleep(0.2)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- routing on the real broker
