@@ -10,6 +10,7 @@ messages and let TTLs expire, so tests are deterministic and never sleep.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -223,8 +224,8 @@ class InMemoryBroker:
         for name in queues:
             state = self._queues[name]
             ttl = state.ttl_ms
-            copy = replace(message, headers=_copy_headers(message.headers), enqueued_at_ms=self.now_ms)
-            state.ready.append(_Entry(next(self._seq), copy, None if ttl is None else self.now_ms + ttl))
+            own = replace(message, headers=_copy_headers(message.headers), enqueued_at_ms=self.now_ms)
+            state.ready.append(_Entry(next(self._seq), own, None if ttl is None else self.now_ms + ttl))
             self.record(Routed(self.now_ms, message.exchange, message.routing_key, name, ttl))
         return queues
 
@@ -340,7 +341,8 @@ class InMemoryBroker:
 
         if self.spec is None:
             raise BrokerError("this broker was not built from a spec: use InMemoryBroker.from_spec(path)")
-        consumer = InMemoryConsumer(self, self.organization, service or "", max_retries=5)
+        owner = service or min(self.spec.services, default="")
+        consumer = InMemoryConsumer(self, self.organization, owner, max_retries=self.spec.defaults.retry.max_retries)
         consumer.add_subscriptions(spec_subscriptions(self.spec, service, include_store=include_store))
         consumer.start()
         return consumer
@@ -414,8 +416,9 @@ class InMemoryBroker:
             return False
         _, queue = min(candidates)
         listener = self._next_listener(queue)
-        tag, message = self.get(queue) or (0, None)
-        assert message is not None
+        taken = self.get(queue)
+        assert taken is not None
+        tag, message = taken
         try:
             listener.on_delivery(tag, queue, message)
         except BaseException:
@@ -471,6 +474,4 @@ def _dead_letter_target(queue: Queue, message: QueuedMessage) -> tuple[str | Non
 
 
 def _copy_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    import copy
-
     return copy.deepcopy(dict(headers))
