@@ -20,7 +20,6 @@ from bus_runtime.memory.clients import (
     InMemoryCommandBus,
     InMemoryConsumer,
     InMemoryEventBus,
-    UnroutableMessageError,
 )
 from bus_runtime.memory.clock import VirtualClock
 from bus_runtime.memory.routing import topic_matches
@@ -57,7 +56,6 @@ __all__ = [
     "Routed",
     "TraceEntry",
     "Unroutable",
-    "UnroutableMessageError",
     "VirtualClock",
     "format_trace",
     "topic_matches",

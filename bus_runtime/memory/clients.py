@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from bus_runtime import retry
 from bus_runtime.dispatch import handle_delivery
+from bus_runtime.errors import UnroutableError
 from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
 from bus_runtime.message import Command, Event, Message
@@ -22,17 +23,6 @@ from topology import naming
 
 OnUnroutable = Literal["log", "raise"]
 _log = logging.getLogger("bus_runtime.memory")
-
-
-class UnroutableMessageError(Exception):
-    """Published messages matched no binding: no queue will ever see them."""
-
-    def __init__(self, unroutable: Sequence[str]) -> None:
-        self.unroutable = list(unroutable)
-        super().__init__(
-            f"{len(self.unroutable)} message(s) unroutable (no queue bound for their routing key): "
-            f"{', '.join(self.unroutable)}; check the topology with `rabbitform plan`"
-        )
 
 
 class _InMemoryBus:
@@ -51,7 +41,7 @@ class _InMemoryBus:
 
     def publish(self, messages: Message | Sequence[Message], headers: Mapping[str, Any] | None = None) -> list[Message]:
         """Publish one message or a batch to the service's exchange; returns the unroutable ones
-        (logged and counted; raised as `UnroutableMessageError` with `on_unroutable="raise"`)."""
+        (logged and counted; raised as `UnroutableError`, as on RabbitMQ, with `on_unroutable="raise"`)."""
         batch = [messages] if isinstance(messages, Message) else list(messages)
         for message in batch:
             if not isinstance(message, self.kind):
@@ -69,7 +59,7 @@ class _InMemoryBus:
             labels = [label for _, label in lost]
             _log.warning("%d message(s) unroutable on %s: %s", len(lost), self.exchange, ", ".join(labels))
             if self.on_unroutable == "raise":
-                raise UnroutableMessageError(labels)
+                raise UnroutableError(labels)
         return [message for message, _ in lost]
 
 

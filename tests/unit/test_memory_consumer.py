@@ -10,12 +10,12 @@ import pytest
 from meiga import Error, Failure, Result, isSuccess
 
 from bus_runtime import Command, CommandSubscriber, Event, EventSubscriber, retry
+from bus_runtime.errors import UnroutableError
 from bus_runtime.memory import (
     DeadLettered,
     Handled,
     InMemoryBroker,
     Retried,
-    UnroutableMessageError,
 )
 from tests.unit import memory_handlers
 from topology.loader import parse_spec
@@ -202,7 +202,7 @@ def test_buses_publish_only_their_kind_and_report_unroutable_messages() -> None:
     lost = UserDeleted(user_id="1")
     assert bus.publish([UserCreated(user_id="1"), lost]) == [lost]
     assert bus.unroutable_count == 1
-    with pytest.raises(UnroutableMessageError, match=r"user\.deleted"):
+    with pytest.raises(UnroutableError, match=r"user\.deleted"):
         broker.event_bus("petisco", on_unroutable="raise").publish(lost)
 
 
