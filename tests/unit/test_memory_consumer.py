@@ -286,3 +286,26 @@ services:
 def test_the_seed_spec_runs_its_own_handlers() -> None:
     broker = InMemoryBroker.from_spec(ALICE)
     assert {s.queue for s in broker.spec.subscribers()} == {QUEUE}  # type: ignore[union-attr]
+
+
+def test_the_trace_tells_the_retry_story_in_order() -> None:
+    broker = broker_for(SPEC.replace("store: {queue: store}", ""))
+    broker.consumer("petisco", [EventSubscriber(UserCreated, [flaky("send_mail_handler", 1)])])
+    broker.event_bus("petisco").publish(UserCreated(user_id="1"))
+    broker.run_until_idle()
+    kinds = [(type(e).__name__, e.at_ms) for e in broker.trace if getattr(e, "queue", QUEUE).endswith(QUEUE)]
+    assert kinds == [
+        ("Published", 0),
+        ("Routed", 0),
+        ("Delivered", 0),
+        ("Handled", 0),
+        ("Retried", 0),
+        ("Routed", 0),  # into retry.<queue>
+        ("Expired", 200),
+        ("Routed", 200),  # back into <queue> alone
+        ("Delivered", 200),
+        ("Handled", 200),
+    ]
+    text = broker.format_trace()
+    assert f"     200 ms  expired in retry.{QUEUE}: back through alice.petisco [retry.{QUEUE}]" in text
+    assert f"-> queue retry.{QUEUE} (waits 200 ms)" in text
