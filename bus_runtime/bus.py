@@ -6,7 +6,7 @@ is one batch with many messages in flight. See `bus_runtime.publisher` for the g
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pika
@@ -16,6 +16,8 @@ from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import ConfirmedPublisher, OnUnroutable, Outgoing
 from bus_runtime.wire import encode
 from topology import naming
+
+CHUNK = 500  # messages encoded per hand-over to the I/O thread
 
 
 def outgoing(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> Outgoing:
@@ -49,7 +51,7 @@ class _MessageBus:
         service: str,
         on_unroutable: OnUnroutable = "log",
         timeout: float = 30.0,
-        window: int = 2000,
+        window: int = 20_000,
     ) -> None:
         if not naming.ORGANIZATION_PATTERN.match(organization) or not naming.SERVICE_PATTERN.match(service):
             raise ValueError(
@@ -81,8 +83,15 @@ class _MessageBus:
         for message in batch:
             if not isinstance(message, self.kind):
                 raise TypeError(f"{type(self).__name__} publishes {self.kind.__name__}s, not {type(message).__name__}")
-        items = [outgoing(message, self.organization, self.service, headers) for message in batch]
-        returned = {id(item) for item in self._publisher.publish(items)}
+        items: list[Outgoing] = []
+
+        def chunks() -> Iterator[list[Outgoing]]:
+            for start in range(0, len(batch), CHUNK):
+                chunk = [outgoing(m, self.organization, self.service, headers) for m in batch[start : start + CHUNK]]
+                items.extend(chunk)
+                yield chunk
+
+        returned = {id(item) for item in self._publisher.publish_chunks(chunks())}
         return [message for message, item in zip(batch, items, strict=True) if id(item) in returned]
 
     def close(self) -> None:

@@ -96,6 +96,7 @@ class RabbitMqEventConsumer:
         self.handled_count = 0  # deliveries settled (acked after success, retry or dead letter)
         self.retried_count = 0
         self.dead_lettered_count = 0
+        self.reconnect_count = 0
 
         self._io = IoThread(f"rabbitform-consumer-{organization}.{service}")
         self._executor: ThreadPoolExecutor | None = None
@@ -385,6 +386,7 @@ class RabbitMqEventConsumer:
             self._by_consumer_tag[tag] = sub
         self._failed_attempts = 0
         if self._started.is_set():
+            self.reconnect_count += 1
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
 

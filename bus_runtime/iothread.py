@@ -60,6 +60,34 @@ class IoThread:
             self.ioloop.close()
 
 
+class SelectConnection(pika.SelectConnection):
+    """pika's `SelectConnection`, writing a burst of frames as one buffer.
+
+    pika hands every frame (3 per message) to its transport separately, and the transport
+    makes one `send()` per buffer. While `corked()` (the publisher's pump), frames are
+    joined and handed over once: same bytes, same order, far fewer system calls.
+    """
+
+    _cork: list[bytes] | None = None
+
+    def _output_marshaled_frames(self, marshaled_frames: list[bytes]) -> None:
+        if self._cork is None:
+            super()._output_marshaled_frames([b"".join(marshaled_frames)])
+            self.frames_sent += len(marshaled_frames) - 1
+            return
+        self._cork.extend(marshaled_frames)
+
+    def cork(self) -> None:
+        if self._cork is None:
+            self._cork = []
+
+    def uncork(self) -> None:
+        frames, self._cork = self._cork, None
+        if frames and self.is_open:
+            super()._output_marshaled_frames([b"".join(frames)])
+            self.frames_sent += len(frames) - 1
+
+
 def open_connection(
     io: IoThread,
     connector: RabbitMqConnector,
@@ -67,9 +95,9 @@ def open_connection(
     on_open: Callable[[pika.SelectConnection], None],
     on_open_error: Callable[[pika.SelectConnection, BaseException], None],
     on_close: Callable[[pika.SelectConnection, BaseException], None],
-) -> pika.SelectConnection:
+) -> SelectConnection:
     """A new connection on `io`'s loop (call on the I/O thread)."""
-    return pika.SelectConnection(
+    return SelectConnection(
         parameters=connector.parameters(purpose),
         on_open_callback=on_open,
         on_open_error_callback=on_open_error,

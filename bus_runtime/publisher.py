@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError
-from bus_runtime.iothread import IoThread, backoff, open_connection
+from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
 
 log = logging.getLogger("bus_runtime.publisher")
 
@@ -92,7 +93,7 @@ class ConfirmedPublisher:
         self,
         connector: RabbitMqConnector,
         purpose: str = "publisher",
-        window: int = 2000,
+        window: int = 20_000,
         timeout: float = 30.0,
         reconnect_attempts: int = 5,
         on_unroutable: OnUnroutable = "log",
@@ -104,6 +105,7 @@ class ConfirmedPublisher:
         self.reconnect_attempts = reconnect_attempts
         self.on_unroutable = on_unroutable
         self.unroutable_count = 0
+        self.connection_count = 0  # connections opened so far (more than one: it reconnected)
         self._io = IoThread(f"rabbitform-{purpose}")
         self._lock = threading.Lock()
         self._closed = False
@@ -111,7 +113,7 @@ class ConfirmedPublisher:
         self._queue: deque[Entry] = deque()
         self._inflight: dict[int, Entry] = {}
         self._next_tag = 1
-        self._connection: pika.SelectConnection | None = None
+        self._connection: SelectConnection | None = None
         self._channel: Channel | None = None
         self._connecting = False
         self._failed_attempts = 0
@@ -123,26 +125,36 @@ class ConfirmedPublisher:
     def publish(self, items: Sequence[Outgoing], timeout: float | None = None) -> list[Outgoing]:
         """Publish and wait for every confirm; returns the messages the broker returned as
         unroutable (raises `UnroutableError` for them with `on_unroutable="raise"`)."""
-        if not items:
-            return []
+        return self.publish_chunks([items], timeout)
+
+    def publish_chunks(self, chunks: Iterable[Sequence[Outgoing]], timeout: float | None = None) -> list[Outgoing]:
+        """Like `publish`, for a batch produced chunk by chunk: each chunk goes to the I/O
+        thread as soon as it is built, so encoding the next chunk overlaps the broker's work."""
         with self._lock:
             if self._closed:
-                raise PublishError("the publisher is closed", [item.label for item in items])
+                raise PublishError("the publisher is closed", [item.label for chunk in chunks for item in chunk])
             self._io.start()
-        batch = _Batch(items)
-        self._io.call(self._submit, batch)
+        batches: list[_Batch] = []
+        for chunk in chunks:
+            if chunk:
+                batch = _Batch(chunk)
+                batches.append(batch)
+                self._io.call(self._submit, batch)
         wait = self.timeout if timeout is None else timeout
-        if not batch.done.wait(wait):
-            cancelled = threading.Event()
-            self._io.call(self._cancel, batch, cancelled)
-            cancelled.wait(5.0)
-            if not batch.done.is_set():
-                raise PublishError(f"no broker confirm within {wait:g}s", batch.unsettled_labels())
-        if batch.failures:
-            reasons = sorted(set(batch.failures.values()))
-            labels = [items[i].label for i in sorted(batch.failures)]
-            raise PublishError("; ".join(reasons), labels)
-        returned = [items[i] for i in batch.unroutable]
+        deadline = time.monotonic() + wait
+        unconfirmed: list[str] = []
+        for batch in batches:
+            if not batch.done.wait(max(0.0, deadline - time.monotonic())):
+                cancelled = threading.Event()
+                self._io.call(self._cancel, batch, cancelled)
+                cancelled.wait(5.0)
+                unconfirmed.extend(batch.unsettled_labels())
+        if unconfirmed:
+            raise PublishError(f"no broker confirm within {wait:g}s", unconfirmed)
+        failed = [(batch.items[i].label, reason) for batch in batches for i, reason in sorted(batch.failures.items())]
+        if failed:
+            raise PublishError("; ".join(sorted({reason for _, reason in failed})), [label for label, _ in failed])
+        returned = [batch.items[i] for batch in batches for i in batch.unroutable]
         if returned and self.on_unroutable == "raise":
             raise UnroutableError([item.label for item in returned])
         return returned
@@ -184,6 +196,9 @@ class ConfirmedPublisher:
         queue, inflight, room = self._queue, self._inflight, self.window - len(self._inflight)
         publish = channel.basic_publish
         tag = self._next_tag
+        connection = self._connection
+        if connection is not None:
+            connection.cork()
         try:
             while room > 0 and queue:
                 entry = queue.popleft()
@@ -197,6 +212,8 @@ class ConfirmedPublisher:
             log.warning("publish interrupted: %s", exc)
         finally:
             self._next_tag = tag
+            if connection is not None:
+                connection.uncork()
 
     def _ensure_connection(self) -> None:
         if self._connection is not None or self._connecting or self._closed:
@@ -211,6 +228,7 @@ class ConfirmedPublisher:
             self._on_open_error(None, exc)
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
+        self.connection_count += 1
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: Channel) -> None:

@@ -109,13 +109,14 @@ def decode(body: bytes, expected: type[Message] | None = None) -> Message:
         raise PoisonMessage(f"attributes do not match {target.__name__}: {_first(exc)}") from None
     except TypeError as exc:
         raise PoisonMessage(f"attributes do not match {target.__name__}: {exc}") from None
-    message._id = str(data.get("id") or message.id)
-    message._occurred_on = _parse_time(data.get("occurred_on")) or message.occurred_on
+    private = message.__pydantic_private__ or {}  # one dict write each: decoding is a hot path
+    private["_id"] = str(data.get("id") or private["_id"])
+    private["_occurred_on"] = _parse_time(data.get("occurred_on")) or private["_occurred_on"]
     meta = data.get("meta")
-    message._meta = dict(meta) if isinstance(meta, dict) else {}
+    private["_meta"] = dict(meta) if isinstance(meta, dict) else {}
     if expected is None:
-        message._name = name
-        message._version = version
+        private["_name"] = name
+        private["_version"] = version
     return message
 
 
@@ -132,7 +133,7 @@ def _data_of(body: bytes) -> dict[str, Any]:
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
-    for parse in (lambda v: datetime.strptime(v, TIME_FORMAT), datetime.fromisoformat):
+    for parse in (datetime.fromisoformat, lambda v: datetime.strptime(v, TIME_FORMAT)):
         try:
             parsed = parse(value)
         except ValueError:

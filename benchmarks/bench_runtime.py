@@ -1,0 +1,353 @@
+"""Runtime benchmark: confirmed publishing and retrying consumption against raw pika and petisco.
+
+Six measurements in one run, each in a vhost of its own (deleted afterwards):
+
+1. raw pika `BlockingConnection` publish of N bodies, persistent, no confirms
+2. `RabbitMqEventBus.publish(batch)`: N events, persistent, every one confirmed
+3. petisco 2.2.3 `RabbitMqDomainEventBus.publish(event)`, one event per call (rate extrapolated)
+4. raw pika consume + ack of N messages at the same prefetch
+5. `RabbitMqEventConsumer` with a no-op handler at the same prefetch
+6. petisco 2.2.3 `RabbitMqMessageConsumer` with a no-op subscriber, same prefetch
+
+Targets (issue 4): publish >= 0.5x raw and >= 10x petisco; consume >= 0.5x raw and >= 5x petisco.
+Run: `python -m benchmarks runtime` (or `make bench`). Needs the broker on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import requests
+from meiga import isSuccess
+
+from bus_runtime.bus import RabbitMqEventBus, outgoing
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.consumer import RabbitMqEventConsumer
+from bus_runtime.message import Event
+from bus_runtime.subscriber import EventSubscriber
+from bus_runtime.subscriber_spec import spec_for_subscribers
+from topology.compile import compile_spec
+from topology.definitions import to_definitions
+
+HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
+PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
+USER = os.environ.get("RABBITMQ_USER", "guest")
+PASSWORD = os.environ.get("RABBITMQ_PASSWORD", "guest")
+MANAGEMENT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip("/")
+ORG, SERVICE = "bench", "runtime"
+
+
+class UserCreated(Event):
+    user_id: str
+
+
+def noop_handler(_event: UserCreated) -> Any:
+    return isSuccess
+
+
+SUBSCRIBERS = [EventSubscriber(UserCreated, [noop_handler])]
+QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.noop_handler"
+ROUTING_KEY = f"{ORG}.{SERVICE}.1.event.user.created"
+EXCHANGE = f"{ORG}.{SERVICE}"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _admin() -> requests.Session:
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    return session
+
+
+@contextlib.contextmanager
+def bench_vhost(label: str) -> Iterator[str]:
+    """A fresh vhost with our topology (exchange, queue, retry and dead-letter queues)."""
+    name = f"bench-{label}-{uuid.uuid4().hex[:6]}"
+    admin = _admin()
+    path = quote(name, safe="")
+    admin.put(f"{MANAGEMENT}/api/vhosts/{path}", timeout=10).raise_for_status()
+    admin.put(
+        f"{MANAGEMENT}/api/permissions/{path}/{quote(USER, safe='')}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        spec = spec_for_subscribers(ORG, SERVICE, SUBSCRIBERS, vhost=name)
+        definitions = to_definitions(compile_spec(spec), include_vhost=False)
+        admin.post(f"{MANAGEMENT}/api/definitions/{path}", json=definitions, timeout=30).raise_for_status()
+        yield name
+    finally:
+        admin.delete(f"{MANAGEMENT}/api/vhosts/{path}", timeout=60)
+
+
+def url(vhost: str) -> str:
+    return f"amqp://{USER}:{PASSWORD}@{HOST}:{PORT}/{quote(vhost, safe='')}"
+
+
+def blocking(vhost: str) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(url(vhost)))
+
+
+def queue_depth(vhost: str, queue: str) -> int:
+    connection = blocking(vhost)
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def wait_depth(vhost: str, queue: str, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while queue_depth(vhost, queue) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{queue} did not reach {count} messages")
+        time.sleep(0.05)
+
+
+def preload(vhost: str, bodies: Sequence[bytes]) -> None:
+    """Fill the subscriber queue (not timed)."""
+    connection = blocking(vhost)
+    channel = connection.channel()
+    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    for body in bodies:
+        channel.basic_publish(EXCHANGE, ROUTING_KEY, body, properties)
+    connection.close()
+    wait_depth(vhost, QUEUE, len(bodies))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("benchmark timed out")
+        time.sleep(0.002)
+
+
+def events(count: int) -> list[UserCreated]:
+    return [UserCreated(user_id=str(i)) for i in range(count)]
+
+
+# ---------------------------------------------------------------- publish
+
+
+def raw_publish(count: int) -> float:
+    bodies = [outgoing(e, ORG, SERVICE).body for e in events(count)]
+    with bench_vhost("raw-publish") as vhost:
+        connection = blocking(vhost)
+        channel = connection.channel()
+        start = time.perf_counter()
+        for body in bodies:
+            channel.basic_publish(
+                EXCHANGE, ROUTING_KEY, body, pika.BasicProperties(delivery_mode=2, content_type="application/json")
+            )
+        elapsed = time.perf_counter() - start
+        connection.close()
+        wait_depth(vhost, QUEUE, count)
+    return count / elapsed
+
+
+def our_publish(count: int) -> float:
+    batch = events(count)
+    with bench_vhost("publish") as vhost:
+        bus = RabbitMqEventBus(RabbitMqConnector(url(vhost)), ORG, SERVICE, timeout=120)
+        try:
+            bus.publish(batch[:1])  # connect outside the timing, like the raw connection above
+            start = time.perf_counter()
+            bus.publish(batch[1:])
+            elapsed = time.perf_counter() - start
+        finally:
+            bus.close()
+        wait_depth(vhost, QUEUE, count)
+    return (count - 1) / elapsed
+
+
+def _petisco(vhost: str) -> Any:
+    """Import petisco against `vhost`. Its connector is a singleton configured from
+    RABBITMQ_HOST/USER/PASSWORD/PORT/PREFETCH_COUNT and has no vhost setting, so the
+    connection parameters are given the benchmark's vhost here."""
+    for key, value in {
+        "RABBITMQ_HOST": HOST,
+        "RABBITMQ_PORT": str(PORT),
+        "RABBITMQ_USER": USER,
+        "RABBITMQ_PASSWORD": PASSWORD,
+    }.items():
+        os.environ.setdefault(key, value)
+    from loguru import logger
+
+    logger.remove()  # petisco logs a warning per consumed message
+    import petisco.extra.rabbitmq.shared.rabbitmq_connector as petisco_connector
+
+    petisco_connector.ConnectionParameters = functools.partial(pika.ConnectionParameters, virtual_host=vhost)
+    connector = petisco_connector.RabbitMqConnector()
+    connector.close_all()
+    return connector
+
+
+def _petisco_event_class() -> Any:
+    from petisco import DomainEvent
+
+    class UserCreated(DomainEvent):
+        user_id: str
+
+    return UserCreated
+
+
+def petisco_publish(count: int) -> float:
+    with bench_vhost("petisco-publish") as vhost:
+        connector = _petisco(vhost)
+        from petisco.extra.rabbitmq import RabbitMqDomainEventBus
+
+        cls = _petisco_event_class()
+        batch = [cls(user_id=str(i)) for i in range(count)]
+        bus = RabbitMqDomainEventBus(ORG, SERVICE, connector)
+        bus.publish(batch[0])
+        start = time.perf_counter()
+        for event in batch[1:]:
+            bus.publish(event)
+        elapsed = time.perf_counter() - start
+        connector.close_all()
+    return (count - 1) / elapsed
+
+
+# ---------------------------------------------------------------- consume
+
+
+def raw_consume(count: int, prefetch: int) -> float:
+    bodies = [outgoing(e, ORG, SERVICE).body for e in events(count)]
+    with bench_vhost("raw-consume") as vhost:
+        preload(vhost, bodies)
+        connection = blocking(vhost)
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=prefetch)
+        seen = 0
+
+        def on_message(ch: Any, method: Any, _properties: Any, _body: bytes) -> None:
+            nonlocal seen
+            ch.basic_ack(method.delivery_tag)
+            seen += 1
+            if seen == count:
+                ch.stop_consuming()
+
+        channel.basic_consume(QUEUE, on_message)
+        start = time.perf_counter()
+        channel.start_consuming()
+        elapsed = time.perf_counter() - start
+        connection.close()
+    return count / elapsed
+
+
+def our_consume(count: int, prefetch: int, workers: int) -> float:
+    bodies = [outgoing(e, ORG, SERVICE).body for e in events(count)]
+    with bench_vhost("consume") as vhost:
+        preload(vhost, bodies)
+        consumer = RabbitMqEventConsumer(
+            RabbitMqConnector(url(vhost)), ORG, SERVICE, max_retries=0, prefetch=prefetch, workers=workers
+        )
+        consumer.consume(SUBSCRIBERS)
+        start = time.perf_counter()
+        consumer.start()
+        wait_until(lambda: consumer.handled_count >= count, timeout=300)
+        elapsed = time.perf_counter() - start
+        consumer.stop()
+        if queue_depth(vhost, QUEUE) != 0:
+            raise RuntimeError("our consumer left messages behind")
+    return count / elapsed
+
+
+def petisco_consume(count: int, prefetch: int | None) -> float:
+    """`prefetch=None`: petisco's own default, 1."""
+    with bench_vhost("petisco-consume") as vhost:
+        connector = _petisco(vhost)
+        connector.prefetch_count = 1 if prefetch is None else prefetch
+        from petisco import MessageSubscriber
+        from petisco.extra.rabbitmq import RabbitMqMessageConsumer
+
+        cls = _petisco_event_class()
+        preload(vhost, [cls(user_id=str(i)).format_json().encode() for i in range(count)])
+        handled = 0
+        lock = threading.Lock()
+
+        class NoopSubscriber(MessageSubscriber):
+            def subscribed_to(self) -> list[type[Any]]:
+                return [cls]
+
+            def handle(self, message: Any) -> Any:
+                nonlocal handled
+                with lock:
+                    handled += 1
+                return isSuccess
+
+        consumer = RabbitMqMessageConsumer(ORG, SERVICE, 0, connector)
+        consumer.add_subscriber_on_queue(QUEUE, NoopSubscriber, message_type_expected="domain_event")
+        start = time.perf_counter()
+        consumer.start()
+        wait_until(lambda: handled >= count, timeout=300)
+        elapsed = time.perf_counter() - start
+        consumer.stop()
+        connector.close_all()
+    return count / elapsed
+
+
+# ---------------------------------------------------------------- report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks runtime", description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20_000, help="messages per measurement (default 20000)")
+    parser.add_argument("--petisco-count", type=int, default=3_000, help="messages for petisco (rate extrapolated)")
+    parser.add_argument("--prefetch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    n, pn = args.count, args.petisco_count
+    print(f"runtime benchmark: {n} messages, petisco {pn} (rate extrapolated), prefetch {args.prefetch}", flush=True)
+    rates: dict[str, float] = {}
+    steps: list[tuple[str, Callable[[], float]]] = [
+        ("raw pika publish (persistent, no confirms)", lambda: raw_publish(n)),
+        ("bus_runtime publish (persistent, confirmed batch)", lambda: our_publish(n)),
+        ("petisco 2.2.3 publish (one event per call)", lambda: petisco_publish(pn)),
+        (f"raw pika consume+ack (prefetch {args.prefetch})", lambda: raw_consume(n, args.prefetch)),
+        (
+            f"bus_runtime consume, no-op handler (prefetch {args.prefetch})",
+            lambda: our_consume(n, args.prefetch, args.workers),
+        ),
+        ("petisco 2.2.3 consume, no-op handler (its default prefetch 1)", lambda: petisco_consume(pn, None)),
+        (
+            f"petisco 2.2.3 consume, no-op handler (prefetch {args.prefetch})",
+            lambda: petisco_consume(pn, args.prefetch),
+        ),
+    ]
+    for label, step in steps:
+        rates[label] = step()
+        print(f"  {label:<64} {rates[label]:>9,.0f} msg/s", flush=True)
+    raw_pub, our_pub, pet_pub, raw_con, our_con, pet_con, pet_con_same = rates.values()
+    checks = [
+        ("publish vs raw pika", our_pub / raw_pub, 0.5),
+        ("publish vs petisco", our_pub / pet_pub, 10.0),
+        ("consume vs raw pika", our_con / raw_con, 0.5),
+        ("consume vs petisco", our_con / pet_con, 5.0),
+    ]
+    print(f"ratios (consume vs petisco at prefetch {args.prefetch} too: {our_con / pet_con_same:.2f}x, informative):")
+    ok = True
+    for label, ratio, target in checks:
+        met = ratio >= target
+        ok &= met
+        print(f"  {label:<22} {ratio:6.2f}x  (target >= {target:g}x: {'met' if met else 'MISSED'})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

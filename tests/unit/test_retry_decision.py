@@ -1,0 +1,93 @@
+"""The retry decision as a pure function: ack, retry with our own count, dead-letter with reasons."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from bus_runtime import retry
+from bus_runtime.retry import Delivery, Failure, decide
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+QUEUE = "alice.petisco.1.event.user.created.send_mail_handler"
+BOOM = Failure("ValueError", "boom")
+
+
+def delivery(headers: dict[str, object] | None = None, queue: str = QUEUE) -> Delivery:
+    return Delivery("alice", "petisco", queue, "send_mail_handler", "alice.petisco.1.event.user.created", headers or {})
+
+
+def test_success_acks() -> None:
+    assert decide(delivery(), None, 5, NOW).action == "ack"
+
+
+def test_first_failure_goes_to_the_retry_exchange_with_the_queue_retry_key() -> None:
+    decision = decide(delivery(), BOOM, 5, NOW)
+    assert decision.action == "retry"
+    assert decision.exchange == "retry.alice.petisco"
+    assert decision.routing_key == f"retry.{QUEUE}"
+    assert decision.headers[retry.RETRY_COUNT] == 1
+    assert decision.headers[retry.ERROR_TYPE] == "ValueError"
+    assert decision.headers[retry.ERROR_MESSAGE] == "boom"
+    assert decision.headers[retry.HANDLER] == "send_mail_handler"
+    assert decision.headers[retry.ORIGINAL_QUEUE] == QUEUE
+    assert not any(key.startswith("x-") for key in decision.headers)
+
+
+def test_retries_are_counted_in_our_header_until_max_retries_then_dead_letter() -> None:
+    headers: dict[str, object] = {}
+    actions = []
+    for _ in range(4):  # max_retries=2: calls 1 and 2 retry, call 3 dead-letters
+        decision = decide(delivery(headers), BOOM, 2, NOW)
+        actions.append(decision.action)
+        headers = dict(decision.headers)
+        if decision.action == "dead_letter":
+            break
+    assert actions == ["retry", "retry", "dead_letter"]
+    assert headers[retry.RETRY_COUNT] == 2
+    assert headers[retry.DEAD_LETTER_REASON] == retry.REASON_RETRIES_EXHAUSTED
+
+
+def test_dead_letter_names_its_queue_and_keeps_first_failure_time() -> None:
+    first = decide(delivery(), BOOM, 1, NOW)
+    later = NOW + timedelta(seconds=5)
+    last = decide(delivery(dict(first.headers)), Failure("KeyError", "gone"), 1, later)
+    assert last.action == "dead_letter"
+    assert last.exchange == "dead_letter.alice.petisco"
+    assert last.routing_key == f"dead_letter.{QUEUE}"
+    assert last.headers[retry.FIRST_FAILURE_AT] == NOW.isoformat()
+    assert last.headers[retry.LAST_FAILURE_AT] == later.isoformat()
+    assert last.headers[retry.ERROR_TYPE] == "KeyError"
+    assert last.headers[retry.ORIGINAL_ROUTING_KEY] == "alice.petisco.1.event.user.created"
+
+
+def test_max_retries_zero_dead_letters_on_the_first_failure() -> None:
+    assert decide(delivery(), BOOM, 0, NOW).action == "dead_letter"
+
+
+def test_poison_goes_to_dead_letter_at_once() -> None:
+    decision = decide(delivery(), Failure("PoisonMessage", "body is not JSON", poison=True), 5, NOW)
+    assert decision.action == "dead_letter"
+    assert decision.headers[retry.DEAD_LETTER_REASON] == retry.REASON_POISON
+    assert decision.headers[retry.RETRY_COUNT] == 0
+
+
+def test_caller_headers_travel_with_the_retry() -> None:
+    decision = decide(delivery({"traceparent": "00-abc-def-01"}), BOOM, 5, NOW)
+    assert decision.headers["traceparent"] == "00-abc-def-01"
+
+
+def test_a_malformed_retry_count_counts_as_zero() -> None:
+    assert retry.retry_count({retry.RETRY_COUNT: "many"}) == 0
+    assert retry.retry_count({retry.RETRY_COUNT: -3}) == 0
+    assert retry.retry_count(None) == 0
+    assert decide(delivery({retry.RETRY_COUNT: "x"}), BOOM, 5, NOW).headers[retry.RETRY_COUNT] == 1
+
+
+def test_long_error_messages_are_truncated() -> None:
+    decision = decide(delivery(), Failure("E", "x" * 5000), 5, NOW)
+    assert len(decision.headers[retry.ERROR_MESSAGE]) == retry.MAX_ERROR_MESSAGE
+
+
+def test_store_retries_through_the_service_retry_exchange() -> None:
+    decision = decide(delivery(queue="store"), BOOM, 5, NOW)
+    assert (decision.exchange, decision.routing_key) == ("retry.alice.petisco", "retry.store")

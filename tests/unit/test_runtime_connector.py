@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from bus_runtime.connector import RabbitMqConnector
+
+
+def test_default_url_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RABBITMQ_URL", raising=False)
+    connector = RabbitMqConnector()
+    assert connector.url == "amqp://guest:guest@localhost:5672/%2F"
+    assert connector.vhost == "/"
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://bob:s%40cret@127.0.0.1:5673/team-a")
+    connector = RabbitMqConnector()
+    assert (connector.username, connector.password, connector.vhost) == ("bob", "s@cret", "team-a")
+    assert "s%40cret" not in connector.safe_url and "s@cret" not in connector.safe_url
+
+
+def test_tls_heartbeat_and_parameters() -> None:
+    connector = RabbitMqConnector("amqps://u:p@127.0.0.1/%2F", heartbeat=5)
+    assert connector.uses_tls
+    params = connector.parameters("publisher")
+    assert params.heartbeat == 5
+    assert params.ssl_options is not None
+    assert params.client_properties == {"connection_name": "rabbitform-publisher"}
+
+
+def test_with_vhost_keeps_broker_and_credentials() -> None:
+    connector = RabbitMqConnector("amqp://u:p@127.0.0.1:5672/%2F").with_vhost("a/b")
+    assert connector.vhost == "a/b"
+    assert connector.url == "amqp://u:p@127.0.0.1:5672/a%2Fb"
+
+
+def test_rejects_other_schemes() -> None:
+    with pytest.raises(ValueError, match="amqp://"):
+        RabbitMqConnector("http://localhost:15672")
