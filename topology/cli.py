@@ -225,6 +225,8 @@ def read_state(path: str) -> dict[str, Any]:
         raise RabbitformError(f"{path}: cannot read the definitions file: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise RabbitformError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise RabbitformError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if not isinstance(data, dict):
         raise RabbitformError(f"{path}: a definitions file is a JSON object with exchanges, queues, bindings")
     problem = definitions_problem(data)

@@ -44,6 +44,8 @@ def load_spec(path: str | os.PathLike[str], variables: Mapping[str, Any] | None 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(name, f"cannot read the spec: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(name, f"the spec is not UTF-8 text (byte {exc.start})") from None
     return parse_spec(text, name, variables)
 
 
@@ -71,11 +73,10 @@ def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:
             data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SpecError(file, f"cannot read the variables file: {exc.strerror or exc}") from None
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            raise SpecError(file, f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else None) from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(file, f"the variables file is not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
-            raise SpecError(file, f"invalid YAML: {exc}") from None
+            raise _yaml_error(exc, file) from None
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -142,13 +143,20 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     except _DuplicateKey as dup:
         field = ".".join(str(part) for part in dup.path)
         raise SpecError(file, f"duplicate key (first defined on line {dup.first_line})", dup.line, field) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecError(file, f"invalid YAML: {exc.problem or exc}", line) from None
     except yaml.YAMLError as exc:
-        raise SpecError(file, f"invalid YAML: {exc}") from None
+        raise _yaml_error(exc, file) from None
     return document, lines
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str) -> SpecError:
+    """One line for a YAML error; PyYAML's own text spans several lines with a caret."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return SpecError(file, f"invalid YAML: {exc}")
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or str(exc)
+    if exc.context and problem.startswith("but "):  # "expected a single document in the stream but found ..."
+        problem = f"{exc.context} {problem}"
+    return SpecError(file, f"invalid YAML: {problem}", mark.line + 1 if mark else None)
 
 
 def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], ancestors: frozenset[int]) -> None:

@@ -186,6 +186,7 @@ def test_detailed_exitcode_without_changes(tmp_path: Path, capsys: pytest.Captur
             ["--state", "state.json"],
             "error: state.json: not RabbitMQ definitions: queues[0] needs a string 'name'",
         ),
+        ("latin-1", ["--state", "state.json"], "error: state.json: not UTF-8 text (byte 12)"),
     ],
 )
 def test_detailed_exitcode_on_errors_is_1(
@@ -202,6 +203,8 @@ def test_detailed_exitcode_on_errors_is_1(
         spec = spec.replace("organization: alice", "organization: Alice")
     (tmp_path / "spec.yaml").write_text(spec, encoding="utf-8")
     (tmp_path / "state.json").write_text('{"queues": [{}]}' if setup == "bad-state" else "{nope", encoding="utf-8")
+    if setup == "latin-1":
+        (tmp_path / "state.json").write_bytes(b'{"queues": "\xff"}')
     status, out, err = run(capsys, "plan", "spec.yaml", *argv, "--detailed-exitcode")
     assert (status, out) == (1, "")
     assert err.startswith(message)

@@ -284,6 +284,10 @@ ERRORS = {
         "spec.yaml:3: invalid YAML: found character '\\t' that cannot start any token",
     ),
     "YAML unhashable key": ("organization: alice\n? [a, b]\n: 1\n", "spec.yaml:2: invalid YAML: found unhashable key"),
+    "two YAML documents": (
+        "organization: alice\n---\norganization: bob\n",
+        "spec.yaml:2: invalid YAML: expected a single document in the stream but found another document",
+    ),
     "empty file": ("", "spec.yaml:1: the spec is empty"),
     "comments only": ("# nothing yet\n", "spec.yaml:1: the spec is empty"),
     "a list document": (
@@ -499,3 +503,20 @@ def test_names_of_exactly_255_bytes_are_fine() -> None:
     spec = parse_spec(SUBSCRIBER.replace("send_mail_handler", handler))
     [subscriber] = spec.subscribers()
     assert len(f"dead_letter.{subscriber.queue}") == 255
+
+
+def test_a_spec_that_is_not_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_bytes(b"organization: \xff\n")
+    (tmp_path / "ok.yaml").write_text("organization: alice\n", encoding="utf-8")
+    (tmp_path / "vars.yaml").write_bytes(b"a: \xff\n")
+    status, out, err = run_cli("validate", "spec.yaml", capsys=capsys)
+    assert (status, out, err) == (1, "", "error: spec.yaml: the spec is not UTF-8 text (byte 14)\n")
+    status, out, err = run_cli("validate", "ok.yaml", "--var-file", "vars.yaml", capsys=capsys)
+    assert (status, out, err) == (1, "", "error: vars.yaml: the variables file is not UTF-8 text (byte 3)\n")
+
+
+def test_a_utf8_bom_and_windows_line_endings_are_fine() -> None:
+    assert parse_spec("\ufefforganization: alice\r\nvhost: x\r\n").vhost == "x"
