@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from topology import naming
 from topology.naming import MessageKind
@@ -94,19 +94,17 @@ class Service(_Strict):
     events: dict[MessageClassName, Message] = Field(default_factory=dict)
     commands: dict[MessageClassName, Message] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _message_names_are_unique(self) -> Service:
+    @field_validator("events", "commands", mode="after")
+    @classmethod
+    def _message_names_are_unique(cls, messages: dict[str, Message]) -> dict[str, Message]:
         """Two class names that map to one message name would share queues: refuse."""
-        for kind, messages in (("events", self.events), ("commands", self.commands)):
-            seen: dict[tuple[str, int], str] = {}
-            for class_name, message in messages.items():
-                key = (naming.message_name(class_name), message.version)
-                if key in seen:
-                    raise ValueError(
-                        f"{kind}: {seen[key]} and {class_name} both map to message name {key[0]!r} version {key[1]}"
-                    )
-                seen[key] = class_name
-        return self
+        seen: dict[tuple[str, int], str] = {}
+        for class_name, message in messages.items():
+            key = (naming.message_name(class_name), message.version)
+            if key in seen:
+                raise ValueError(f"{seen[key]} and {class_name} both map to message name {key[0]!r} version {key[1]}")
+            seen[key] = class_name
+        return messages
 
 
 class Store(_Strict):

@@ -255,7 +255,7 @@ ERRORS = {
     ),
     "duplicate message names": (
         "organization: alice\nservices:\n  petisco:\n    events:\n      HttpRequest: {}\n      HTTPRequest: {}\n",
-        "spec.yaml:3 services.petisco: events: HttpRequest and HTTPRequest both map to message name "
+        "spec.yaml:4 services.petisco.events: HttpRequest and HTTPRequest both map to message name "
         "'http.request' version 1",
     ),
     "duplicate YAML key": (
@@ -284,6 +284,10 @@ ERRORS = {
         "spec.yaml:3: invalid YAML: found character '\\t' that cannot start any token",
     ),
     "YAML unhashable key": ("organization: alice\n? [a, b]\n: 1\n", "spec.yaml:2: invalid YAML: found unhashable key"),
+    "duplicate command names": (
+        "organization: alice\nservices:\n  petisco:\n    commands:\n      SendSMS: {}\n      SendSms: {}\n",
+        "spec.yaml:4 services.petisco.commands: SendSMS and SendSms both map to message name 'send.sms' version 1",
+    ),
     "two YAML documents": (
         "organization: alice\n---\norganization: bob\n",
         "spec.yaml:2: invalid YAML: expected a single document in the stream but found another document",
@@ -520,3 +524,22 @@ def test_a_spec_that_is_not_utf8(
 
 def test_a_utf8_bom_and_windows_line_endings_are_fine() -> None:
     assert parse_spec("\ufefforganization: alice\r\nvhost: x\r\n").vhost == "x"
+
+
+def test_one_message_name_in_two_versions_or_two_kinds_is_fine() -> None:
+    text = """\
+organization: alice
+services:
+  petisco:
+    events:
+      HttpRequest: {version: 1, subscribers: {a: {}}}
+      HTTPRequest: {version: 2, subscribers: {a: {}}}
+    commands:
+      HttpRequest: {subscribers: {a: {}}}
+"""
+    queues = sorted(s.queue for s in parse_spec(text).subscribers())
+    assert queues == [
+        "alice.petisco.1.command.http.request.a",
+        "alice.petisco.1.event.http.request.a",
+        "alice.petisco.2.event.http.request.a",
+    ]
