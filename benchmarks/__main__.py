@@ -1,25 +1,47 @@
-"""`python -m benchmarks` (make bench): run the `main()` of every `bench_*.py` module, in name order."""
+"""`python -m benchmarks [NAME] [ARGS...]`: run every `benchmarks/bench_*.py` module's `main()`,
+or only `bench_NAME` (e.g. `python -m benchmarks topology --large 1000`)."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+
+import benchmarks
+
+PREFIX = "bench_"
 
 
-def main() -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
-    if not names:
-        print("benchmarks: no bench_*.py modules yet")
+def available() -> list[str]:
+    return sorted(
+        module.name[len(PREFIX) :]
+        for module in pkgutil.iter_modules(benchmarks.__path__)
+        if module.name.startswith(PREFIX)
+    )
+
+
+def run(name: str, argv: Sequence[str]) -> int:
+    module = importlib.import_module(f"benchmarks.{PREFIX}{name}")
+    return int(module.main(list(argv)) or 0)
+
+
+def main(argv: Sequence[str]) -> int:
+    names = available()
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("benchmarks:", ", ".join(names))
         return 0
+    if argv and not argv[0].startswith("-"):
+        if argv[0] not in names:
+            print(f"unknown benchmark {argv[0]!r}; choose from: {', '.join(names)}", file=sys.stderr)
+            return 2
+        return run(argv[0], argv[1:])
     status = 0
     for name in names:
-        print(f"== {name}", flush=True)
-        module = importlib.import_module(f"benchmarks.{name}")
-        status = status or int(module.main() or 0)
+        status = max(status, run(name, argv))
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
