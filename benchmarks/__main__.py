@@ -1,5 +1,6 @@
-"""`python -m benchmarks [NAME] [ARGS...]`: run every `benchmarks/bench_*.py` module's `main()`,
-or only `bench_NAME` (e.g. `python -m benchmarks topology --large 1000`)."""
+"""`python -m benchmarks [NAME] [ARGS...]` (make bench): run the `main()` of every
+`benchmarks/bench_*.py` module in name order, or only `bench_NAME`
+(e.g. `python -m benchmarks topology --large 1000`)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,12 @@ def main(argv: Sequence[str]) -> int:
             print(f"unknown benchmark {argv[0]!r}; choose from: {', '.join(names)}", file=sys.stderr)
             return 2
         return run(argv[0], argv[1:])
+    if not names:
+        print("benchmarks: no bench_*.py modules yet")
+        return 0
     status = 0
     for name in names:
+        print(f"== {PREFIX}{name}", flush=True)
         status = max(status, run(name, argv))
     return status
 
