@@ -59,9 +59,9 @@ class ApplyResult:
 
     @property
     def summary_line(self) -> str:
+        seconds = f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
         return (
-            f"Apply complete: {self.added} added, {self.replaced} replaced, "
-            f"{self.destroyed} destroyed in {self.seconds:.1f} s"
+            f"Apply complete: {self.added} added, {self.replaced} replaced, {self.destroyed} destroyed in {seconds} s"
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from topology import cli
 from topology.errors import RabbitformError
-from topology.live import apply_plan, check_fresh, converge, plan_live
+from topology.live import ApplyResult, apply_plan, check_fresh, converge, plan_live
 from topology.management import URL_ENV, ManagementClient
 from topology.plan import Plan
 from topology.spec import Spec
@@ -99,7 +99,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         result = converge(spec, client, plan, progress=ProgressReporter())
     finally:
         client.close()
-    print(result.summary_line, file=summary_stream(args))
+    report(result, args)
     return cli.EXIT_OK
 
 
@@ -126,7 +126,7 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         result = apply_plan(plan, client, progress=ProgressReporter())
     finally:
         client.close()
-    print(result.summary_line, file=summary_stream(args))
+    report(result, args)
     return cli.EXIT_OK
 
 
@@ -175,6 +175,13 @@ def confirm(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> N
     sys.stderr.flush()
     if sys.stdin.readline().strip() != "yes":
         raise RabbitformError("apply cancelled: nothing was changed")
+
+
+def report(result: ApplyResult, args: argparse.Namespace) -> None:
+    stream = summary_stream(args)
+    if stream is sys.stdout:
+        print(file=stream)
+    print(result.summary_line, file=stream)
 
 
 def summary_stream(args: argparse.Namespace) -> TextIO:

@@ -9,6 +9,7 @@ transient ones: connection errors, timeouts and 5xx answers).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -177,7 +178,7 @@ class ManagementClient:
                 )
             except requests.exceptions.SSLError as exc:
                 raise BrokerUnreachable(
-                    f"TLS verification failed for {self.display_url}: {_first_line(exc)}; "
+                    f"TLS verification failed for {self.display_url} ({_tls_reason(exc)}); "
                     "pass --ca-cert CA.pem (or --insecure to skip verification)"
                 ) from None
             except requests.exceptions.Timeout:
@@ -250,8 +251,10 @@ def _reason(response: requests.Response) -> str:
     return response.reason or str(response.status_code)
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _tls_reason(exc: Exception) -> str:
+    """The OpenSSL reason buried in requests' wrapping, e.g. "certificate verify failed"."""
+    found = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
+    return found.group(1).strip() if found else "handshake failed"
 
 
 def _connection_reason(exc: Exception) -> str:

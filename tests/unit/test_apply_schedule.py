@@ -66,3 +66,4 @@ def test_classic_queues_say_so_when_the_vhost_default_is_another_type() -> None:
 
 def test_summary_line() -> None:
     assert ApplyResult(3, 1, 2, 1.234).summary_line == "Apply complete: 3 added, 1 replaced, 2 destroyed in 1.2 s"
+    assert ApplyResult(1, 0, 0, 0.034).summary_line.endswith("in 0.03 s")
