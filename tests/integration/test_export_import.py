@@ -45,6 +45,12 @@ store:
 """
 
 
+def may_be_left_out(field: str, value: object) -> bool:
+    """What a broker may omit when it reads back what we exported: `vhost` in a per-vhost
+    export, and `internal: false`, which 4.2.9+ and 4.3.3+ drop."""
+    return field == "vhost" or (field == "internal" and value is False)
+
+
 @pytest.fixture
 def admin() -> Iterator[requests.Session]:
     session = requests.Session()
@@ -100,10 +106,15 @@ def test_exported_definitions_import_and_read_back_unchanged(
         assert sorted(theirs) == sorted(ours), kind
         for key, item in ours.items():
             for field, value in item.items():
-                if field == "vhost" and field not in theirs[key]:
+                if field not in theirs[key] and may_be_left_out(field, value):
                     continue
-                assert theirs[key][field] == value, (kind, key, field)
-                assert type(theirs[key][field]) is type(value), (kind, key, field)
+                found = theirs[key][field]
+                if field == "arguments" and found.get("x-queue-type") == "classic" and "x-queue-type" not in value:
+                    found = {k: v for k, v in found.items() if k != "x-queue-type"}  # 4.0+ adds it to every queue
+                assert found == value, (kind, key, field)
+                assert type(found) is type(value), (kind, key, field)
+                if isinstance(value, dict):  # 5000 is not "5000"
+                    assert {k: type(v) for k, v in found.items()} == {k: type(v) for k, v in value.items()}, (kind, key)
 
 
 def test_import_is_idempotent(admin: requests.Session, management_url: str, vhost: str) -> None:
