@@ -45,7 +45,8 @@ StoreQueueName = Annotated[
 ]
 ImportPath = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"),
+    # dotted identifiers on both sides: `package.module:function` or `module:Class.method`
+    Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"),
 ]
 VhostName = Annotated[str, Field(min_length=1)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -543,3 +544,31 @@ services:
         "alice.petisco.1.event.http.request.a",
         "alice.petisco.2.event.http.request.a",
     ]
+
+
+@pytest.mark.parametrize(
+    ("handler", "valid"),
+    [
+        ("examples.rabbitmq.handlers:send_mail_handler", True),
+        ("handlers:send", True),
+        ("_private.mod:Class.method", True),
+        ("pkg.mod_2:handler_3", True),
+        ("examples..handlers:f", False),
+        ("examples.:f", False),
+        ("examples.handlers:", False),
+        (":f", False),
+        ("examples.handlers:f.", False),
+        ("examples/handlers.py:f", False),
+        ("2pkg:f", False),
+        ("pkg:f:g", False),
+        ("pkg:f\n", False),
+    ],
+)
+def test_handler_import_paths(handler: str, valid: bool) -> None:
+    text = f"organization: alice\nstore:\n  handler: {json.dumps(handler)}\n"
+    if valid:
+        store = parse_spec(text).resolved_store()
+        assert store is not None and store.handler == handler
+    else:
+        with pytest.raises(SpecError, match="must be an import path"):
+            parse_spec(text)
