@@ -198,7 +198,7 @@ class ProgressReporter:
         self.stream = stream or sys.stderr
         self.threshold = threshold
         self.interval = interval
-        self._last = 0.0
+        self._last = float("-inf")  # the first report always prints
         self._tty = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
