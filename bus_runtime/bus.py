@@ -73,6 +73,11 @@ class _MessageBus:
         """How many published messages the broker returned as unroutable so far."""
         return self._publisher.unroutable_count
 
+    @property
+    def connection_count(self) -> int:
+        """Connections opened so far: more than one means the bus reconnected."""
+        return self._publisher.connection_count
+
     def publish(self, messages: Message | Sequence[Message], headers: Mapping[str, Any] | None = None) -> list[Message]:
         """Publish one message or a batch; returns the ones returned as unroutable.
 

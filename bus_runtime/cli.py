@@ -1,0 +1,127 @@
+"""`rabbitform consume` and `rabbitform publish`: the runtime's commands.
+
+Registered through the `rabbitform.commands` entry-point group, so `topology` never imports
+`bus_runtime`. Both use the spec's vhost and `RABBITMQ_URL` (or `--url`) for the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
+from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
+from topology.cli import EXIT_OK, add_spec_arguments, read_spec
+from topology.errors import RabbitformError
+from topology.naming import MessageKind
+
+
+def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost)")
+    parser.add_argument("--vhost", help="override the spec's vhost")
+
+
+def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
+    try:
+        connector = RabbitMqConnector(args.url)
+    except ValueError as exc:
+        raise RabbitformError(str(exc)) from None
+    return connector.with_vhost(args.vhost or spec_vhost)
+
+
+# ---------------------------------------------------------------- consume
+
+
+def register_consume(commands: Any) -> None:
+    parser = commands.add_parser(
+        "consume",
+        help="run the spec's handlers (import paths) on their queues until SIGINT/SIGTERM",
+        description="Consume with the handlers the spec names, each with its subscriber's retry policy.",
+    )
+    add_spec_arguments(parser)
+    parser.add_argument("--service", help="only the subscribers of this service")
+    parser.add_argument(
+        "--subscriber", action="append", default=[], metavar="NAME", help="only this subscriber (repeatable)"
+    )
+    _add_broker_arguments(parser)
+    parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, help="messages in hand (default 100)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="handler threads (default 8)")
+    parser.set_defaults(handler=cmd_consume)
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    _configure_logging()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # handlers are named relative to where the command runs
+    spec = read_spec(args)
+    subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
+    if args.prefetch < 1 or args.workers < 1:
+        raise RabbitformError("--prefetch and --workers must be >= 1")
+    connector = _connector(args, spec.vhost)
+    consumer = RabbitMqEventConsumer(
+        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers
+    )
+    consumer.add_subscriptions(subs)
+    for sub in subs:
+        print(f"consuming {sub.queue} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
+    consumer.run_forever()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- publish
+
+
+def register_publish(commands: Any) -> None:
+    parser = commands.add_parser(
+        "publish",
+        help="publish one event or command declared in the spec, confirmed",
+        description="Publish one message; the spec gives its name and version, --attributes its fields.",
+    )
+    add_spec_arguments(parser)
+    parser.add_argument("--service", required=True, help="the publishing service")
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--event", metavar="CLASS", help="an event class name declared in the spec, e.g. UserCreated")
+    kind.add_argument("--command", metavar="CLASS", help="a command class name declared in the spec")
+    parser.add_argument("--attributes", default="{}", metavar="JSON", help='the fields, e.g. \'{"user_id": "1"}\'')
+    parser.add_argument("--header", action="append", default=[], metavar="KEY=VALUE", help="an AMQP header")
+    _add_broker_arguments(parser)
+    parser.set_defaults(handler=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    spec = read_spec(args)
+    try:
+        attributes = json.loads(args.attributes)
+    except json.JSONDecodeError as exc:
+        raise RabbitformError(f"--attributes is not JSON: {exc}") from None
+    if not isinstance(attributes, dict):
+        raise RabbitformError('--attributes must be a JSON object, e.g. \'{"user_id": "1"}\'')
+    headers = {}
+    for pair in args.header:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RabbitformError(f"--header expects KEY=VALUE, got {pair!r}")
+        headers[key] = value
+    kind: MessageKind = "command" if args.command else "event"
+    message = message_from_spec(spec, args.service, args.command or args.event, kind, attributes, args.spec)
+    connector = _connector(args, spec.vhost)
+    bus_class = RabbitMqCommandBus if kind == "command" else RabbitMqEventBus
+    bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15)
+    try:
+        bus.publish(message, headers=headers or None)
+    finally:
+        bus.close()
+    routing_key = message.routing_key(spec.organization, args.service)
+    print(f"published {message.message_type} {message.id} (routing key {routing_key}): confirmed by the broker")
+    return EXIT_OK
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("pika").setLevel(logging.WARNING)

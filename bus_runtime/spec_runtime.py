@@ -1,0 +1,155 @@
+"""Run what a spec names: handlers by import path, messages by class name.
+
+`rabbitform consume SPEC` and `RabbitMqEventConsumer.from_spec` turn the spec's subscribers
+into subscriptions (each with its own retry policy); `rabbitform publish` builds one message
+from the spec's names. The spec declares no fields: attributes are taken as given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.message import Command, Event, Message
+from bus_runtime.subscriber import Handler, Subscription, store_subscription
+from topology.errors import RabbitformError
+from topology.loader import load_spec
+from topology.naming import MessageKind
+from topology.spec import ResolvedSubscriber, Spec
+
+if TYPE_CHECKING:
+    from bus_runtime.consumer import RabbitMqEventConsumer
+
+C = TypeVar("C", bound="RabbitMqEventConsumer")
+
+
+def import_handler(path: str, where: str = "the spec") -> Handler:
+    """`package.module:function` (or `module:Class.method`) -> the callable."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RabbitformError(
+            f"cannot import module {module_name!r} of handler {path!r} named in {where}: {exc} "
+            "(run from the directory that holds the package, or set PYTHONPATH)"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise RabbitformError(f"handler {path!r} named in {where}: {module_name} has no {attribute!r}") from None
+    if not callable(target):
+        raise RabbitformError(f"handler {path!r} named in {where} is not callable")
+    return target
+
+
+def message_class(class_name: str, kind: MessageKind, version: int, handler: Handler | None = None) -> type[Message]:
+    """The class a handler receives: the one its module declares under that name (if its kind
+    and version match the spec), else a generic class carrying the spec's name and version."""
+    module = inspect.getmodule(handler) if handler is not None else None
+    declared = getattr(module, class_name, None) if module is not None else None
+    if (
+        isinstance(declared, type)
+        and issubclass(declared, Message)
+        and declared.message_kind == kind
+        and declared.version == version
+    ):
+        return declared
+    return generic_class(class_name, kind, version)
+
+
+@cache
+def generic_class(class_name: str, kind: MessageKind, version: int) -> type[Message]:
+    """A message class with no declared fields: attributes are kept as given (extra fields)."""
+    base: type[Message] = Command if kind == "command" else Event
+    return type(class_name, (base,), {"version": version, "__module__": __name__, "__doc__": f"{class_name} (spec)"})
+
+
+def spec_subscriptions(
+    spec: Spec, service: str | None = None, names: Iterable[str] | None = None, where: str = "the spec"
+) -> list[Subscription]:
+    """One subscription per subscriber with a handler (filtered by service and names); the
+    store too when it has a handler and no filter excludes it."""
+    wanted = set(names) if names else None
+    if service is not None and service not in spec.services:
+        known = ", ".join(sorted(spec.services)) or "none"
+        raise RabbitformError(f"service {service!r} is not in {where} (services: {known})")
+    chosen: list[ResolvedSubscriber] = [
+        sub
+        for sub in spec.subscribers()
+        if (service is None or sub.service == service) and (wanted is None or sub.name in wanted)
+    ]
+    result: list[Subscription] = []
+    for sub in chosen:
+        if sub.handler is None:
+            if wanted is not None:
+                raise RabbitformError(f"subscriber {sub.name!r} in {where} has no handler to run")
+            continue
+        handler = import_handler(sub.handler, where)
+        cls = message_class(sub.message_class, sub.kind, sub.version, handler)
+        result.append(
+            Subscription(spec.organization, sub.service, sub.queue, handler, sub.name, cls, sub.retry.max_retries)
+        )
+    store = spec.resolved_store()
+    store_wanted = (wanted is None and service is None) or (wanted is not None and store and store.queue in wanted)
+    if store is not None and store_wanted:
+        if store.handler is None:
+            if wanted is not None:
+                raise RabbitformError(f"the store in {where} has no handler to run")
+        elif spec.services:
+            handler = import_handler(store.handler, where)
+            via = sorted(spec.services)[0]  # every service's retry exchange routes retry.<store>
+            sub_store = store_subscription(spec.organization, via, handler, store.retry.max_retries, store.queue)
+            result.append(sub_store)
+    if wanted is not None:
+        unknown = wanted - {s.name for s in chosen} - ({store.queue} if store else set())
+        if unknown:
+            raise RabbitformError(f"no subscriber named {', '.join(sorted(unknown))} in {where}")
+    if not result:
+        raise RabbitformError(f"nothing to consume: no subscriber with a handler in {where}")
+    return result
+
+
+def consumer_from_spec(
+    cls: type[C],
+    path: str | os.PathLike[str],
+    service: str | None = None,
+    subscribers: Iterable[str] | None = None,
+    connector: RabbitMqConnector | None = None,
+    variables: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> C:
+    """A consumer of the spec's handlers, on the spec's vhost (unless `connector` is given)."""
+    spec = load_spec(path, variables)
+    where = str(Path(path))
+    subs = spec_subscriptions(spec, service, subscribers, where)
+    chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
+    consumer = cls(chosen, spec.organization, service or subs[0].service, **options)
+    consumer.add_subscriptions(subs)
+    return consumer
+
+
+def message_from_spec(
+    spec: Spec,
+    service: str,
+    name: str,
+    kind: MessageKind,
+    attributes: Mapping[str, Any],
+    where: str = "the spec",
+) -> Message:
+    """A message of a class the spec declares for `service`, with `attributes` as given."""
+    if service not in spec.services:
+        known = ", ".join(sorted(spec.services)) or "none"
+        raise RabbitformError(f"service {service!r} is not in {where} (services: {known})")
+    declared = spec.services[service].commands if kind == "command" else spec.services[service].events
+    if name not in declared:
+        known = ", ".join(sorted(declared)) or "none"
+        raise RabbitformError(f"{kind} {name!r} is not declared for service {service!r} in {where} (declared: {known})")
+    cls = generic_class(name, kind, declared[name].version)
+    return cls(**dict(attributes))
