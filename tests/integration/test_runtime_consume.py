@@ -187,3 +187,19 @@ def test_stop_finishes_the_messages_in_hand(management_url: str, vhost: str, amq
     handled = slow.count
     assert consumer.handled_count == handled  # every call that started was acked
     assert depth(amqp_url, QUEUE) == 6 - handled  # the rest is back in the queue, not lost
+
+
+def test_the_store_retries_and_dead_letters_like_any_queue(management_url: str, vhost: str, amqp_url: str) -> None:
+    store = Recorder("event_store", outcomes=["fail", "ok", "raise", "raise"])
+    setup_topology(management_url, vhost, [], retry_ttl=100, store=True)
+    consumer = consumer_for(amqp_url, max_retries=1)
+    consumer.consume_store(store.handler)
+    with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
+        bus.publish(UserCreated(user_id="1"))
+        wait_for(lambda: store.count == 2, what="the store's retry")
+        bus.publish(UserDeleted(user_id="2"))
+        wait_for(lambda: depth(amqp_url, "dead_letter.store") == 1, what="the store's dead letter")
+    assert store.count == 4
+    [message] = get_messages(management_url, vhost, "dead_letter.store")
+    assert message["properties"]["headers"][retry.ORIGINAL_QUEUE] == "store"
+    assert depth(amqp_url, "store") == 0 and depth(amqp_url, "retry.store") == 0
