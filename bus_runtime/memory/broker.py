@@ -334,16 +334,24 @@ class InMemoryBroker:
         consumer.start()
         return consumer
 
-    def consumer_from_spec(self, service: str | None = None, include_store: bool = True) -> InMemoryConsumer:
-        """A started consumer running the handlers the spec names, with their retry policies."""
-        from bus_runtime.handlers import spec_subscriptions
+    def consumer_from_spec(
+        self, service: str | None = None, subscribers: Iterable[str] | None = None
+    ) -> InMemoryConsumer:
+        """A started consumer running the handlers the spec names, with their retry policies:
+        the subscriptions `RabbitMqEventConsumer.from_spec` builds (`bus_runtime.spec_runtime`).
+        A spec that names no handler gives a consumer with nothing to run."""
         from bus_runtime.memory.clients import InMemoryConsumer
+        from bus_runtime.spec_runtime import spec_subscriptions
 
-        if self.spec is None:
+        spec = self.spec
+        if spec is None:
             raise BrokerError("this broker was not built from a spec: use InMemoryBroker.from_spec(path)")
-        owner = service or min(self.spec.services, default="")
-        consumer = InMemoryConsumer(self, self.organization, owner, max_retries=self.spec.defaults.retry.max_retries)
-        consumer.add_subscriptions(spec_subscriptions(self.spec, service, include_store=include_store))
+        owner = service or min(spec.services, default="")
+        consumer = InMemoryConsumer(self, self.organization, owner, max_retries=spec.defaults.retry.max_retries)
+        store = spec.resolved_store()
+        names_handler = any(s.handler for s in spec.subscribers()) or bool(store and store.handler)
+        if subscribers is not None or names_handler:
+            consumer.add_subscriptions(spec_subscriptions(spec, service, subscribers))
         consumer.start()
         return consumer
 
