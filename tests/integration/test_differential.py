@@ -5,6 +5,8 @@ into the test's vhost, the real `RabbitMqEventBus`/`RabbitMqCommandBus` and
 `RabbitMqEventConsumer`). Compared: how many times each handler ran, how many deliveries were
 settled, retried and dead-lettered, and every message left in every queue with its exchange,
 routing key, body, properties and headers (times aside). Any difference fails the test.
+A last scenario runs the handlers a spec names, with a per-subscriber retry policy, through
+both brokers' spec consumers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -30,9 +33,10 @@ from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.memory import DeadLettered, Delivered, InMemoryBroker, Retried
 from bus_runtime.subscriber import Handler
 from tests.conftest import PASSWORD, USER
+from tests.integration import differential_handlers
 from topology.compile import compile_spec
 from topology.definitions import to_definitions
-from topology.loader import parse_spec
+from topology.loader import load_spec, parse_spec
 from topology.model import Topology
 
 ORG, SERVICE = "alice", "petisco"
@@ -228,6 +232,51 @@ def ordered(queues: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[s
 # -- the in-memory run -----------------------------------------------------------------------
 
 
+def memory_queues(broker: InMemoryBroker) -> dict[str, list[dict[str, Any]]]:
+    return ordered(
+        {
+            name: [
+                snapshot(
+                    m.exchange,
+                    m.routing_key,
+                    m.body,
+                    m.headers,
+                    {
+                        "message_id": m.properties.message_id or None,
+                        "type": m.properties.type or None,
+                        "content_type": m.properties.content_type,
+                        "delivery_mode": m.properties.delivery_mode,
+                        "app_id": m.properties.app_id,
+                        "timestamp": m.properties.timestamp,
+                    },
+                )
+                for m in broker.messages(name)
+            ]
+            for name in broker.queue_names
+        }
+    )
+
+
+def publish_in_memory(broker: InMemoryBroker, publish: Publish) -> None:
+    if publish.events:
+        broker.event_bus(SERVICE, on_unroutable="raise").publish(list(publish.events))
+    if publish.commands:
+        broker.command_bus(SERVICE, on_unroutable="raise").publish(list(publish.commands))
+    for routing_key, body in publish.raw:
+        broker.publish(f"{ORG}.{SERVICE}", routing_key, body)
+
+
+def memory_outcome(broker: InMemoryBroker, calls: Mapping[str, int]) -> Outcome:
+    broker.run_until_idle()
+    return Outcome(
+        calls=dict(calls),
+        settled=sum(1 for e in broker.trace if isinstance(e, Delivered)),
+        retried=sum(1 for e in broker.trace if isinstance(e, Retried)),
+        dead_lettered=sum(1 for e in broker.trace if isinstance(e, DeadLettered)),
+        queues=memory_queues(broker),
+    )
+
+
 def run_in_memory(scenario: Scenario) -> Outcome:
     handlers = Handlers(scenario)
     broker = InMemoryBroker(TOPOLOGY, ORG)
@@ -235,41 +284,8 @@ def run_in_memory(scenario: Scenario) -> Outcome:
     store = handlers.store()
     if store is not None:
         consumer.consume_store(store)
-    publish = scenario.publish
-    if publish.events:
-        broker.event_bus(SERVICE, on_unroutable="raise").publish(list(publish.events))
-    if publish.commands:
-        broker.command_bus(SERVICE, on_unroutable="raise").publish(list(publish.commands))
-    for routing_key, body in publish.raw:
-        broker.publish(f"{ORG}.{SERVICE}", routing_key, body)
-    broker.run_until_idle()
-    queues = {
-        name: [
-            snapshot(
-                m.exchange,
-                m.routing_key,
-                m.body,
-                m.headers,
-                {
-                    "message_id": m.properties.message_id or None,
-                    "type": m.properties.type or None,
-                    "content_type": m.properties.content_type,
-                    "delivery_mode": m.properties.delivery_mode,
-                    "app_id": m.properties.app_id,
-                    "timestamp": m.properties.timestamp,
-                },
-            )
-            for m in broker.messages(name)
-        ]
-        for name in broker.queue_names
-    }
-    return Outcome(
-        calls=dict(handlers.calls),
-        settled=sum(1 for e in broker.trace if isinstance(e, Delivered)),
-        retried=sum(1 for e in broker.trace if isinstance(e, Retried)),
-        dead_lettered=sum(1 for e in broker.trace if isinstance(e, DeadLettered)),
-        queues=ordered(queues),
-    )
+    publish_in_memory(broker, scenario.publish)
+    return memory_outcome(broker, handlers.calls)
 
 
 # -- the RabbitMQ run --------------------------------------------------------------------
@@ -293,19 +309,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_url: str, expected: Outcome) -> Outcome:
-    apply_topology(management_url, vhost, TOPOLOGY)
-    connector = RabbitMqConnector(amqp_url)
-    handlers = Handlers(scenario)
-    consumer = RabbitMqEventConsumer(connector, ORG, SERVICE, max_retries=scenario.max_retries)
-    consumer.consume(handlers.subscribers())
-    store = handlers.store()
-    if store is not None:
-        consumer.consume_store(store)
-    if not consumer.subscriptions:
-        pytest.fail("a scenario must consume something")
+def rabbitmq_outcome(
+    consumer: RabbitMqEventConsumer,
+    topology: Topology,
+    amqp_url: str,
+    publish: Publish,
+    calls: Mapping[str, int],
+    expected: Outcome,
+) -> Outcome:
+    """Start `consumer`, publish, wait until nothing is left to do, stop, read every queue."""
+    connector = consumer.connector
     consumed = [s.queue for s in consumer.subscriptions]
-    waiting = [q.name for q in TOPOLOGY.queues if q.name.startswith("retry.")]
+    waiting = [q.name for q in topology.queues if q.name.startswith("retry.")]
     inspector = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = inspector.channel()
 
@@ -319,7 +334,6 @@ def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_ur
 
     consumer.start()
     try:
-        publish = scenario.publish
         if publish.events:
             with RabbitMqEventBus(connector, ORG, SERVICE, on_unroutable="raise") as bus:
                 bus.publish(list(publish.events))
@@ -328,12 +342,12 @@ def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_ur
                 command_bus.publish(list(publish.commands))
         for routing_key, body in publish.raw:
             channel.basic_publish(f"{ORG}.{SERVICE}", routing_key, body, mandatory=True)
-        wait_for(idle, timeout=20, what=f"{scenario.name} to settle on RabbitMQ")
+        wait_for(idle, timeout=20, what="the scenario to settle on RabbitMQ")
     finally:
         consumer.stop(timeout=10)
     try:
         queues: dict[str, list[dict[str, Any]]] = {}
-        for queue in TOPOLOGY.queues:
+        for queue in topology.queues:
             items = queues.setdefault(queue.name, [])
             while True:
                 method, props, body = channel.basic_get(queue.name, auto_ack=True)
@@ -351,12 +365,31 @@ def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_ur
     finally:
         inspector.close()
     return Outcome(
-        calls=dict(handlers.calls),
+        calls=dict(calls),
         settled=consumer.handled_count,
         retried=consumer.retried_count,
         dead_lettered=consumer.dead_lettered_count,
         queues=ordered(queues),
     )
+
+
+def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_url: str, expected: Outcome) -> Outcome:
+    apply_topology(management_url, vhost, TOPOLOGY)
+    handlers = Handlers(scenario)
+    consumer = RabbitMqEventConsumer(RabbitMqConnector(amqp_url), ORG, SERVICE, max_retries=scenario.max_retries)
+    consumer.consume(handlers.subscribers())
+    store = handlers.store()
+    if store is not None:
+        consumer.consume_store(store)
+    return rabbitmq_outcome(consumer, TOPOLOGY, amqp_url, scenario.publish, handlers.calls, expected)
+
+
+def assert_same(real: Outcome, memory: Outcome) -> None:
+    assert real.calls == memory.calls
+    assert (real.settled, real.retried, real.dead_lettered) == (memory.settled, memory.retried, memory.dead_lettered)
+    assert list(real.queues) == list(memory.queues)
+    for queue in memory.queues:
+        assert real.queues[queue] == memory.queues[queue], f"queue {queue} differs"
 
 
 # -- the tests ---------------------------------------------------------------------------
@@ -367,11 +400,7 @@ def test_in_memory_and_rabbitmq_agree(scenario: Scenario, amqp_url: str, vhost: 
     memory = run_in_memory(scenario)
     assert {name: memory.calls.get(name, 0) for name in scenario.expected_calls} == dict(scenario.expected_calls)
     real = run_on_rabbitmq(scenario, amqp_url, vhost, management_url, memory)
-    assert real.calls == memory.calls
-    assert (real.settled, real.retried, real.dead_lettered) == (memory.settled, memory.retried, memory.dead_lettered)
-    assert list(real.queues) == list(memory.queues)
-    for queue in memory.queues:
-        assert real.queues[queue] == memory.queues[queue], f"queue {queue} differs"
+    assert_same(real, memory)
 
 
 def test_the_retried_subscriber_alone_sees_the_retry() -> None:
@@ -379,3 +408,42 @@ def test_the_retried_subscriber_alone_sees_the_retry() -> None:
     memory = run_in_memory(SCENARIOS[5])
     assert memory.retried == 1
     assert not any(name.endswith("notify_handler") for name in memory.queues)
+
+
+HANDLERS = "tests.integration.differential_handlers"
+SPEC_WITH_HANDLERS = f"""
+organization: {ORG}
+defaults: {{retry: {{delay_ms: {RETRY_DELAY_MS}, max_retries: 3}}}}
+services:
+  {SERVICE}:
+    events:
+      UserCreated:
+        subscribers:
+          send_mail_handler: {{handler: "{HANDLERS}:send_mail_handler"}}
+          audit_handler:
+            handler: "{HANDLERS}:audit_handler"
+            retry: {{delay_ms: 100, max_retries: 1}}
+store: {{queue: store, handler: "{HANDLERS}:event_store"}}
+"""
+
+
+def test_spec_consumers_agree(tmp_path: Path, amqp_url: str, vhost: str, management_url: str) -> None:
+    """Handlers named by import path, with a per-subscriber retry policy, through both brokers'
+    spec consumers (`consumer_from_spec` and `RabbitMqEventConsumer.from_spec`)."""
+    path = tmp_path / "alice.yaml"
+    path.write_text(SPEC_WITH_HANDLERS, encoding="utf-8")
+    publish = Publish(events=[differential_handlers.UserCreated(user_id="7")])
+
+    differential_handlers.calls.clear()
+    broker = InMemoryBroker.from_spec(path)
+    broker.consumer_from_spec()
+    publish_in_memory(broker, publish)
+    memory = memory_outcome(broker, differential_handlers.calls)
+    assert memory.calls == {"send_mail_handler": 2, "audit_handler": 2, "event_store": 1}
+
+    differential_handlers.calls.clear()
+    topology = compile_spec(load_spec(path))
+    apply_topology(management_url, vhost, topology)
+    consumer = RabbitMqEventConsumer.from_spec(path, connector=RabbitMqConnector(amqp_url))
+    real = rabbitmq_outcome(consumer, topology, amqp_url, publish, differential_handlers.calls, memory)
+    assert_same(real, memory)
