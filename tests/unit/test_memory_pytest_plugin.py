@@ -56,3 +56,12 @@ def test_without_a_spec_the_fixture_says_how_to_give_one(
     monkeypatch.delenv("RABBITFORM_SPEC", raising=False)
     with pytest.raises(pytest.fail.Exception, match="rabbitform_spec"):
         make_memory_broker()
+
+
+def test_the_seed_spec_runs_the_seed_handlers(make_memory_broker: MakeMemoryBroker) -> None:
+    from examples.rabbitmq.handlers import UserCreated
+
+    broker = make_memory_broker("specs/alice.yaml")
+    broker.event_bus("petisco").publish(UserCreated(user_id="42"))
+    broker.run_until_idle()
+    assert (broker.calls("send_mail_handler"), broker.calls("event_store")) == (1, 1)
