@@ -46,7 +46,8 @@ class AuthenticationFailed(ManagementError):
 
 
 class PermissionDenied(ManagementError):
-    """HTTP 403: the user lacks a tag or vhost permissions for this call."""
+    """The user lacks a tag or vhost permissions for this call (HTTP 403, and the 401s that
+    RabbitMQ 3.x answers with "Not administrator user" or "Access refused.")."""
 
 
 class BrokerServerError(ManagementError):
@@ -219,19 +220,24 @@ class ManagementClient:
         reason = _reason(response)
         if status == 404 and missing_ok:
             return None
+        if status == 401 and "management user" in reason.lower():
+            raise AuthenticationFailed(
+                f"{self.display_url} refused the login: the user has no management tag ({reason}); "
+                "give it the 'administrator' tag (reading definitions and creating vhosts need it)"
+            )
+        if status == 401 and "administrator" in reason.lower():
+            raise PermissionDenied(
+                f"{self.display_url} refused {method} {path}: the user is not an administrator ({reason}); "
+                "reading a vhost's definitions and creating vhosts need the 'administrator' tag"
+            )
+        if status == 403 or (status == 401 and "access refused" in reason.lower()):
+            raise PermissionDenied(
+                f"{self.display_url} refused {method} {path} (HTTP {status}: {reason}); "
+                "check the user's tags and its permissions (configure, write, read) on the vhost"
+            )
         if status == 401:
-            if "management user" in reason.lower():
-                raise AuthenticationFailed(
-                    f"{self.display_url} refused the login: the user has no management tag ({reason}); "
-                    "give it the 'management' tag (or 'administrator' to create vhosts)"
-                )
             raise AuthenticationFailed(
                 f"{self.display_url} refused the login (HTTP 401: {reason}); {CHECK_CREDENTIALS}"
-            )
-        if status == 403:
-            raise PermissionDenied(
-                f"{self.display_url} refused {method} {path} (HTTP 403: {reason}); "
-                "check the user's tags and its permissions on the vhost"
             )
         if status >= 500:
             raise BrokerServerError(

@@ -230,3 +230,21 @@ def test_bad_credentials_and_unreachable_broker_give_one_clear_line(
     assert err.startswith("error: cannot reach the RabbitMQ management API at http://127.0.0.1:1 (connection refused")
     assert "check --management-url (or RABBITMQ_MANAGEMENT_URL)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_user_without_the_administrator_tag_is_told_so(
+    broker: ManagementClient, management_url: str, vhost: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user, password = f"rf-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    broker.put("users", user, body={"password": password, "tags": "management"})
+    try:
+        broker.put("permissions", vhost, user, body={"configure": ".*", "write": ".*", "read": ".*"})
+        url = management_url.replace("://", f"://{user}:{password}@")
+        spec = write_spec(tmp_path / "spec.yaml", vhost)
+        assert main(["plan", spec, "--management-url", url]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {management_url} refused GET /api/vhosts/")
+        assert "the user is not an administrator (Not administrator user)" in err
+        assert password not in err
+    finally:
+        broker.delete("users", user)

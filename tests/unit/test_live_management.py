@@ -124,9 +124,15 @@ def test_401_and_403_say_what_to_check(fake: tuple[Broker, str]) -> None:
     with pytest.raises(AuthenticationFailed, match="no management tag"):
         client.get("overview")
     broker.status, broker.body = 403, {"error": "not_authorised", "reason": "Access refused."}
-    with pytest.raises(PermissionDenied, match=r"refused PUT /api/vhosts/new \(HTTP 403.*permissions on the vhost"):
+    with pytest.raises(PermissionDenied, match=r"refused PUT /api/vhosts/new \(HTTP 403.*on the vhost"):
         client.put("vhosts", "new")
-    assert len(broker.paths) == 3  # no retries for these
+    broker.status, broker.body = 401, {"error": "not_authorised", "reason": "Not administrator user"}
+    with pytest.raises(PermissionDenied, match=r"the user is not an administrator.*'administrator' tag"):
+        client.get("definitions", "v")
+    broker.body = {"error": "not_authorised", "reason": "Access refused."}
+    with pytest.raises(PermissionDenied, match=r"refused PUT /api/queues/v/q \(HTTP 401: Access refused.\); check"):
+        client.put("queues", "v", "q")
+    assert len(broker.paths) == 5  # no retries for these
 
 
 def test_404_is_none_when_allowed_and_other_4xx_are_rejections(fake: tuple[Broker, str]) -> None:
