@@ -141,6 +141,8 @@ def test_objects_outside_the_scope_survive_every_apply(broker: ManagementClient,
     broker.put("queues", vhost, "alice.petiscoz.1.event.x.y", body={"durable": True})  # a look-alike prefix
     broker.put("queues", vhost, "bob.petisco.1.event.user.created.h", body={"durable": True})
     broker.post("bindings", vhost, "e", "other.events", "q", "other.work", body={"routing_key": "#"})
+    broker.put("exchanges", vhost, "alice.petisco", body={"type": "topic", "durable": True})
+    broker.post("bindings", vhost, "e", "alice.petisco", "q", "other.work", body={"routing_key": "alice.#"})
     outside = {"other.work", "alice.petiscoz.1.event.x.y", "bob.petisco.1.event.user.created.h"}
 
     for spec in (make_spec(vhost, audit=True), make_spec(vhost, delay_ms=7000), make_spec(vhost, send_mail=False)):
@@ -152,6 +154,7 @@ def test_objects_outside_the_scope_survive_every_apply(broker: ManagementClient,
         assert outside <= {q.name for q in topology.queues}
         assert "other.events" in {e.name for e in topology.exchanges}
         assert Binding("other.events", "other.work", "#").key in {b.key for b in topology.bindings}
+        assert Binding("alice.petisco", "other.work", "alice.#").key in {b.key for b in topology.bindings}
 
 
 def test_a_stale_saved_plan_is_refused(broker: ManagementClient, vhost: str) -> None:
