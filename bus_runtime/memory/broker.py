@@ -139,6 +139,7 @@ class InMemoryBroker:
         start: datetime | None = None,
     ) -> None:
         self.organization = organization or (spec.organization if spec else "")
+        self.vhost = topology.vhost if topology is not None else (spec.vhost if spec else "/")
         self.spec = spec
         self.clock = VirtualClock(start) if start else VirtualClock()
         self.trace: list[TraceEntry] = []

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from bus_runtime import retry
 from bus_runtime.dispatch import handle_delivery
-from bus_runtime.errors import UnroutableError
+from bus_runtime.errors import TopologyMissing, UnroutableError
 from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
 from bus_runtime.message import Command, Event, Message
@@ -120,7 +120,13 @@ class InMemoryConsumer:
         self.add_subscriptions([store_subscription(self.organization, self.service, handler, retries, queue)])
 
     def add_subscriptions(self, items: Iterable[Subscription]) -> None:
-        for subscription in items:
+        """Attach each subscription to its queue; raises `TopologyMissing` (as the RabbitMQ
+        consumer does on start) when a queue is not in the topology."""
+        subs = list(items)
+        missing = [s.queue for s in subs if not self.broker.has_queue(s.queue)]
+        if missing:
+            raise TopologyMissing(self.broker.vhost, missing)
+        for subscription in subs:
             listener = _QueueListener(self, subscription)
             self.broker.subscribe(subscription.queue, listener)
             self._listeners.append(listener)

@@ -10,7 +10,7 @@ import pytest
 from meiga import Error, Failure, Result, isSuccess
 
 from bus_runtime import Command, CommandSubscriber, Event, EventSubscriber, retry
-from bus_runtime.errors import UnroutableError
+from bus_runtime.errors import TopologyMissing, UnroutableError
 from bus_runtime.memory import (
     DeadLettered,
     Handled,
@@ -309,3 +309,13 @@ def test_the_trace_tells_the_retry_story_in_order() -> None:
     text = broker.format_trace()
     assert f"     200 ms  expired in retry.{QUEUE}: back through alice.petisco [retry.{QUEUE}]" in text
     assert f"-> queue retry.{QUEUE} (waits 200 ms)" in text
+
+
+def test_a_consumer_of_a_queue_the_topology_lacks_is_refused_like_on_rabbitmq() -> None:
+    broker = broker_for(SPEC)
+
+    class UserDeleted(Event):
+        user_id: str
+
+    with pytest.raises(TopologyMissing, match=r"user\.deleted\.send_mail_handler"):
+        broker.consumer("petisco", [EventSubscriber(UserDeleted, [flaky("send_mail_handler", 0)])])
