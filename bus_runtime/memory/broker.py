@@ -315,12 +315,14 @@ class InMemoryBroker:
         """A bus that publishes events to `service`'s exchange, like `RabbitMqEventBus`."""
         from bus_runtime.memory.clients import InMemoryEventBus
 
+        self._require_organization()
         return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable)
 
     def command_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryCommandBus:
         """A bus that publishes commands to `service`'s exchange, like `RabbitMqCommandBus`."""
         from bus_runtime.memory.clients import InMemoryCommandBus
 
+        self._require_organization()
         return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable)
 
     def consumer(
@@ -329,6 +331,7 @@ class InMemoryBroker:
         """A started consumer for `service`, like `RabbitMqEventConsumer(...).consume(subscribers)`."""
         from bus_runtime.memory.clients import InMemoryConsumer
 
+        self._require_organization()
         consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries)
         if subscribers:
             consumer.consume(subscribers)
@@ -470,6 +473,10 @@ class InMemoryBroker:
             return self._queues[name]
         except KeyError:
             raise BrokerError(f"no queue {name!r} in this topology (NOT_FOUND)") from None
+
+    def _require_organization(self) -> None:
+        if not self.organization:
+            raise BrokerError("buses and consumers need the organization: InMemoryBroker(topology, organization=...)")
 
     def require_exchange(self, name: str) -> None:
         if name != DEFAULT_EXCHANGE and name not in self._exchanges:

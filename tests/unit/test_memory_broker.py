@@ -184,3 +184,8 @@ def test_from_spec_holds_what_apply_would_create() -> None:
     }
     assert broker.exchange_names == ["alice.petisco", "dead_letter.alice.petisco", "retry.alice.petisco"]
     assert broker.organization == "alice"
+
+
+def test_buses_need_the_organization() -> None:
+    with pytest.raises(BrokerError, match="organization"):
+        InMemoryBroker(retry_topology()).event_bus("petisco")
