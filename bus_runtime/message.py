@@ -11,7 +11,10 @@ class-level setting; every instance carries an `id`, an `occurred_on` time (UTC)
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -28,6 +31,25 @@ _WIRE_TYPE: dict[str, WireType] = {"event": "domain_event", "command": "command"
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_decoding = threading.local()
+
+
+def _new_id() -> str:
+    # A message read off the wire takes the sender's id: skip making one to throw away
+    # (uuid4 reads os.urandom, a system call per message on the consumer's hot path).
+    return "" if getattr(_decoding, "active", False) else str(uuid.uuid4())
+
+
+@contextmanager
+def decoding() -> Iterator[None]:
+    """Within it, new messages get an empty id (the decoder sets the sender's)."""
+    _decoding.active = True
+    try:
+        yield
+    finally:
+        _decoding.active = False
 
 
 @lru_cache(maxsize=4096)
@@ -65,7 +87,7 @@ class Message(BaseModel):
     message_kind: ClassVar[MessageKind] = "event"
     version: ClassVar[int] = 1
 
-    _id: str = PrivateAttr(default_factory=lambda: str(uuid.uuid4()))
+    _id: str = PrivateAttr(default_factory=lambda: _new_id())
     _occurred_on: datetime = PrivateAttr(default_factory=utc_now)
     _meta: dict[str, Any] = PrivateAttr(default_factory=dict)
     _name: str | None = PrivateAttr(default=None)

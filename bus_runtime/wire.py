@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bus_runtime.message import Command, Envelope, Event, Message
+from bus_runtime.message import Command, Envelope, Event, Message, _new_id, decoding
 from topology import naming
 
 CONTENT_TYPE = "application/json"
@@ -104,13 +104,14 @@ def decode(body: bytes, expected: type[Message] | None = None) -> Message:
             )
         target = expected
     try:
-        message = target(**attributes)
+        with decoding():
+            message = target(**attributes)
     except ValidationError as exc:
         raise PoisonMessage(f"attributes do not match {target.__name__}: {_first(exc)}") from None
     except TypeError as exc:
         raise PoisonMessage(f"attributes do not match {target.__name__}: {exc}") from None
     private = message.__pydantic_private__ or {}  # one dict write each: decoding is a hot path
-    private["_id"] = str(data.get("id") or private["_id"])
+    private["_id"] = str(data.get("id") or "") or _new_id()
     private["_occurred_on"] = _parse_time(data.get("occurred_on")) or private["_occurred_on"]
     meta = data.get("meta")
     private["_meta"] = dict(meta) if isinstance(meta, dict) else {}
