@@ -27,8 +27,13 @@ class EventSubscriber:
     service: str | None = None
 
     def __init__(
-        self, message_class: type[Message], handlers: Sequence[Handler] | Handler, service: str | None = None
+        self,
+        message_class: type[Message] | Message,
+        handlers: Sequence[Handler] | Handler,
+        service: str | None = None,
     ) -> None:
+        if isinstance(message_class, Message):  # the seed passes an instance: its class is meant
+            message_class = type(message_class)
         object.__setattr__(self, "message_class", message_class)
         object.__setattr__(self, "handlers", tuple(handlers) if isinstance(handlers, Iterable) else (handlers,))
         object.__setattr__(self, "service", service)

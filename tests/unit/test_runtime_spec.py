@@ -118,3 +118,8 @@ def test_subscribers_of_another_service_and_commands() -> None:
     [sub] = list(spec.subscribers())
     assert sub.queue == "alice.petisco.1.command.send.welcome.welcome_handler"
     assert sub.retry.delay_ms == 100
+
+
+def test_subscriber_accepts_the_seed_s_event_instance() -> None:
+    event = handlers.UserCreated(user_id="1")
+    assert EventSubscriber(event, [handlers.send_mail_handler]).message_class is handlers.UserCreated
