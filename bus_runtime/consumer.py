@@ -177,6 +177,8 @@ class RabbitMqEventConsumer:
             raise BusError("nothing to consume: call consume(subscribers) or consume_store(handler) first")
         if self._running:
             return
+        if self._io.started:
+            raise BusError("a stopped consumer cannot be started again: create a new one")
         self._running = True
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="rabbitform-handler")
         self._io.start()
@@ -381,6 +383,7 @@ class RabbitMqEventConsumer:
 
     def _start_consuming(self, channel: Channel) -> None:
         self._channel = channel
+        channel.add_on_cancel_callback(self._on_cancelled_by_broker)
         for sub in self.subscriptions:
             tag = channel.basic_consume(sub.queue, self._on_message, auto_ack=False)
             self._by_consumer_tag[tag] = sub
@@ -389,6 +392,15 @@ class RabbitMqEventConsumer:
             self.reconnect_count += 1
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
+
+    def _on_cancelled_by_broker(self, frame: Method) -> None:
+        """The broker cancelled a consumer (its queue was deleted): reconnect, which checks
+        the queues again and keeps retrying, loudly, until the topology is back."""
+        sub = self._by_consumer_tag.get(frame.method.consumer_tag)
+        log.error("the broker cancelled consuming %s (queue deleted?)", sub.queue if sub else "a queue")
+        connection = self._connection
+        if not self._stopping and connection is not None and connection.is_open:
+            connection.close()
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """A channel closed by the broker takes its delivery tags with it: start over on a

@@ -257,7 +257,6 @@ class ConfirmedPublisher:
             self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
 
     def _on_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
-        was_open = self._channel is not None or not self._connecting
         self._connection = None
         self._channel = None
         self._connecting = False
@@ -265,10 +264,9 @@ class ConfirmedPublisher:
         if self._closed:
             self._shut.set()
             return
-        if was_open:
-            log.warning("publisher connection lost (%s); reconnecting", reason)
         self._last_error = str(reason)
         if self._queue:
+            log.warning("publisher connection lost (%s); reconnecting", reason)
             self._failed_attempts += 1
             if self._failed_attempts >= self.reconnect_attempts:
                 self._fail_all(f"connection lost and not re-established: {reason}")

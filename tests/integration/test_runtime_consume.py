@@ -10,7 +10,7 @@ import pytest
 from bus_runtime import retry
 from bus_runtime.bus import RabbitMqEventBus
 from bus_runtime.consumer import RabbitMqEventConsumer
-from bus_runtime.errors import TopologyMissing
+from bus_runtime.errors import BusError, TopologyMissing
 from bus_runtime.message import InfoId
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.wire import encode
@@ -187,6 +187,8 @@ def test_stop_finishes_the_messages_in_hand(management_url: str, vhost: str, amq
     handled = slow.count
     assert consumer.handled_count == handled  # every call that started was acked
     assert depth(amqp_url, QUEUE) == 6 - handled  # the rest is back in the queue, not lost
+    with pytest.raises(BusError, match="cannot be started again"):
+        consumer.start()
 
 
 def test_the_store_retries_and_dead_letters_like_any_queue(management_url: str, vhost: str, amqp_url: str) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import threading
+from urllib.parse import quote
+
+import pytest
+import requests
 
 from bus_runtime.bus import RabbitMqEventBus
 from bus_runtime.consumer import RabbitMqEventConsumer
@@ -18,7 +22,7 @@ from tests.integration.runtime_support import (
     force_close,
     setup_topology,
 )
-from tests.integration.topology_helpers import wait_for
+from tests.integration.topology_helpers import AUTH, wait_for
 
 QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 
@@ -85,3 +89,24 @@ def test_a_forced_close_of_the_publisher_connection_republishes_the_unconfirmed(
         bus.publish(UserCreated(user_id="last"))
         assert bus.connection_count == 2  # the close hit the batch or the next publish: it reconnected
     assert depth(amqp_url, QUEUE) >= count + 2  # confirmed: all there (a resent one may be twice)
+
+
+def test_a_deleted_queue_is_reported_and_consumption_resumes_once_it_is_back(
+    management_url: str, vhost: str, amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    mail = Recorder("send_mail_handler")
+    subscribers = [EventSubscriber(UserCreated, [mail.handler])]
+    setup_topology(management_url, vhost, subscribers)
+    consumer = RabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE)
+    consumer.consume(subscribers)
+    with consumer:
+        requests.delete(
+            f"{management_url}/api/queues/{quote(vhost, safe='')}/{quote(QUEUE, safe='')}", auth=AUTH, timeout=10
+        ).raise_for_status()
+        wait_for(lambda: "missing" in caplog.text and QUEUE in caplog.text, what="the missing queue reported")
+        setup_topology(management_url, vhost, subscribers)  # `rabbitform apply` again
+        with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
+            bus.publish(UserCreated(user_id="back"))
+        wait_for(lambda: mail.count == 1, timeout=20, what="consumption resumed")
+    assert "cancelled consuming" in caplog.text
+    assert consumer.reconnect_count >= 1
