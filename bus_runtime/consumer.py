@@ -242,7 +242,8 @@ class RabbitMqEventConsumer:
         self._closed.wait(timeout)
         self._io.stop()
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            # after a drain every handler returned; else do not hang on one that never returns
+            self._executor.shutdown(wait=self._drained.is_set(), cancel_futures=True)
         self._running = False
 
     # ------------------------------------------------------------------ I/O thread: connection
@@ -436,7 +437,7 @@ class RabbitMqEventConsumer:
         """On a worker thread: run the handler, then hand the decision to the I/O thread."""
         try:
             decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
-        except Exception as exc:  # a bug outside the handler: retry like a handler failure
+        except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             log.exception("cannot handle a delivery on %s", sub.queue)
             delivery = Delivery(
                 sub.organization, sub.service, sub.queue, sub.handler_name, routing_key, properties.headers or {}
