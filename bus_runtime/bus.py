@@ -78,10 +78,16 @@ class _MessageBus:
         """Connections opened so far: more than one means the bus reconnected."""
         return self._publisher.connection_count
 
-    def publish(self, messages: Message | Sequence[Message], headers: Mapping[str, Any] | None = None) -> list[Message]:
+    def publish(
+        self,
+        messages: Message | Sequence[Message],
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[Message]:
         """Publish one message or a batch; returns the ones returned as unroutable.
 
-        `headers` (e.g. `traceparent`) travel with the messages, through retries too.
+        `headers` (e.g. `traceparent`) travel with the messages, through retries too;
+        `timeout` overrides the bus's for this call.
         Raises `PublishError` naming the messages the broker did not confirm.
         """
         batch = [messages] if isinstance(messages, Message) else list(messages)
@@ -96,7 +102,7 @@ class _MessageBus:
                 items.extend(chunk)
                 yield chunk
 
-        returned = {id(item) for item in self._publisher.publish_chunks(chunks())}
+        returned = {id(item) for item in self._publisher.publish_chunks(chunks(), timeout)}
         return [message for message, item in zip(batch, items, strict=True) if id(item) in returned]
 
     def close(self) -> None:

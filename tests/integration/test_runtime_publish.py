@@ -118,3 +118,14 @@ def test_an_unreachable_broker_raises_naming_the_events() -> None:
         bus.publish(event)
     assert "cannot connect" in str(raised.value) and event.id in str(raised.value)
     assert time.monotonic() - started < 20
+
+
+@pytest.mark.usefixtures("topology")
+def test_a_timeout_raises_naming_the_unconfirmed_and_the_bus_stays_usable(amqp_url: str) -> None:
+    with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
+        batch = [UserCreated(user_id=str(i)) for i in range(20_000)]
+        with pytest.raises(PublishError, match=r"no broker confirm within 0\.001s") as raised:
+            bus.publish(batch, timeout=0.001)
+        assert 0 < len(raised.value.unconfirmed) <= len(batch)
+        assert raised.value.unconfirmed[0].startswith("user.created ")
+        assert bus.publish(UserCreated(user_id="after")) == []
