@@ -34,7 +34,7 @@ from pika.frame import Method
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.dispatch import handle_delivery
 from bus_runtime.errors import BrokerUnavailable, BusError, TopologyMissing
-from bus_runtime.iothread import IoThread, backoff, open_connection
+from bus_runtime.iothread import IoThread, backoff, describe_error, open_connection
 from bus_runtime.retry import Decision, Delivery, Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from topology import naming
@@ -262,7 +262,9 @@ class RabbitMqEventConsumer:
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._connection = None
         if not self._started.is_set():
-            self._start_error = BrokerUnavailable(f"cannot connect to {self.connector.safe_url}: {error}")
+            self._start_error = BrokerUnavailable(
+                f"cannot connect to {self.connector.safe_url}: {describe_error(error)}"
+            )
             self._started.set()
             return
         self._retry_connect(error)
@@ -286,7 +288,7 @@ class RabbitMqEventConsumer:
             return
         if not self._started.is_set():
             if self._start_error is None:
-                self._start_error = BrokerUnavailable(f"connection closed during start: {reason}")
+                self._start_error = BrokerUnavailable(f"connection closed during start: {describe_error(reason)}")
             self._started.set()
             return
         self._retry_connect(reason)

@@ -29,7 +29,7 @@ from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError
-from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
+from bus_runtime.iothread import IoThread, SelectConnection, backoff, describe_error, open_connection
 
 log = logging.getLogger("bus_runtime.publisher")
 
@@ -248,7 +248,7 @@ class ConfirmedPublisher:
         self._channel = None
         self._connecting = False
         self._failed_attempts += 1
-        self._last_error = str(error) or type(error).__name__
+        self._last_error = describe_error(error)
         if self._failed_attempts >= self.reconnect_attempts:
             self._fail_all(f"cannot connect to {self.connector.safe_url}: {self._last_error}")
             self._failed_attempts = 0

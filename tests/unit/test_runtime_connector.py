@@ -34,3 +34,15 @@ def test_with_vhost_keeps_broker_and_credentials() -> None:
 def test_rejects_other_schemes() -> None:
     with pytest.raises(ValueError, match="amqp://"):
         RabbitMqConnector("http://localhost:15672")
+
+
+def test_describe_error_finds_the_root_cause_of_a_pika_error() -> None:
+    from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
+    from pika.exceptions import AMQPConnectionError
+
+    from bus_runtime.iothread import describe_error
+
+    nested = AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")))
+    assert describe_error(nested) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert describe_error("plain text") == "plain text"
+    assert describe_error(RuntimeError()) == "RuntimeError"
