@@ -12,7 +12,7 @@ from typing import Any
 from topology.definitions import object_definition, to_definitions
 from topology.model import Binding, Exchange, Queue, QueueStats, Topology
 from topology.plan import Change, Plan, change_sort_key, fingerprint
-from topology.safety import check_safety
+from topology.safety import check_safety, foreign_bindings_lost
 from topology.scope import Scope
 
 
@@ -31,6 +31,7 @@ def compute_plan(
     if actual is None:
         changes.insert(0, Change("create", "vhost", desired.vhost, after={"name": desired.vhost}))
     warnings, errors = check_safety(changes, allow_data_loss)
+    warnings += foreign_bindings_lost(actual, scope, changes)
     return Plan(
         vhost=desired.vhost,
         changes=tuple(changes),

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from topology.model import Topology
 from topology.plan import Change
+from topology.scope import Scope
 
 DATA_LOSS_HINT = "rerun with --allow-data-loss to accept losing them"
 
@@ -39,3 +41,26 @@ def check_safety(changes: Iterable[Change], allow_data_loss: bool) -> tuple[list
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def foreign_bindings_lost(actual: Topology | None, scope: Scope, changes: Iterable[Change]) -> list[str]:
+    """Warnings for bindings the spec does not own that vanish with an owned object it deletes
+    or replaces (another team's queue bound to our exchange, say): apply never recreates them."""
+    if actual is None:
+        return []
+    removed = {(c.kind, c.name): c.action for c in changes if c.action in ("delete", "replace")}
+    warnings = []
+    for binding in actual.bindings:
+        if scope.owns_binding(binding):
+            continue
+        ends = [("exchange", binding.source), (binding.destination_type, binding.destination)]
+        for kind, name in ends:
+            action = removed.get((kind, name))
+            if action is not None:
+                verb = "deleted" if action == "delete" else "replaced"
+                warnings.append(
+                    f"binding {binding.label} is not managed by this spec and is lost when {kind} {name} "
+                    f"is {verb}: recreate it after apply"
+                )
+                break
+    return warnings

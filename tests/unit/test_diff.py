@@ -278,3 +278,25 @@ def test_fingerprint_depends_on_the_owned_state_only() -> None:
     assert base == compute_plan(DESIRED, plus(DESIRED, Queue("unrelated")), SCOPE).fingerprint
     assert base != compute_plan(DESIRED, plus(DESIRED, Queue(OLD_Q)), SCOPE).fingerprint
     assert base != compute_plan(DESIRED, None, SCOPE).fingerprint
+
+
+def test_foreign_bindings_that_go_with_a_replaced_or_deleted_owned_object_are_warned_about() -> None:
+    foreign = Queue("billing.audit")
+    to_foreign = Binding("alice.petisco", "billing.audit", "alice.petisco.1.event.#")
+    from_foreign = Binding("billing.events", Q, "billing.#")
+    unrelated = Binding("billing.events", "billing.audit", "#")
+    exchanges = [replace(e, type="direct") if e.name == "alice.petisco" else e for e in DESIRED.exchanges]
+    actual = plus(Topology.of("/", exchanges, DESIRED.queues, DESIRED.bindings), foreign, to_foreign, unrelated)
+    plan = compute_plan(DESIRED, with_queue(plus(actual, from_foreign), Q, arguments={}), SCOPE)
+    assert plan.warnings == (
+        f"binding {to_foreign.label} is not managed by this spec and is lost when exchange alice.petisco "
+        "is replaced: recreate it after apply",
+        f"binding {from_foreign.label} is not managed by this spec and is lost when queue {Q} "
+        "is replaced: recreate it after apply",
+    )
+    assert all(c.name != to_foreign.label for c in plan.changes)  # never touched by the plan itself
+
+
+def test_no_warning_when_owned_objects_stay() -> None:
+    actual = plus(DESIRED, Binding("alice.petisco", "billing.audit", "#"))
+    assert compute_plan(DESIRED, actual, SCOPE).warnings == ()
