@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -121,9 +120,6 @@ class Plan:
             warnings=(),
             errors=(),
         )
-
-    def with_checks(self, warnings: Iterable[str], errors: Iterable[str]) -> Plan:
-        return replace(self, warnings=tuple(warnings), errors=tuple(errors))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
