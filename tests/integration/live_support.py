@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.conftest import PASSWORD, USER
+from tests.integration.support import wait_for
 from topology.loader import parse_spec
 from topology.management import ManagementClient
 from topology.snapshot import read_queue_stats
 from topology.spec import Spec
-
-T = TypeVar("T")
 
 ORG = "alice"
 MAIN = "alice.petisco.1.event.user.created.send_mail_handler"
@@ -68,21 +65,10 @@ def publish(c: ManagementClient, vhost: str, queue: str, count: int) -> None:
         )
 
 
-def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = 20.0) -> T:
-    """Poll until `condition` returns something truthy (the management stats lag a few seconds)."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def wait_for_messages(c: ManagementClient, vhost: str, queue: str, count: int) -> None:
     def counted() -> bool:
         stats = read_queue_stats(c, vhost, [queue]).get(queue)
         return stats is not None and stats.messages >= count
 
-    wait_for(counted, f"the management API to count {count} messages in {queue}")
+    # The management API's stats lag a few seconds behind the queue.
+    wait_for(counted, f"the management API to count {count} messages in {queue}", timeout=20.0, interval=0.2)

@@ -1,4 +1,5 @@
-"""Shared pieces of the runtime integration tests: message classes, recording handlers, setup."""
+"""What the runtime integration tests share: message classes, recording handlers, the spec of a
+few subscribers, raw publishing, broker-side connection closes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.message import Command, Event
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
-from tests.integration.topology_helpers import AUTH, create_topology, queue_depths, wait_for
+from tests.integration.support import AUTH, depths, queue_names, wait_for
+from topology.spec import Spec
 
 ORG, SERVICE = "alice", "petisco"
 
@@ -67,42 +69,18 @@ class Recorder:
             return [event for _, event in self.calls]
 
 
-def setup_topology(
-    management_url: str,
-    vhost: str,
-    subscribers: Sequence[EventSubscriber],
-    retry_ttl: int = 200,
-    store: bool = False,
-) -> None:
-    create_topology(management_url, vhost, spec_for_subscribers(ORG, SERVICE, subscribers, retry_ttl, store=store))
+def subscribers_spec(subscribers: Sequence[EventSubscriber], retry_ttl: int = 200, store: bool = False) -> Spec:
+    """The spec of `subscribers` in alice's petisco service, with the store if asked for."""
+    return spec_for_subscribers(ORG, SERVICE, subscribers, retry_ttl, store=store)
 
 
 def connector(amqp_url: str, heartbeat: int | None = None) -> RabbitMqConnector:
     return RabbitMqConnector(amqp_url, heartbeat=heartbeat)
 
 
-def depths(management_url: str, amqp_url: str, vhost: str) -> dict[str, int]:
-    """Ready messages per queue, read over AMQP (management message counts lag by seconds)."""
-    names = sorted(queue_depths(management_url, vhost))
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        return {name: int(channel.queue_declare(name, passive=True).method.message_count) for name in names}
-    finally:
-        connection.close()
-
-
-def depth(amqp_url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
-
-
 def assert_all_empty(management_url: str, amqp_url: str, vhost: str) -> None:
     """Nothing left anywhere (call after the consumer stopped: then nothing is unacked either)."""
-    left = {name: n for name, n in depths(management_url, amqp_url, vhost).items() if n}
+    left = {name: n for name, n in depths(amqp_url, queue_names(management_url, vhost)).items() if n}
     assert not left, f"messages left: {left}"
 
 
@@ -130,7 +108,7 @@ def connections_of(management_url: str, vhost: str, prefix: str) -> list[str]:
 
 def force_close(management_url: str, vhost: str, prefix: str, timeout: float = 15.0) -> int:
     """Close (broker side) every connection of `vhost` whose name starts with `prefix`."""
-    names = wait_for(lambda: connections_of(management_url, vhost, prefix), timeout, what=f"a {prefix} connection")
+    names = wait_for(lambda: connections_of(management_url, vhost, prefix), f"a {prefix} connection", timeout=timeout)
     for name in names:
         requests.delete(
             f"{management_url}/api/connections/{quote(name, safe='')}",

@@ -12,18 +12,15 @@ both brokers' spec consumers.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pika
 import pytest
-import requests
 from meiga import Error, Failure, Result, isSuccess
 
 from bus_runtime import Command, CommandSubscriber, Event, EventSubscriber, retry
@@ -32,10 +29,9 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.memory import DeadLettered, Delivered, InMemoryBroker, Retried
 from bus_runtime.subscriber import Handler
-from tests.conftest import PASSWORD, USER
 from tests.integration import differential_handlers
+from tests.integration.support import import_topology, wait_for
 from topology.compile import compile_spec
-from topology.definitions import to_definitions
 from topology.loader import load_spec, parse_spec
 from topology.model import Topology
 
@@ -291,24 +287,6 @@ def run_in_memory(scenario: Scenario) -> Outcome:
 # -- the RabbitMQ run --------------------------------------------------------------------
 
 
-def apply_topology(management_url: str, vhost: str, topology: Topology) -> None:
-    response = requests.post(
-        f"{management_url}/api/definitions/{quote(vhost, safe='')}",
-        json=to_definitions(topology, include_vhost=False),
-        auth=(USER, PASSWORD),
-        timeout=30,
-    )
-    response.raise_for_status()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def rabbitmq_outcome(
     consumer: RabbitMqEventConsumer,
     topology: Topology,
@@ -342,7 +320,7 @@ def rabbitmq_outcome(
                 command_bus.publish(list(publish.commands))
         for routing_key, body in publish.raw:
             channel.basic_publish(f"{ORG}.{SERVICE}", routing_key, body, mandatory=True)
-        wait_for(idle, timeout=20, what="the scenario to settle on RabbitMQ")
+        wait_for(idle, "the scenario to settle on RabbitMQ", timeout=20, interval=0.02)
     finally:
         consumer.stop(timeout=10)
     try:
@@ -374,7 +352,7 @@ def rabbitmq_outcome(
 
 
 def run_on_rabbitmq(scenario: Scenario, amqp_url: str, vhost: str, management_url: str, expected: Outcome) -> Outcome:
-    apply_topology(management_url, vhost, TOPOLOGY)
+    import_topology(management_url, vhost, TOPOLOGY)
     handlers = Handlers(scenario)
     consumer = RabbitMqEventConsumer(RabbitMqConnector(amqp_url), ORG, SERVICE, max_retries=scenario.max_retries)
     consumer.consume(handlers.subscribers())
@@ -443,7 +421,7 @@ def test_spec_consumers_agree(tmp_path: Path, amqp_url: str, vhost: str, managem
 
     differential_handlers.calls.clear()
     topology = compile_spec(load_spec(path))
-    apply_topology(management_url, vhost, topology)
+    import_topology(management_url, vhost, topology)
     consumer = RabbitMqEventConsumer.from_spec(path, connector=RabbitMqConnector(amqp_url))
     real = rabbitmq_outcome(consumer, topology, amqp_url, publish, differential_handlers.calls, memory)
     assert_same(real, memory)

@@ -17,10 +17,10 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, USER
+from tests.integration.support import get_messages, import_topology, wait_for
 from topology.compile import compile_spec
 from topology.definitions import dumps, from_definitions, is_system_exchange, to_definitions
 from topology.loader import load_spec, parse_spec
-from topology.model import Topology
 from topology.spec import Spec
 
 SEED = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
@@ -67,14 +67,6 @@ def multi_spec() -> Spec:
     return load_spec(MULTI, {"env_name": "test"})
 
 
-def import_definitions(admin: requests.Session, management_url: str, spec: Spec, vhost: str) -> Topology:
-    """Import the spec's whole export (vhosts entry included) into `vhost`; return the compiled topology."""
-    topology = compile_spec(spec.model_copy(update={"vhost": vhost}))
-    response = admin.post(f"{management_url}/api/definitions", json=to_definitions(topology), timeout=30)
-    assert response.status_code in (200, 201, 204), response.text
-    return topology
-
-
 def read_back(admin: requests.Session, management_url: str, vhost: str) -> dict[str, Any]:
     response = admin.get(f"{management_url}/api/definitions/{quote(vhost, safe='')}", timeout=30)
     response.raise_for_status()
@@ -86,7 +78,7 @@ def read_back(admin: requests.Session, management_url: str, vhost: str) -> dict[
 def test_exported_definitions_import_and_read_back_unchanged(
     make_spec: Any, admin: requests.Session, management_url: str, vhost: str
 ) -> None:
-    topology = import_definitions(admin, management_url, make_spec(), vhost)
+    topology = import_topology(management_url, vhost, make_spec(), whole_export=True)
     exported = to_definitions(topology)
     broker = read_back(admin, management_url, vhost)
 
@@ -118,8 +110,8 @@ def test_exported_definitions_import_and_read_back_unchanged(
 
 
 def test_import_is_idempotent(admin: requests.Session, management_url: str, vhost: str) -> None:
-    topology = import_definitions(admin, management_url, seed_spec(), vhost)
-    import_definitions(admin, management_url, seed_spec(), vhost)
+    topology = import_topology(management_url, vhost, seed_spec(), whole_export=True)
+    import_topology(management_url, vhost, seed_spec(), whole_export=True)
     assert from_definitions(read_back(admin, management_url, vhost), vhost) == topology
 
 
@@ -146,10 +138,12 @@ def test_rabbitmqctl_import_definitions(admin: requests.Session, management_url:
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         # The import is asynchronous: wait for it.
-        deadline = time.monotonic() + DEADLINE_S
-        while from_definitions(read_back(admin, management_url, vhost), vhost) != topology:
-            assert time.monotonic() < deadline, "rabbitmqctl import_definitions did not complete in time"
-            time.sleep(0.2)
+        wait_for(
+            lambda: from_definitions(read_back(admin, management_url, vhost), vhost) == topology,
+            "rabbitmqctl import_definitions to complete",
+            timeout=DEADLINE_S,
+            interval=0.2,
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -163,11 +157,11 @@ class Broker:
     def __init__(self, session: requests.Session, management_url: str, vhost: str) -> None:
         self.session = session
         self.base = management_url
-        self.vhost = quote(vhost, safe="")
+        self.vhost = vhost
 
     def publish(self, exchange: str, routing_key: str, payload: str) -> None:
         response = self.session.post(
-            f"{self.base}/api/exchanges/{self.vhost}/{quote(exchange, safe='')}/publish",
+            f"{self.base}/api/exchanges/{quote(self.vhost, safe='')}/{quote(exchange, safe='')}/publish",
             json={"properties": {}, "routing_key": routing_key, "payload": payload, "payload_encoding": "string"},
             timeout=10,
         )
@@ -176,26 +170,13 @@ class Broker:
 
     def take(self, queue: str, ackmode: str = "ack_requeue_false") -> list[dict[str, Any]]:
         """Up to 10 messages from `queue`, now (no waiting); `reject_requeue_false` dead-letters them."""
-        response = self.session.post(
-            f"{self.base}/api/queues/{self.vhost}/{quote(queue, safe='')}/get",
-            json={"count": 10, "ackmode": ackmode, "encoding": "auto"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        messages: list[dict[str, Any]] = response.json()
-        return messages
+        return get_messages(self.base, self.vhost, queue, ackmode=ackmode)
 
     def wait_for(self, queue: str, deadline_s: float = DEADLINE_S) -> dict[str, Any]:
         """The first message that arrives in `queue` before the deadline."""
-        deadline = time.monotonic() + deadline_s
-        while True:
-            messages = self.take(queue)
-            if messages:
-                assert len(messages) == 1, messages
-                return messages[0]
-            if time.monotonic() > deadline:
-                pytest.fail(f"no message reached {queue} within {deadline_s}s")
-            time.sleep(0.1)
+        messages = wait_for(lambda: self.take(queue), f"a message in {queue}", timeout=deadline_s, interval=0.1)
+        assert len(messages) == 1, messages
+        return messages[0]
 
     def empty(self, *queues: str) -> bool:
         return all(not self.take(queue, "ack_requeue_true") for queue in queues)
@@ -206,7 +187,7 @@ ALL_QUEUES = (Q, f"retry.{Q}", f"dead_letter.{Q}", "store", "retry.store", "dead
 
 @pytest.fixture
 def broker(admin: requests.Session, management_url: str, vhost: str) -> Broker:
-    import_definitions(admin, management_url, parse_spec(SHORT_RETRIES), vhost)
+    import_topology(management_url, vhost, parse_spec(SHORT_RETRIES), whole_export=True)
     return Broker(admin, management_url, vhost)
 
 
@@ -244,15 +225,17 @@ def test_rejected_messages_are_dead_lettered(broker: Broker) -> None:
     broker.wait_for(Q)  # taken and acked; publish again and reject this time
     broker.take("store")
     broker.publish("alice.petisco", "alice.petisco.1.event.user.created", "doomed")
-    deadline = time.monotonic() + DEADLINE_S
-    while not broker.take(Q, "reject_requeue_false"):
-        assert time.monotonic() < deadline, f"nothing reached {Q}"
-        time.sleep(0.1)
+    wait_for(
+        lambda: broker.take(Q, "reject_requeue_false"), f"a message to reject in {Q}", timeout=DEADLINE_S, interval=0.1
+    )
     assert broker.wait_for(f"dead_letter.{Q}")["payload"] == "doomed"
     # The store's own dead letters go through the default exchange.
-    while not broker.take("store", "reject_requeue_false"):
-        assert time.monotonic() < deadline, "nothing reached store"
-        time.sleep(0.1)
+    wait_for(
+        lambda: broker.take("store", "reject_requeue_false"),
+        "a message to reject in store",
+        timeout=DEADLINE_S,
+        interval=0.1,
+    )
     assert broker.wait_for("dead_letter.store")["payload"] == "doomed"
     # and what a runtime publishes to a service's dead-letter exchange for the store lands there too
     broker.publish("dead_letter.alice.petisco", "dead_letter.store", "given up")

@@ -12,7 +12,7 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.subscriber import EventSubscriber
 from tests.integration.runtime_support import ORG, SERVICE, Recorder, UserCreated
-from tests.integration.topology_helpers import AUTH, create_topology, queue_depths
+from tests.integration.support import AUTH, import_topology, queue_names
 from topology.compile import compile_spec
 from topology.loader import load_spec
 
@@ -31,7 +31,7 @@ def test_configure_subscribers_creates_the_alice_topology_and_is_idempotent(
     result = configurer(amqp_url, management_url).configure_subscribers(subscribers, store=True)
     expected = compile_spec(load_spec("specs/alice.yaml"))
     assert result.added == len(expected.exchanges) + len(expected.queues) + len(expected.bindings)
-    assert set(queue_depths(management_url, vhost)) == {q.name for q in expected.queues}
+    assert set(queue_names(management_url, vhost)) == {q.name for q in expected.queues}
     retry_queue = requests.get(
         f"{management_url}/api/queues/{quote(vhost, safe='')}/retry.{BASE}.send_mail_handler", auth=AUTH, timeout=10
     ).json()
@@ -47,13 +47,13 @@ def test_configure_never_deletes_or_replaces(
     management_url: str, vhost: str, amqp_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     other = Recorder("other_handler")
-    create_topology(management_url, vhost, load_spec("specs/alice.yaml"))
+    import_topology(management_url, vhost, load_spec("specs/alice.yaml"))
     result = configurer(amqp_url, management_url, retry_ttl=100).configure_subscribers(
         [EventSubscriber(UserCreated, [other.handler])]
     )
     assert result.added == 7  # other_handler's 3 queues and 4 bindings
     assert result.destroyed == 0 and result.replaced == 0
-    names = set(queue_depths(management_url, vhost))
+    names = set(queue_names(management_url, vhost))
     assert {f"{BASE}.send_mail_handler", f"{BASE}.other_handler", "store"} <= names
     again = configurer(amqp_url, management_url, retry_ttl=100).configure_subscribers(
         [EventSubscriber(UserCreated, [Recorder("send_mail_handler").handler])]

@@ -22,11 +22,10 @@ from tests.integration.runtime_support import (
     UserDeleted,
     assert_all_empty,
     connector,
-    depth,
     publish_raw,
-    setup_topology,
+    subscribers_spec,
 )
-from tests.integration.topology_helpers import get_messages, wait_for
+from tests.integration.support import depth, get_messages, import_topology, wait_for
 
 QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 
@@ -39,7 +38,7 @@ def test_round_trip_and_the_store_receives_every_event(management_url: str, vhos
     mail = Recorder("send_mail_handler")
     store = Recorder("event_store")
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers, store=True)
+    import_topology(management_url, vhost, subscribers_spec(subscribers, store=True))
     consumer = consumer_for(amqp_url)
     consumer.consume(subscribers)
     consumer.consume_store(store.handler)
@@ -66,7 +65,7 @@ def test_round_trip_and_the_store_receives_every_event(management_url: str, vhos
 def test_fails_twice_then_succeeds_three_calls_nothing_left(management_url: str, vhost: str, amqp_url: str) -> None:
     mail = Recorder("send_mail_handler", outcomes=["fail", "raise", "ok"])
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers, retry_ttl=100)
+    import_topology(management_url, vhost, subscribers_spec(subscribers, retry_ttl=100))
     consumer = consumer_for(amqp_url, max_retries=5)
     consumer.consume(subscribers)
     with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
@@ -81,7 +80,7 @@ def test_one_handler_failing_never_redelivers_to_the_other(management_url: str, 
     mail = Recorder("send_mail_handler", outcomes=["fail", "ok"])
     audit = Recorder("audit_handler")
     subscribers = [EventSubscriber(UserCreated, [mail.handler, audit.handler])]
-    setup_topology(management_url, vhost, subscribers, retry_ttl=100)
+    import_topology(management_url, vhost, subscribers_spec(subscribers, retry_ttl=100))
     consumer = consumer_for(amqp_url)
     consumer.consume(subscribers)
     with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
@@ -95,7 +94,7 @@ def test_always_failing_dead_letters_after_max_retries_with_reasons(
 ) -> None:
     mail = Recorder("send_mail_handler", outcomes=["raise", "fail", "raise", "ok"])
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers, retry_ttl=100)
+    import_topology(management_url, vhost, subscribers_spec(subscribers, retry_ttl=100))
     consumer = consumer_for(amqp_url, max_retries=2)
     consumer.consume(subscribers)
     dead_letter = f"dead_letter.{QUEUE}"
@@ -123,7 +122,7 @@ def test_always_failing_dead_letters_after_max_retries_with_reasons(
 def test_retry_delay_is_honoured(management_url: str, vhost: str, amqp_url: str) -> None:
     mail = Recorder("send_mail_handler", outcomes=["fail", "fail", "ok"])
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers, retry_ttl=300)
+    import_topology(management_url, vhost, subscribers_spec(subscribers, retry_ttl=300))
     consumer = consumer_for(amqp_url)
     consumer.consume(subscribers)
     with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
@@ -140,7 +139,7 @@ def test_poison_and_unexpected_type_go_to_the_dead_letter_queue_at_once(
 ) -> None:
     mail = Recorder("send_mail_handler")
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers)
+    import_topology(management_url, vhost, subscribers_spec(subscribers))
     consumer = consumer_for(amqp_url)
     consumer.consume(subscribers)
     routing_key = f"{ORG}.{SERVICE}.1.event.user.created"
@@ -176,7 +175,7 @@ def test_start_fails_clearly_when_the_topology_is_missing(vhost: str, amqp_url: 
 def test_stop_finishes_the_messages_in_hand(management_url: str, vhost: str, amqp_url: str) -> None:
     slow = Recorder("send_mail_handler", sleep=0.3)
     subscribers = [EventSubscriber(UserCreated, [slow.handler])]
-    setup_topology(management_url, vhost, subscribers)
+    import_topology(management_url, vhost, subscribers_spec(subscribers))
     consumer = consumer_for(amqp_url, workers=2, prefetch=10)
     consumer.consume(subscribers)
     consumer.start()
@@ -193,7 +192,7 @@ def test_stop_finishes_the_messages_in_hand(management_url: str, vhost: str, amq
 
 def test_the_store_retries_and_dead_letters_like_any_queue(management_url: str, vhost: str, amqp_url: str) -> None:
     store = Recorder("event_store", outcomes=["fail", "ok", "raise", "raise"])
-    setup_topology(management_url, vhost, [], retry_ttl=100, store=True)
+    import_topology(management_url, vhost, subscribers_spec([], retry_ttl=100, store=True))
     consumer = consumer_for(amqp_url, max_retries=1)
     consumer.consume_store(store.handler)
     with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:

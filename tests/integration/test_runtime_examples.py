@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from examples.rabbitmq import configure, publish
-from tests.integration.runtime_support import assert_all_empty, depth
-from tests.integration.topology_helpers import create_topology, wait_for
+from tests.integration.runtime_support import assert_all_empty
+from tests.integration.support import depth, import_topology, wait_for
 from topology.loader import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_configure_publish_consume_examples(
 def test_cli_publish_and_consume_from_the_spec(
     env: dict[str, str], management_url: str, vhost: str, amqp_url: str
 ) -> None:
-    create_topology(management_url, vhost, load_spec(ROOT / "specs" / "alice.yaml"))
+    import_topology(management_url, vhost, load_spec(ROOT / "specs" / "alice.yaml"))
     published = subprocess.run(
         [RABBITFORM, "publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", *PUBLISH_ONE],
         cwd=ROOT,

@@ -20,17 +20,18 @@ from tests.integration.runtime_support import (
     UserCreated,
     UserDeleted,
     connector,
-    depth,
-    setup_topology,
+    subscribers_spec,
 )
-from tests.integration.topology_helpers import get_messages
+from tests.integration.support import depth, get_messages, import_topology
 
 QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 
 
 @pytest.fixture
 def topology(management_url: str, vhost: str) -> None:
-    setup_topology(management_url, vhost, [EventSubscriber(UserCreated, [Recorder("send_mail_handler").handler])])
+    import_topology(
+        management_url, vhost, subscribers_spec([EventSubscriber(UserCreated, [Recorder("send_mail_handler").handler])])
+    )
 
 
 @pytest.mark.usefixtures("topology")
@@ -90,7 +91,9 @@ def test_unroutable_events_are_reported_and_counted(amqp_url: str) -> None:
 
 
 def test_commands_use_the_command_routing_key(management_url: str, vhost: str, amqp_url: str) -> None:
-    setup_topology(management_url, vhost, [EventSubscriber(SendWelcome, [Recorder("welcome_handler").handler])])
+    import_topology(
+        management_url, vhost, subscribers_spec([EventSubscriber(SendWelcome, [Recorder("welcome_handler").handler])])
+    )
     with RabbitMqCommandBus(connector(amqp_url), ORG, SERVICE) as bus:
         assert bus.publish(SendWelcome(user_id="1")) == []
         with pytest.raises(TypeError, match="Commands"):

@@ -18,11 +18,10 @@ from tests.integration.runtime_support import (
     UserCreated,
     assert_all_empty,
     connector,
-    depth,
     force_close,
-    setup_topology,
+    subscribers_spec,
 )
-from tests.integration.topology_helpers import AUTH, wait_for
+from tests.integration.support import AUTH, depth, import_topology, wait_for
 
 QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 
@@ -32,7 +31,7 @@ def test_a_handler_longer_than_the_heartbeat_timeout_does_not_kill_the_connectio
 ) -> None:
     slow = Recorder("send_mail_handler", sleep=3.5)  # heartbeat 1 s: the broker gives up after ~2 s
     subscribers = [EventSubscriber(UserCreated, [slow.handler])]
-    setup_topology(management_url, vhost, subscribers)
+    import_topology(management_url, vhost, subscribers_spec(subscribers))
     consumer = RabbitMqEventConsumer(connector(amqp_url, heartbeat=1), ORG, SERVICE, workers=2)
     consumer.consume(subscribers)
     with consumer, RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
@@ -48,7 +47,7 @@ def test_a_forced_close_of_the_consumer_connection_loses_no_message(
 ) -> None:
     mail = Recorder("send_mail_handler", sleep=0.02)
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers)
+    import_topology(management_url, vhost, subscribers_spec(subscribers))
     consumer = RabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE, workers=2, prefetch=20)
     consumer.consume(subscribers)
     events = [UserCreated(user_id=str(i)) for i in range(120)]
@@ -69,7 +68,9 @@ def test_a_forced_close_of_the_consumer_connection_loses_no_message(
 def test_a_forced_close_of_the_publisher_connection_republishes_the_unconfirmed(
     management_url: str, vhost: str, amqp_url: str
 ) -> None:
-    setup_topology(management_url, vhost, [EventSubscriber(UserCreated, [Recorder("send_mail_handler").handler])])
+    import_topology(
+        management_url, vhost, subscribers_spec([EventSubscriber(UserCreated, [Recorder("send_mail_handler").handler])])
+    )
     with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
         bus.publish(UserCreated(user_id="first"))
         count = 20_000
@@ -96,7 +97,7 @@ def test_a_deleted_queue_is_reported_and_consumption_resumes_once_it_is_back(
 ) -> None:
     mail = Recorder("send_mail_handler")
     subscribers = [EventSubscriber(UserCreated, [mail.handler])]
-    setup_topology(management_url, vhost, subscribers)
+    import_topology(management_url, vhost, subscribers_spec(subscribers))
     consumer = RabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE)
     consumer.consume(subscribers)
     with consumer:
@@ -104,7 +105,7 @@ def test_a_deleted_queue_is_reported_and_consumption_resumes_once_it_is_back(
             f"{management_url}/api/queues/{quote(vhost, safe='')}/{quote(QUEUE, safe='')}", auth=AUTH, timeout=10
         ).raise_for_status()
         wait_for(lambda: "missing" in caplog.text and QUEUE in caplog.text, what="the missing queue reported")
-        setup_topology(management_url, vhost, subscribers)  # `rabbitform apply` again
+        import_topology(management_url, vhost, subscribers_spec(subscribers))  # `rabbitform apply` again
         with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
             bus.publish(UserCreated(user_id="back"))
         wait_for(lambda: mail.count == 1, timeout=20, what="consumption resumed")
