@@ -17,9 +17,8 @@ import copy
 import logging
 import signal
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -602,13 +601,3 @@ class RabbitMqEventConsumer:
     def _maybe_drained(self) -> None:
         if self._cancels_pending == 0 and not self._order and not self._republishing:
             self._drained.set()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll `condition` until true or `timeout` seconds pass (tests and examples use it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
