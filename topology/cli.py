@@ -80,8 +80,10 @@ def _plugin_commands() -> list[Callable[[Any], None]]:
     return [entry.load() for entry in sorted(entry_points(group="rabbitform.commands"), key=lambda e: e.name)]
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML, rendered with jinja2)")
+def add_spec_arguments(
+    parser: argparse.ArgumentParser, metavar: str = "SPEC", help: str = "the spec file (YAML, rendered with jinja2)"
+) -> None:
+    parser.add_argument("spec", metavar=metavar, help=help)
     parser.add_argument(
         "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable (repeatable)"
     )
@@ -154,18 +156,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- plan
 
 
-def add_plan_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
-    parser.add_argument("--no-color", action="store_true", help="never colour the text output")
-    parser.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 0 when there are no changes, 2 when there are, 1 on error",
-    )
+def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `plan` and `apply` share: data-loss consent and how the plan is printed."""
     parser.add_argument(
         "--allow-data-loss",
         action="store_true",
         help="allow deleting or replacing queues that hold messages",
+    )
+    parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("--no-color", action="store_true", help="never colour the text output")
+
+
+def add_plan_output_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_display_arguments(parser)
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there are no changes, 2 when there are, 1 on error",
     )
     parser.add_argument("--out", metavar="PLAN.json", help="save the plan to apply it later exactly as shown")
 

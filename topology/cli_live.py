@@ -59,25 +59,11 @@ def register_apply(commands: Any) -> None:
         help="converge the broker to a spec, or apply a saved plan",
         description="Apply a spec (plan, confirm, converge) or a plan saved with `plan --out` (exactly as saved).",
     )
-    parser.add_argument("spec", metavar="SPEC|PLAN.json", help="a spec file, or a plan saved by `plan --out`")
-    parser.add_argument(
-        "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable (repeatable)"
-    )
-    parser.add_argument(
-        "--var-file", action="append", default=[], metavar="FILE", help="a YAML file of template variables"
-    )
+    cli.add_spec_arguments(parser, "SPEC|PLAN.json", "a spec file, or a plan saved by `plan --out`")
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
-    parser.add_argument(
-        "--allow-data-loss",
-        action="store_true",
-        help="allow deleting or replacing queues that hold messages",
-    )
-    parser.add_argument(
-        "--format", choices=cli.PLAN_FORMATS, default="text", help="how to print the plan (default: text)"
-    )
-    parser.add_argument("--no-color", action="store_true", help="never colour the text output")
+    cli.add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 
 
