@@ -23,15 +23,14 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import pika
-import requests
 from meiga import isSuccess
 
+from benchmarks.scratch import scratch_vhost
 from bus_runtime.bus import RabbitMqEventBus, outgoing
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import RabbitMqEventConsumer
@@ -40,6 +39,7 @@ from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
 from topology.compile import compile_spec
 from topology.definitions import to_definitions
+from topology.management import ManagementClient
 
 HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
@@ -66,31 +66,17 @@ EXCHANGE = f"{ORG}.{SERVICE}"
 # ---------------------------------------------------------------- helpers
 
 
-def _admin() -> requests.Session:
-    session = requests.Session()
-    session.auth = (USER, PASSWORD)
-    return session
-
-
 @contextlib.contextmanager
 def bench_vhost(label: str) -> Iterator[str]:
     """A fresh vhost with our topology (exchange, queue, retry and dead-letter queues)."""
-    name = f"bench-{label}-{uuid.uuid4().hex[:6]}"
-    admin = _admin()
-    path = quote(name, safe="")
-    admin.put(f"{MANAGEMENT}/api/vhosts/{path}", timeout=10).raise_for_status()
-    admin.put(
-        f"{MANAGEMENT}/api/permissions/{path}/{quote(USER, safe='')}",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        timeout=10,
-    ).raise_for_status()
+    client = ManagementClient.from_env(MANAGEMENT)
     try:
-        spec = spec_for_subscribers(ORG, SERVICE, SUBSCRIBERS, vhost=name)
-        definitions = to_definitions(compile_spec(spec), include_vhost=False)
-        admin.post(f"{MANAGEMENT}/api/definitions/{path}", json=definitions, timeout=30).raise_for_status()
-        yield name
+        with scratch_vhost(client, label, create=True) as name:
+            spec = spec_for_subscribers(ORG, SERVICE, SUBSCRIBERS, vhost=name)
+            client.post("definitions", name, body=to_definitions(compile_spec(spec), include_vhost=False))
+            yield name
     finally:
-        admin.delete(f"{MANAGEMENT}/api/vhosts/{path}", timeout=60)
+        client.close()
 
 
 def url(vhost: str) -> str:

@@ -16,16 +16,14 @@ subscribers under 3 s. Run: `python -m benchmarks topology` (or `make bench`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.generated import EVENTS_PER_SERVICE, SUBSCRIBERS_PER_EVENT, event_class, generated_spec
-from topology.apply import create_vhost
+from benchmarks.scratch import scratch_vhost
 from topology.live import converge, plan_live
 from topology.management import ManagementClient
 
@@ -33,18 +31,6 @@ HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
 MANAGEMENT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 ORG = "bench"
-
-
-@contextlib.contextmanager
-def scratch_vhost(client: ManagementClient, label: str, create: bool = False) -> Iterator[str]:
-    """A vhost name of our own; deleted afterwards whatever happens."""
-    name = f"bench-{label}-{uuid.uuid4().hex[:6]}"
-    if create:
-        create_vhost(client, name)
-    try:
-        yield name
-    finally:
-        client.delete("vhosts", name)
 
 
 def timed(action: Callable[[], Any]) -> float:
