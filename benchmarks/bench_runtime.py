@@ -37,9 +37,9 @@ from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.message import Event
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
-from topology.compile import compile_spec
-from topology.definitions import to_definitions
-from topology.management import ManagementClient
+from topology.broker.management import ManagementClient
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import to_definitions
 
 HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))

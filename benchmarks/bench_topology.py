@@ -24,8 +24,8 @@ from typing import Any
 
 from benchmarks.generated import EVENTS_PER_SERVICE, SUBSCRIBERS_PER_EVENT, event_class, generated_spec
 from benchmarks.scratch import scratch_vhost
-from topology.live import converge, plan_live
-from topology.management import ManagementClient
+from topology.apply.live import converge, plan_live
+from topology.broker.management import ManagementClient
 
 HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.spec import Spec
+from topology.spec.model import Spec
 
 SUBSCRIBERS_PER_EVENT = 3
 EVENTS_PER_SERVICE = 100

@@ -6,8 +6,8 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from topology.apply import create_vhost
-from topology.management import ManagementClient
+from topology.apply.executor import create_vhost
+from topology.broker.management import ManagementClient
 
 
 @contextlib.contextmanager

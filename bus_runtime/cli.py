@@ -17,7 +17,7 @@ from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
-from topology.cli import EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
 

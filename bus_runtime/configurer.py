@@ -3,7 +3,7 @@
 It turns subscribers into a spec, plans against the live broker and applies only the
 creations: it never deletes or replaces anything, so services sharing an organization can
 each configure their own subscribers at start-up. The names come from `topology.naming`,
-the objects from `topology.compile`: one set of rules for `rabbitform apply` and services.
+the objects from `topology.compile.compiler`: one set of rules for `rabbitform apply` and services.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
 from topology import naming
-from topology.apply import describe
-from topology.live import ApplyResult, apply_plan, plan_live
-from topology.management import ManagementClient
-from topology.plan import Plan
-from topology.spec import Spec
+from topology.apply.executor import describe
+from topology.apply.live import ApplyResult, apply_plan, plan_live
+from topology.broker.management import ManagementClient
+from topology.plan.model import Plan
+from topology.spec.model import Spec
 
 log = logging.getLogger("bus_runtime.configurer")
 

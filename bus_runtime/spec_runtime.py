@@ -19,9 +19,9 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.subscriber import Handler, Subscription, store_subscription
 from topology.errors import RabbitformError
-from topology.loader import load_spec
 from topology.naming import MessageKind
-from topology.spec import ResolvedSubscriber, Spec
+from topology.spec.loader import load_spec
+from topology.spec.model import ResolvedSubscriber, Spec
 
 if TYPE_CHECKING:
     from bus_runtime.consumer import RabbitMqEventConsumer

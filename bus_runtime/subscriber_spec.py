@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bus_runtime.subscriber import EventSubscriber, handler_name
-from topology.spec import Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
+from topology.spec.model import Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
 
 
 def spec_for_subscribers(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from memory_demo import main as in_memory_story  # examples/memory_demo.py
 
-from topology.cli import main as rabbitform
+from topology.cli.main import main as rabbitform
 
 SPEC = str(Path(__file__).resolve().parents[1] / "specs" / "alice.yaml")
 

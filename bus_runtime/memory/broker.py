@@ -36,8 +36,8 @@ from bus_runtime.memory.trace import (
 from bus_runtime.message import Message
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.wire import WireMessage, decode
-from topology.model import Binding, Exchange, Queue, Topology
-from topology.spec import Spec
+from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.spec.model import Spec
 
 if TYPE_CHECKING:
     from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
@@ -163,8 +163,8 @@ class InMemoryBroker:
         start: datetime | None = None,
     ) -> InMemoryBroker:
         """The topology `rabbitform apply` would create for this spec (a path or a loaded `Spec`)."""
-        from topology.compile import compile_spec
-        from topology.loader import load_spec
+        from topology.compile.compiler import compile_spec
+        from topology.spec.loader import load_spec
 
         loaded = spec if isinstance(spec, Spec) else load_spec(spec, variables)
         return cls(compile_spec(loaded), loaded.organization, spec=loaded, start=start)

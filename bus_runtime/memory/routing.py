@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from topology.model import Binding
+from topology.compile.objects import Binding
 
 DEFAULT_EXCHANGE = ""
 

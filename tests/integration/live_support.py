@@ -7,10 +7,10 @@ from typing import Any
 
 from tests.conftest import PASSWORD, USER
 from tests.integration.support import wait_for
-from topology.loader import parse_spec
-from topology.management import ManagementClient
-from topology.snapshot import read_queue_stats
-from topology.spec import Spec
+from topology.broker.management import ManagementClient
+from topology.broker.snapshot import read_queue_stats
+from topology.spec.loader import parse_spec
+from topology.spec.model import Spec
 
 ORG = "alice"
 MAIN = "alice.petisco.1.event.user.created.send_mail_handler"

@@ -18,7 +18,7 @@ from bus_runtime.message import Command, Event
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
 from tests.integration.support import AUTH, depths, queue_names, wait_for
-from topology.spec import Spec
+from topology.spec.model import Spec
 
 ORG, SERVICE = "alice", "petisco"
 

@@ -13,10 +13,10 @@ import pika
 import requests
 
 from tests.conftest import PASSWORD, USER
-from topology.compile import compile_spec
-from topology.definitions import to_definitions
-from topology.model import Topology
-from topology.spec import Spec
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import to_definitions
+from topology.compile.objects import Topology
+from topology.spec.model import Spec
 
 T = TypeVar("T")
 

@@ -31,9 +31,9 @@ from bus_runtime.memory import DeadLettered, Delivered, InMemoryBroker, Retried
 from bus_runtime.subscriber import Handler
 from tests.integration import differential_handlers
 from tests.integration.support import import_topology, wait_for
-from topology.compile import compile_spec
-from topology.loader import load_spec, parse_spec
-from topology.model import Topology
+from topology.compile.compiler import compile_spec
+from topology.compile.objects import Topology
+from topology.spec.loader import load_spec, parse_spec
 
 ORG, SERVICE = "alice", "petisco"
 RETRY_DELAY_MS = 200

@@ -18,10 +18,10 @@ import requests
 
 from tests.conftest import PASSWORD, USER
 from tests.integration.support import get_messages, import_topology, wait_for
-from topology.compile import compile_spec
-from topology.definitions import dumps, from_definitions, is_system_exchange, to_definitions
-from topology.loader import load_spec, parse_spec
-from topology.spec import Spec
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import dumps, from_definitions, is_system_exchange, to_definitions
+from topology.spec.loader import load_spec, parse_spec
+from topology.spec.model import Spec
 
 SEED = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 MULTI = Path(__file__).resolve().parents[2] / "specs" / "examples" / "multi-service.yaml"

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.live_support import AUDIT, DEAD, MAIN, RETRY, client, make_spec, publish, wait_for_messages
-from topology.apply import ApplyError
-from topology.live import StalePlanError, apply_plan, check_fresh, converge, plan_live
-from topology.management import ManagementClient
-from topology.model import Binding
-from topology.plan import Plan
-from topology.snapshot import read_snapshot
+from topology.apply.executor import ApplyError
+from topology.apply.live import StalePlanError, apply_plan, check_fresh, converge, plan_live
+from topology.broker.management import ManagementClient
+from topology.broker.snapshot import read_snapshot
+from topology.compile.objects import Binding
+from topology.plan.model import Plan
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 
 from tests.integration.live_support import DEAD, MAIN, client, make_spec
-from topology.cli import main
-from topology.management import ManagementClient
+from topology.broker.management import ManagementClient
+from topology.cli.main import main
 
 SPEC = """\
 organization: alice
@@ -160,7 +160,7 @@ def test_data_loss_is_refused_at_plan_time(
     broker: ManagementClient, vhost: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.integration.live_support import publish, wait_for_messages
-    from topology.live import converge
+    from topology.apply.live import converge
 
     converge(make_spec(vhost), broker)
     publish(broker, vhost, MAIN, 2)

@@ -13,8 +13,8 @@ from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.subscriber import EventSubscriber
 from tests.integration.runtime_support import ORG, SERVICE, Recorder, UserCreated
 from tests.integration.support import AUTH, import_topology, queue_names
-from topology.compile import compile_spec
-from topology.loader import load_spec
+from topology.compile.compiler import compile_spec
+from topology.spec.loader import load_spec
 
 BASE = f"{ORG}.{SERVICE}.1.event.user.created"
 

@@ -14,7 +14,7 @@ import pytest
 from examples.rabbitmq import configure, publish
 from tests.integration.runtime_support import assert_all_empty
 from tests.integration.support import depth, import_topology, wait_for
-from topology.loader import load_spec
+from topology.spec.loader import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITFORM = str(Path(sys.executable).with_name("rabbitform"))

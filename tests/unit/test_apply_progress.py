@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from topology.cli_live import ProgressReporter
+from topology.cli.progress import ProgressReporter
 
 
 class Terminal(io.StringIO):

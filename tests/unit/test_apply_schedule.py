@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from topology.apply import ApplyResult, chunks, schedule, wire_queue
-from topology.compile import compile_spec
-from topology.diff import compute_plan
-from topology.loader import load_spec
-from topology.model import Binding, Queue, Topology
-from topology.scope import Scope
+from topology.apply.executor import ApplyResult, chunks, schedule, wire_queue
+from topology.compile.compiler import compile_spec
+from topology.compile.objects import Binding, Queue, Topology
+from topology.plan.diff import compute_plan
+from topology.plan.scope import Scope
+from topology.spec.loader import load_spec
 
 SPEC = load_spec(Path(__file__).resolve().parents[2] / "specs" / "alice.yaml")
 DESIRED = compile_spec(SPEC)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from topology.cli import main
+from topology.cli.main import main
 
 SEED = str(Path(__file__).resolve().parents[2] / "specs" / "alice.yaml")
 Q = "alice.petisco.1.event.user.created.send_mail_handler"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from topology.compile import compile_spec
-from topology.loader import load_spec, parse_spec
-from topology.model import Binding, Exchange, Queue, Topology
+from topology.compile.compiler import compile_spec
+from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.spec.loader import load_spec, parse_spec
 
 SEED = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 

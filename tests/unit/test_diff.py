@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from topology.compile import compile_spec
-from topology.definitions import from_definitions, to_definitions
-from topology.diff import compute_plan, diff
-from topology.loader import load_spec
-from topology.model import Binding, Exchange, Queue, QueueStats, Topology
-from topology.plan import Change, Plan
-from topology.scope import Scope
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import from_definitions, to_definitions
+from topology.compile.objects import Binding, Exchange, Queue, QueueStats, Topology
+from topology.plan.diff import compute_plan, diff
+from topology.plan.model import Change, Plan
+from topology.plan.scope import Scope
+from topology.spec.loader import load_spec
 
 SEED = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 SPEC = load_spec(SEED)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from topology.cli import main
-from topology.compile import compile_spec
-from topology.definitions import dumps, from_definitions, to_definitions
-from topology.loader import load_spec, parse_spec
-from topology.model import Topology
+from topology.cli.main import main
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import dumps, from_definitions, to_definitions
+from topology.compile.objects import Topology
+from topology.spec.loader import load_spec, parse_spec
 
 SEED = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 

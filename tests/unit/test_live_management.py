@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from topology.management import (
+from topology.broker.management import (
     AuthenticationFailed,
     BrokerServerError,
     BrokerTimeout,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from topology.compile import compile_spec
-from topology.diff import compute_plan, state_fingerprint
-from topology.loader import load_spec
-from topology.model import Queue, QueueStats, Topology
-from topology.plan import Plan
-from topology.render_markdown import render_markdown
-from topology.scope import Scope
-from topology.verify import unconverged
+from topology.apply.verify import unconverged
+from topology.compile.compiler import compile_spec
+from topology.compile.objects import Queue, QueueStats, Topology
+from topology.plan.diff import compute_plan, state_fingerprint
+from topology.plan.model import Plan
+from topology.plan.render.markdown import render_markdown
+from topology.plan.scope import Scope
+from topology.spec.loader import load_spec
 
 SPEC = load_spec(Path(__file__).resolve().parents[2] / "specs" / "alice.yaml")
 DESIRED = compile_spec(SPEC)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bus_runtime.memory import BrokerError, Expired, InMemoryBroker, NotIdleError, Routed, Unroutable
-from topology.model import Binding, Exchange, Queue, Topology
+from topology.compile.objects import Binding, Exchange, Queue, Topology
 
 ALICE = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)

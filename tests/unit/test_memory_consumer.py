@@ -18,7 +18,7 @@ from bus_runtime.memory import (
     Retried,
 )
 from tests.unit import memory_handlers
-from topology.loader import parse_spec
+from topology.spec.loader import parse_spec
 
 ALICE = Path(__file__).resolve().parents[2] / "specs" / "alice.yaml"
 QUEUE = "alice.petisco.1.event.user.created.send_mail_handler"

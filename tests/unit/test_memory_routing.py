@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bus_runtime.memory.routing import route, topic_matches
-from topology.model import Binding
+from topology.compile.objects import Binding
 
 
 @pytest.mark.parametrize(

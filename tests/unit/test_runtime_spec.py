@@ -11,9 +11,9 @@ from bus_runtime.spec_runtime import import_handler, message_class, message_from
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.subscriber_spec import spec_for_subscribers
 from examples.rabbitmq import handlers
-from topology.compile import compile_spec
+from topology.compile.compiler import compile_spec
 from topology.errors import RabbitformError
-from topology.loader import load_spec, parse_spec
+from topology.spec.loader import load_spec, parse_spec
 
 SPEC = """
 organization: alice

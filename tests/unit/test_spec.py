@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from topology.cli import main
-from topology.loader import SpecError, load_spec, load_variables, parse_spec
-from topology.spec import RetryPolicy
+from topology.cli.main import main
+from topology.spec.loader import SpecError, load_spec, load_variables, parse_spec
+from topology.spec.model import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "specs" / "alice.yaml"

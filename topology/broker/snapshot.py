@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from topology.definitions import CLASSIC, from_definitions
-from topology.management import ManagementClient
-from topology.model import QueueStats, Topology
+from topology.broker.management import ManagementClient
+from topology.compile.definitions import CLASSIC, from_definitions
+from topology.compile.objects import QueueStats, Topology
 
 PAGE_SIZE = 500  # the largest page the management API accepts
 FEW_QUEUES = 20  # up to this many, one GET per queue beats paging through the whole vhost

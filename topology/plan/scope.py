@@ -13,8 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from topology import naming
-from topology.model import Binding, Topology
-from topology.spec import Spec
+from topology.compile.objects import Binding, Topology
+from topology.spec.model import Spec
 
 
 @dataclass(frozen=True)

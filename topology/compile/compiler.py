@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from topology import naming
-from topology.model import Binding, Exchange, Queue, Topology
-from topology.spec import QueueType, ResolvedStore, ResolvedSubscriber, Spec
+from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.spec.model import QueueType, ResolvedStore, ResolvedSubscriber, Spec
 
 DEFAULT_EXCHANGE = ""
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.apply import ApplyError, ApplyResult, Progress, describe, execute
-from topology.compile import compile_spec
-from topology.diff import at_risk_queues, compute_plan, state_fingerprint
+from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.verify import unconverged
+from topology.broker.management import ManagementClient
+from topology.broker.snapshot import Snapshot, read_queue_stats, read_snapshot
+from topology.compile.compiler import compile_spec
 from topology.errors import RabbitformError
-from topology.management import ManagementClient
-from topology.plan import Plan
-from topology.scope import Scope
-from topology.snapshot import Snapshot, read_queue_stats, read_snapshot
-from topology.spec import Spec
-from topology.verify import unconverged
+from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
+from topology.plan.model import Plan
+from topology.plan.scope import Scope
+from topology.spec.model import Spec
 
 __all__ = [
     "ApplyResult",

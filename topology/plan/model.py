@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from topology.model import ObjectKind
-from topology.scope import Scope
+from topology.compile.objects import ObjectKind
+from topology.plan.scope import Scope
 
 FORMAT_VERSION = 1
 Action = Literal["create", "delete", "replace"]

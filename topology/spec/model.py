@@ -1,6 +1,6 @@
 """The declarative spec: what a team writes in YAML, validated with pydantic.
 
-Models only; reading files, templating and error reporting live in `topology.loader`.
+Models only; reading files, templating and error reporting live in `topology.spec.loader`.
 """
 
 from __future__ import annotations

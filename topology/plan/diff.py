@@ -9,11 +9,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from topology.definitions import object_definition, to_definitions
-from topology.model import Binding, Exchange, Queue, QueueStats, Topology
-from topology.plan import Change, Plan, change_sort_key, fingerprint
-from topology.safety import check_safety, foreign_bindings_lost
-from topology.scope import Scope
+from topology.compile.definitions import object_definition, to_definitions
+from topology.compile.objects import Binding, Exchange, Queue, QueueStats, Topology
+from topology.plan.model import Change, Plan, change_sort_key, fingerprint
+from topology.plan.safety import check_safety, foreign_bindings_lost
+from topology.plan.scope import Scope
 
 
 def compute_plan(

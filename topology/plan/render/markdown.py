@@ -10,7 +10,7 @@ from functools import cache
 
 import jinja2
 
-from topology.plan import ACTIONS, KINDS, Change, Plan
+from topology.plan.model import ACTIONS, KINDS, Change, Plan
 
 _SYMBOL = {"create": "+", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
 _LABEL = {"create": "add", "replace": "replace", "delete": "destroy"}
@@ -19,7 +19,7 @@ _LABEL = {"create": "add", "replace": "replace", "delete": "destroy"}
 @cache
 def _template() -> jinja2.Template:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("topology", "templates"),
+        loader=jinja2.PackageLoader("topology.plan.render", "templates"),
         autoescape=False,  # Markdown, not HTML; names sit in code spans and code blocks
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topology.plan import Change, Plan
+from topology.plan.model import Change, Plan
 
 _SYMBOL = {"create": "+", "delete": "-", "replace": "-/+"}
 _COLOR = {"create": "\033[32m", "delete": "\033[31m", "replace": "\033[33m"}

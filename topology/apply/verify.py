@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.definitions import binding_from_definition, exchange_from_definition, queue_from_definition
-from topology.model import Exchange, Queue, Topology, freeze_arguments
-from topology.plan import Change, Plan
+from topology.compile.definitions import binding_from_definition, exchange_from_definition, queue_from_definition
+from topology.compile.objects import Exchange, Queue, Topology, freeze_arguments
+from topology.plan.model import Change, Plan
 
 
 def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from topology.model import Binding, Exchange, Queue, Topology
+from topology.compile.objects import Binding, Exchange, Queue, Topology
 
 CLASSIC = "classic"
 

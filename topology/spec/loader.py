@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from topology.errors import RabbitformError
-from topology.spec import Spec
+from topology.spec.model import Spec
 
 Path_ = tuple[str | int, ...]
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from topology.definitions import CLASSIC, binding_from_definition
+from topology.broker.management import ManagementClient, RequestRejected
+from topology.broker.snapshot import default_queue_type, read_vhost
+from topology.compile.definitions import CLASSIC, binding_from_definition
+from topology.compile.objects import Binding, freeze_arguments
 from topology.errors import RabbitformError
-from topology.management import ManagementClient, RequestRejected
-from topology.model import Binding, freeze_arguments
-from topology.plan import Change, Plan
-from topology.snapshot import default_queue_type, read_vhost
+from topology.plan.model import Change, Plan
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in total) as the apply advances."""

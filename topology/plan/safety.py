@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from topology.model import Topology
-from topology.plan import Change
-from topology.scope import Scope
+from topology.compile.objects import Topology
+from topology.plan.model import Change
+from topology.plan.scope import Scope
 
 DATA_LOSS_HINT = "rerun with --allow-data-loss to accept losing them"
 

@@ -1,0 +1,1 @@
+"""Applying a plan to the broker, and verifying that it took effect."""

@@ -1,0 +1,91 @@
+"""`rabbitform plan SPEC`: what apply would change, against the broker, a definitions file, or nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from topology.apply.live import plan_live
+from topology.cli.common import add_spec_arguments, read_spec
+from topology.cli.connection import add_connection_arguments, client_from_args
+from topology.cli.plan_output import add_plan_output_arguments, report_plan
+from topology.compile.compiler import compile_spec
+from topology.compile.definitions import definitions_problem, from_definitions
+from topology.errors import RabbitformError
+from topology.plan.diff import compute_plan
+from topology.plan.model import Plan
+from topology.plan.scope import Scope
+from topology.spec.model import Spec
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("plan", help="show what apply would change")
+    add_spec_arguments(parser)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--offline", action="store_true", help="plan against an empty broker, no network")
+    source.add_argument(
+        "--state", metavar="DEFINITIONS.json", help="plan against a RabbitMQ definitions file, no network"
+    )
+    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_connection_arguments(parser)
+    add_plan_output_arguments(parser)
+    parser.set_defaults(handler=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = read_spec(args)
+    if args.vhost:
+        spec = spec.model_copy(update={"vhost": args.vhost})
+    if args.offline:
+        plan = offline_plan(spec, None, args.allow_data_loss)
+    elif args.state:
+        plan = offline_plan(spec, read_state(args.state), args.allow_data_loss)
+    else:
+        plan = live_plan(spec, args)
+    plan = _with_source(plan, args.spec)
+    return report_plan(plan, args)
+
+
+def _with_source(plan: Plan, source: str) -> Plan:
+    return replace(plan, source=source)
+
+
+def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False) -> Plan:
+    """Plan against a definitions document (or an empty broker when `state` is None)."""
+    desired = compile_spec(spec)
+    if state is None:
+        actual = None
+    else:
+        vhosts = {v.get("name") for v in state.get("vhosts", [])}
+        exists = not state.get("vhosts") or spec.vhost in vhosts
+        actual = from_definitions(state, spec.vhost) if exists else None
+    return compute_plan(desired, actual, Scope.of_spec(spec), allow_data_loss=allow_data_loss)
+
+
+def read_state(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RabbitformError(f"{path}: cannot read the definitions file: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RabbitformError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise RabbitformError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if not isinstance(data, dict):
+        raise RabbitformError(f"{path}: a definitions file is a JSON object with exchanges, queues, bindings")
+    problem = definitions_problem(data)
+    if problem is not None:
+        raise RabbitformError(f"{path}: not RabbitMQ definitions: {problem}")
+    return data
+
+
+def live_plan(spec: Spec, args: argparse.Namespace) -> Plan:
+    """`rabbitform plan SPEC` without --offline/--state."""
+    client = client_from_args(args)
+    try:
+        return plan_live(spec, client, allow_data_loss=args.allow_data_loss)
+    finally:
+        client.close()

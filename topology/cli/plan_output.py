@@ -1,0 +1,75 @@
+"""How `plan` and `apply` print a plan, and the options they share to do it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color
+from topology.plan.model import Plan
+from topology.plan.render.markdown import render_markdown
+from topology.plan.render.text import render_text
+
+
+def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `plan` and `apply` share: data-loss consent and how the plan is printed."""
+    parser.add_argument(
+        "--allow-data-loss",
+        action="store_true",
+        help="allow deleting or replacing queues that hold messages",
+    )
+    parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("--no-color", action="store_true", help="never colour the text output")
+
+
+def add_plan_output_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_display_arguments(parser)
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+    )
+    parser.add_argument("--out", metavar="PLAN.json", help="save the plan to apply it later exactly as shown")
+
+
+def report_plan(plan: Plan, args: argparse.Namespace) -> int:
+    """Print the plan in the chosen format, save it if asked, and pick the exit status."""
+    renderer = PLAN_RENDERERS[args.format]
+    sys.stdout.write(renderer(plan, use_color(args)))
+    if plan.errors:
+        if args.format != "text":
+            for error in plan.errors:
+                print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if getattr(args, "out", None):
+        Path(args.out).write_text(plan.to_json(), encoding="utf-8")
+        print(f"Saved the plan to {args.out}: apply it with `rabbitform apply {args.out}`", file=sys.stderr)
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _render_json(plan: Plan, color: bool) -> str:
+    return plan.to_json()
+
+
+PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {
+    "text": render_text,
+    "json": _render_json,
+    "markdown": render_markdown,
+}
+PLAN_FORMATS = sorted(PLAN_RENDERERS)
+
+
+def show(plan: Plan, args: argparse.Namespace) -> bool:
+    """Print the plan; False when it has errors (which are then the last thing printed)."""
+    sys.stdout.write(PLAN_RENDERERS[args.format](plan, use_color(args)))
+    sys.stdout.flush()
+    if plan.errors:
+        if args.format != "text":
+            for error in plan.errors:
+                print(f"error: {error}", file=sys.stderr)
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Diffing and planning: compare desired and actual objects, apply the safety rules, render the plan."""

@@ -1,0 +1,1 @@
+"""Renderers of a plan (text, Markdown). They print; they never decide."""
