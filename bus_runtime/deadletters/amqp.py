@@ -8,6 +8,7 @@ or quorum queue puts requeued messages back ahead of newer ones, in their order.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,8 @@ class AmqpTransport:
         except pika.exceptions.AMQPError as exc:
             raise BrokerUnavailable(f"cannot connect to {connector.safe_url}: {describe_error(exc)}") from None
         self._channel: BlockingChannel | None = None
+        self._held_queue = ""
+        self._held: set[int] = set()
         self._publisher: ConfirmedPublisher | None = None
 
     def close(self) -> None:
@@ -69,12 +72,15 @@ class AmqpTransport:
     def hold(self, queue: str, count: int) -> Iterator[Raw]:
         if count <= 0:
             return
+        self.release()
         channel = self._channel = self._connection.channel()
+        self._held_queue = queue
         channel.basic_qos(prefetch_count=0)  # hold as many as we like unacked
         deliveries = channel.consume(queue, auto_ack=False, inactivity_timeout=self.idle_timeout)
         for seen, (method, properties, body) in enumerate(deliveries, start=1):
             if method is None:
                 return  # dry: someone else took the rest
+            self._held.add(method.delivery_tag)
             yield Raw(
                 tag=method.delivery_tag,
                 body=body,
@@ -117,12 +123,23 @@ class AmqpTransport:
             raise BusError("no dead letters are held")
         for raw in items:
             channel.basic_ack(raw.tag)
+            self._held.discard(raw.tag)
 
     def release(self) -> None:
         """Close the reading channel: the broker requeues every unacked message in its place."""
         channel, self._channel = self._channel, None
         if channel is not None and channel.is_open:
             channel.close()
+        given_back, self._held = len(self._held), set()
+        if given_back:
+            self._wait_for_depth(self._held_queue, given_back)
+
+    def _wait_for_depth(self, queue: str, at_least: int, timeout: float = 10.0) -> None:
+        """A quorum queue takes back requeued messages asynchronously (its depth reads 0 for a
+        moment after the close): wait until they are visible, so the next read sees them."""
+        deadline = time.monotonic() + timeout
+        while self.depth(queue) < at_least and time.monotonic() < deadline:
+            self._connection.sleep(0.02)
 
     def pause(self, seconds: float) -> None:
         self._connection.sleep(seconds)  # keeps heartbeats flowing while we wait
