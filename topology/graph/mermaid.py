@@ -19,7 +19,8 @@ _EDGE_COLOURS = {"added": "#1a7f37", "replaced": "#9a6700", "deleted": "#cf222e"
 
 def _text(value: str) -> str:
     """Mermaid labels sit in double quotes; it has entity codes for what would break them."""
-    return value.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    escaped = value.replace("#", "#35;")  # first: the entity codes below start with '#'
+    return escaped.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def _shape(node: Node) -> str:
@@ -33,13 +34,14 @@ def to_mermaid(graph: Graph, direction: str = "LR") -> str:
     lines = [f"flowchart {direction}"]
     for node in graph.nodes:
         lines.append(f"    {ids[node.id]}{_shape(node)}")
-    link_styles: list[str] = []
+    styled: dict[str, list[str]] = {}
     for index, edge in enumerate(graph.edges):
         arrow = "-.->" if edge.kind == "dead_letter" else "-->"
         lines.append(f'    {ids[edge.source]} {arrow}|"{_text(edge.label)}"| {ids[edge.target]}')
         if edge.status in _EDGE_COLOURS:
-            link_styles.append(f"    linkStyle {index} stroke:{_EDGE_COLOURS[edge.status]},stroke-width:2px")
-    lines.extend(link_styles)
+            styled.setdefault(edge.status, []).append(str(index))
+    for status, indices in sorted(styled.items()):
+        lines.append(f"    linkStyle {','.join(indices)} stroke:{_EDGE_COLOURS[status]},stroke-width:2px")
     used = sorted({node.status for node in graph.nodes} & set(_CLASSES))
     for status in used:
         lines.append(f"    classDef {status} {_CLASSES[status]}")
