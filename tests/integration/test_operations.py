@@ -4,6 +4,9 @@ replayed by filter to their own queue alone, purged; `status --check` as a healt
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 import yaml
 from meiga import isSuccess
 
+from bus_runtime import retry
 from bus_runtime.bus import RabbitMqEventBus
 from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.subscriber import EventSubscriber
@@ -156,3 +160,50 @@ def test_status_reports_counts_drift_and_unbound_events(
     assert "send_mail_handler" in out and "missing" not in out
     code, _ = run(capsys, "status", str(spec_file), "--management-url", management_url, "--check")
     assert code == 2  # no consumer on the subscriber queue
+
+
+def test_an_interrupted_replay_loses_nothing(vhost: str, amqp_url: str, tmp_path: Path) -> None:
+    spec = subscribers_spec([EventSubscriber(UserCreated, [flaky_mail])]).model_copy(update={"vhost": vhost})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
+    declare(amqp_url, spec)
+    total = 200
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for n in range(total):
+            headers = {retry.ERROR_TYPE: "SmtpDown", retry.DEAD_LETTER_REASON: retry.REASON_RETRIES_EXHAUSTED}
+            props = pika.BasicProperties(delivery_mode=2, message_id=f"m{n:03d}", headers=headers)
+            channel.basic_publish("", DEAD_MAIL, b"{}", props)
+    finally:
+        connection.close()
+    command = [sys.executable, "-m", "topology.cli.main", "dlq", "replay", str(spec_file), "--url", amqp_url]
+    command += ["--subscriber", "send_mail_handler", "--auto-approve", "--rate", "40/s"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: depth(amqp_url, MAIL) >= 20, "some dead letters replayed", timeout=60, interval=0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    moved, left = ids_in(amqp_url, MAIL), ids_in(amqp_url, DEAD_MAIL)
+    assert 20 <= len(moved) < total
+    assert set(moved) | set(left) == {f"m{n:03d}" for n in range(total)}  # nothing lost
+    assert len(moved) + len(left) - total <= 4  # duplicates: at most the batch in flight (40/s: 4)
+    assert left == sorted(left)  # what stayed kept its order
+
+
+def ids_in(amqp_url: str, queue: str) -> list[str]:
+    """The message ids of `queue`, taking them (the test is over)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        found = []
+        while True:
+            method, properties, _body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return found
+            found.append(properties.message_id)
+    finally:
+        connection.close()
