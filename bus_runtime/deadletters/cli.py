@@ -16,7 +16,7 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.deadletters.api import DeadLetterQueues
 from bus_runtime.deadletters.model import REASONS, parse_time
 from bus_runtime.deadletters.ops import Outcome
-from bus_runtime.deadletters.render import render_letters, render_outcome, render_summaries, to_json
+from bus_runtime.deadletters.render import render_letters, render_outcome, render_preview, render_summaries, to_json
 from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec
 from topology.errors import RabbitformError
 
@@ -163,7 +163,7 @@ def _confirm(args: argparse.Namespace, dlq: DeadLetterQueues, verb: str, filters
     if not sys.stdin.isatty():
         raise RabbitformError(f"refusing to {verb} without confirmation: stdin is not a terminal; pass --auto-approve")
     preview = dlq.purge(args.subscriber, dry_run=True, **filters)
-    sys.stderr.write(render_outcome(preview, verb).replace("Dry run: would", "This will"))
+    sys.stderr.write(render_preview(preview, verb))
     sys.stderr.write(
         f"\n{verb.capitalize()} these dead letters? Only 'yes' will be accepted to approve.\n\nEnter a value: "
     )

@@ -64,14 +64,26 @@ def render_letters(letters: Sequence[DeadLetter], queue: str) -> str:
     return "\n".join(render_letter(letter) for letter in letters) + f"\n\n{len(letters)} dead letter(s) in {queue}\n"
 
 
+def _listing(outcome: Outcome) -> str:
+    return "".join(
+        f"  {letter.message_type or '(no type)'} {letter.message_id or '(no id)'} "
+        f"({letter.error_type or '-'}, {letter.reason or '-'})\n"
+        for letter in outcome.selected
+    )
+
+
+def render_preview(outcome: Outcome, verb: str) -> str:
+    """What a confirmation prompt shows: what would be done, from a dry run."""
+    target = outcome.target
+    where = f" to {target.queue}" if verb == "replay" else ""
+    return f"This will {verb} {outcome.count} dead letter(s) of {target.label}{where}:\n" + _listing(outcome)
+
+
 def render_outcome(outcome: Outcome, verb: str) -> str:
     """`verb` is `replay` or `purge`."""
     target = outcome.target
     where = f" to {target.queue}" if verb == "replay" else ""
-    ids = "".join(
-        f"  {letter.message_type} {letter.message_id} ({letter.error_type or '-'}, {letter.reason or '-'})\n"
-        for letter in outcome.selected
-    )
+    ids = _listing(outcome)
     if outcome.dry_run:
         head = f"Dry run: would {verb} {outcome.count} dead letter(s) of {target.label}{where}; nothing was moved.\n"
         return head + ids
