@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,9 @@ from topology.spec.loader import parse_spec
 ROOT = Path(__file__).resolve().parents[2]
 ALICE = ROOT / "specs" / "alice.yaml"
 MULTI = ROOT / "specs" / "examples" / "multi-service.yaml"
+MERMAID_DIR = ROOT / ".cache" / "mermaid"
+MERMAID_PACKAGES = ("mermaid@10", "jsdom@24")
+VALIDATOR = ROOT / "tests" / "tooling" / "validate_mermaid.mjs"
 SEED_NAMES = [
     "alice.petisco",
     "retry.alice.petisco",
@@ -112,3 +119,41 @@ def test_mermaid_styles_added_and_deleted() -> None:
     text = to_mermaid(graph_of_plan(removed.changes))
     assert "classDef deleted" in text and '"store"' in text
     assert "fillcolor" in to_dot(graph_of_plan(removed.changes))
+
+
+@pytest.fixture(scope="session")
+def mermaid_dir() -> Path:
+    """mermaid and jsdom from the npm registry, installed once into `.cache/mermaid/`."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js (node and npm) is not installed: mermaid cannot parse the diagrams")
+    if not (MERMAID_DIR / "node_modules" / "mermaid").is_dir():
+        MERMAID_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(MERMAID_DIR), *MERMAID_PACKAGES],
+            check=True,
+            timeout=600,
+        )
+    return MERMAID_DIR / "node_modules"
+
+
+def test_mermaid_parses_every_diagram(mermaid_dir: Path, tmp_path: Path) -> None:
+    spec = parse_spec(ALICE.read_text(), str(ALICE))
+    multi = parse_spec(MULTI.read_text(), str(MULTI), {"env_name": "test"})
+    changed = spec.model_copy(
+        update={"store": None, "defaults": spec.defaults.model_copy(update={"queue_type": "quorum"})}
+    )
+    diagrams = {
+        "alice.mmd": to_mermaid(build_graph(compile_spec(spec))),
+        "multi.mmd": to_mermaid(build_graph(compile_spec(multi))),
+        "plan.mmd": to_mermaid(
+            graph_of_plan(compute_plan(compile_spec(changed), compile_spec(spec), Scope.of_spec(spec)).changes)
+        ),
+    }
+    for name, text in diagrams.items():
+        (tmp_path / name).write_text(text)
+    env = {**os.environ, "MERMAID_DIR": str(mermaid_dir)}
+    files = [str(tmp_path / name) for name in diagrams]
+    result = subprocess.run(["node", str(VALIDATOR), *files], capture_output=True, text=True, env=env, timeout=120)
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(reports) == 3, result.stderr
+    assert all(report["ok"] for report in reports), reports
