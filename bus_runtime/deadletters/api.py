@@ -100,9 +100,18 @@ class DeadLetterQueues:
             on_progress=on_progress,
         )
 
-    def purge(self, subscriber: str, *, dry_run: bool = False, **filters: Any) -> ops.Outcome:
+    def purge(
+        self,
+        subscriber: str,
+        *,
+        dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+        **filters: Any,
+    ) -> ops.Outcome:
         """Delete the matching dead letters."""
-        return ops.purge(self.transport, self.target(subscriber), _selection(**filters), dry_run=dry_run)
+        return ops.purge(
+            self.transport, self.target(subscriber), _selection(**filters), dry_run=dry_run, on_progress=on_progress
+        )
 
 
 def _selection(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -180,13 +181,30 @@ def _report(outcome: Outcome, args: argparse.Namespace, verb: str) -> int:
     return EXIT_OK
 
 
+class _Progress:
+    """`replayed N dead letter(s) so far` on stderr, at most every 2 s, for long runs."""
+
+    def __init__(self, verb: str, interval: float = 2.0) -> None:
+        self.verb = verb
+        self.interval = interval
+        self._last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            print(f"{self.verb} {done} dead letter(s) so far", file=sys.stderr, flush=True)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     filters = _filter_options(args)
     rate = parse_rate(args.rate)
     with _open(args) as dlq:
         dlq.target(args.subscriber)
         _confirm(args, dlq, "replay", filters)
-        outcome = dlq.replay(args.subscriber, dry_run=args.dry_run, rate=rate, **filters)
+        outcome = dlq.replay(
+            args.subscriber, dry_run=args.dry_run, rate=rate, on_progress=_Progress("replayed"), **filters
+        )
     return _report(outcome, args, "replay")
 
 
@@ -195,5 +213,5 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with _open(args) as dlq:
         dlq.target(args.subscriber)
         _confirm(args, dlq, "purge", filters)
-        outcome = dlq.purge(args.subscriber, dry_run=args.dry_run, **filters)
+        outcome = dlq.purge(args.subscriber, dry_run=args.dry_run, on_progress=_Progress("purged"), **filters)
     return _report(outcome, args, "purge")

@@ -172,6 +172,8 @@ def _take(
     *,
     republish: bool,
 ) -> Outcome:
+    if republish and not dry_run:
+        transport.depth(target.queue)  # the subscriber's queue must exist: fail before taking anything
     pacer = Pacer(rate, transport.pause)
     taken: list[DeadLetter] = []
     pending: list[tuple[Raw, DeadLetter]] = []

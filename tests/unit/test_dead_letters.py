@@ -206,3 +206,26 @@ def test_in_memory_list_show_replay_purge() -> None:
 
     purged = dlq.purge("send_mail_handler", reasons=["retries_exhausted"], error_types=["ValueError"])
     assert purged.count == 2 and ids(broker) == ["c"]
+
+
+def test_cli_mistakes_are_one_line_before_any_connection(capsys: pytest.CaptureFixture[str]) -> None:
+    from topology.cli.main import main
+
+    base = ["dlq", "replay", str(ALICE), "--url", "amqp://guest:guest@127.0.0.1:1/%2F", "--subscriber", "store"]
+    assert main([*base, "--rate", "fast"]) == 1
+    assert capsys.readouterr().err == "error: --rate 'fast': give messages per second, e.g. 100/s\n"
+    assert main([*base, "--since", "yesterday"]) == 1
+    assert "is not an ISO 8601 time" in capsys.readouterr().err
+    assert main(["dlq"]) == 1
+    assert "dlq needs an action" in capsys.readouterr().err
+    assert main(["dlq", "show", str(ALICE), "--url", "http://x", "--subscriber", "store"]) == 1
+    assert "must start with amqp://" in capsys.readouterr().err
+
+
+def test_replay_to_a_missing_queue_takes_nothing() -> None:
+    broker = broken_broker()
+    dlq = broker.dead_letters()
+    broker._queues.pop(QUEUE)  # the subscriber's queue was deleted
+    with pytest.raises(RabbitformError, match=f"queue {QUEUE} does not exist"):
+        dlq.replay("send_mail_handler")
+    assert ids(broker) == ["a", "bad-1", "b", "bad-2", "c"]
