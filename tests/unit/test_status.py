@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from topology.spec.loader import parse_spec
 from topology.status.model import build_status, check_problems, topic_matches
 from topology.status.render import render_status_json, render_status_text
@@ -74,3 +76,27 @@ def test_missing_queues_and_unbound_events_are_warnings() -> None:
     assert '"exists": false' in render_status_json(report)
     gone = build_status(SPEC, [], {"alice.petisco": None})
     assert any("exchange alice.petisco is missing" in w for w in gone.warnings)
+
+
+def test_watch_prints_until_ctrl_c_and_check_decides_the_exit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from topology.cli import status as command
+    from topology.cli.main import main
+
+    rows = healthy_rows()
+    rows[2] = row(f"dead_letter.{Q}", ready=1)
+    monkeypatch.setattr(command, "read_status", lambda spec, client: build_status(spec, rows, BOUND))
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command.time, "sleep", sleep)
+    assert main(["status", str(ALICE), "--watch", "0.5", "--check"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("rabbitform status of vhost") == 2 and naps == [0.5, 0.5]
+    assert "Check failed: petisco/send_mail_handler: 1 dead letter(s)" in out
+    assert main(["status", str(ALICE), "--watch", "0"]) == 1

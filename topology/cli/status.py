@@ -8,9 +8,11 @@ import sys
 import time
 from typing import Any
 
+from topology.broker.management import ManagementClient
 from topology.cli.common import EXIT_CHANGES, EXIT_OK, add_spec_arguments, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.errors import RabbitformError
+from topology.spec.model import Spec
 from topology.status.model import check_problems
 from topology.status.read import read_status
 from topology.status.render import render_status_json, render_status_text
@@ -46,6 +48,22 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=cmd_status)
 
 
+def _show(spec: Spec, client: ManagementClient, args: argparse.Namespace) -> list[str] | None:
+    """Read and print one report; the check's problems (None without --check)."""
+    report = read_status(spec, client)
+    problems = check_problems(report, args.max_dead_letters, args.require_consumers) if args.check else None
+    if args.watch is not None and sys.stdout.isatty():
+        sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place on a terminal
+    if args.format == "json":
+        sys.stdout.write(render_status_json(report, problems))
+    else:
+        sys.stdout.write(render_status_text(report))
+        for problem in problems or []:
+            print(f"Check failed: {problem}")
+    sys.stdout.flush()
+    return problems
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch is not None and args.watch <= 0:
         raise RabbitformError("--watch needs a number of seconds > 0")
@@ -55,22 +73,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.vhost:
         spec = spec.model_copy(update={"vhost": args.vhost})
     client = client_from_args(args)
+    problems: list[str] | None = None
     try:
         while True:
-            report = read_status(spec, client)
-            problems = check_problems(report, args.max_dead_letters, args.require_consumers) if args.check else None
-            if args.watch is not None and sys.stdout.isatty():
-                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place on a terminal
-            if args.format == "json":
-                sys.stdout.write(render_status_json(report, problems))
-            else:
-                sys.stdout.write(render_status_text(report))
-                for problem in problems or []:
-                    print(f"Check failed: {problem}")
-            sys.stdout.flush()
+            problems = _show(spec, client, args)
             if args.watch is None:
                 break
             time.sleep(args.watch)
+    except KeyboardInterrupt:
+        if args.watch is None:
+            raise
+        # Ctrl-C is how a watch ends: the last report stands
     finally:
         client.close()
     if problems:
