@@ -18,6 +18,7 @@ from meiga import isSuccess
 from bus_runtime import retry
 from bus_runtime.bus import RabbitMqEventBus
 from bus_runtime.consumer import RabbitMqEventConsumer
+from bus_runtime.deadletters import DeadLetterQueues
 from bus_runtime.subscriber import EventSubscriber
 from tests.integration.runtime_support import ORG, SERVICE, Recorder, UserCreated, connector, subscribers_spec
 from tests.integration.support import depth, wait_for
@@ -207,3 +208,28 @@ def ids_in(amqp_url: str, queue: str) -> list[str]:
             found.append(properties.message_id)
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_show_and_purge_keep_the_rest_in_order(vhost: str, amqp_url: str, queue_type: str) -> None:
+    spec = subscribers_spec([EventSubscriber(UserCreated, [flaky_mail])])
+    defaults = spec.defaults.model_copy(update={"queue_type": queue_type})
+    spec = spec.model_copy(update={"defaults": defaults, "vhost": vhost})
+    declare(amqp_url, spec)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for n in range(30):
+            channel.basic_publish("", DEAD_MAIL, b"{}", pika.BasicProperties(message_id=f"m{n:02d}", headers={}))
+    finally:
+        connection.close()
+    everything = [f"m{n:02d}" for n in range(30)]
+    with DeadLetterQueues.connect(spec, connector(amqp_url)) as dlq:
+        assert [letter.message_id for letter in dlq.show("send_mail_handler")] == everything
+        assert [letter.message_id for letter in dlq.show("send_mail_handler")] == everything
+        doomed = everything[::3]
+        assert dlq.purge("send_mail_handler", ids=doomed).count == 10
+        kept = [letter.message_id for letter in dlq.show("send_mail_handler")]
+    assert kept == [m for m in everything if m not in doomed]
+    assert ids_in(amqp_url, DEAD_MAIL) == kept
