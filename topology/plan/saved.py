@@ -98,7 +98,7 @@ class SavedPlan(_Strict):
 
 def looks_like_saved_plan(text: str, path: str) -> bool:
     """A JSON object with `format_version`, or a `.json` file whose top level is an object
-    with `changes`: such a file is judged as a plan, never as a spec."""
+    with `changes` (or is not even valid JSON): such a file is judged as a plan, never as a spec."""
     stripped = text.lstrip()
     if not stripped.startswith("{"):
         return False
@@ -109,7 +109,7 @@ def looks_like_saved_plan(text: str, path: str) -> bool:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return '"changes"' in stripped
+        return True  # a `.json` object cut short: most likely a saved plan, and said so
     return isinstance(data, dict) and "changes" in data
 
 
