@@ -66,9 +66,7 @@ def fake() -> Iterator[tuple[Broker, str]]:
 
 
 def test_credentials_are_stripped_from_every_shown_url() -> None:
-    assert (
-        strip_credentials("https://admin:s3cret@rabbit.example:15671/mgmt/") == "https://rabbit.example:15671/mgmt"
-    )
+    assert strip_credentials("https://admin:s3cret@rabbit.example:15671/mgmt/") == "https://rabbit.example:15671/mgmt"
     client = ManagementClient("http://admin:p%40ss@localhost:15672/")
     assert client.display_url == "http://localhost:15672"
     assert client.user == "admin"
