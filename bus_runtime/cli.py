@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
-from bus_runtime.connector import URL_ENV, RabbitMqConnector
+from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
@@ -30,6 +30,13 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost); a vhost in it must be the spec's",
     )
     parser.add_argument("--vhost", help="override the spec's vhost")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the TCP, TLS and AMQP handshakes (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
 
 
 def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
@@ -40,7 +47,9 @@ def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
     same one (a conflict is an error, never a silent choice).
     """
     source = "--url" if args.url is not None else URL_ENV if os.environ.get(URL_ENV) else None
-    connector = RabbitMqConnector(args.url, source=source)
+    if not args.connect_timeout > 0:
+        raise RabbitformError("--connect-timeout must be > 0 seconds")
+    connector = RabbitMqConnector(args.url, connect_timeout=args.connect_timeout, source=source)
     vhost = vhost_override(args) or spec_vhost
     named = connector.url_vhost if source is not None else None  # the default URL's "/" is no choice
     if named is not None and named != vhost:
@@ -139,7 +148,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     try:
         bus.publish(message, headers=headers or None)
     except PublishError as exc:
-        if "NOT_FOUND" in exc.reason:
+        if "NOT_FOUND" in str(exc):
             raise RabbitformError(
                 f"exchange {exchange!r} does not exist on vhost {connector.vhost!r} at {connector.display}: "
                 f"the topology was never applied; run `rabbitform plan {args.spec}` then `rabbitform apply {args.spec}`"
