@@ -101,7 +101,10 @@ def test_cli_publish_and_consume_from_the_spec(
             timeout=20,
             what="the spec's handlers ran",
         )
-        assert consumer.count(f"consuming {QUEUE} with send_mail_handler (max_retries 5)") == 1
+        started = [
+            line for line in consumer.lines if line.startswith(f"consuming {QUEUE} on vhost {vhost!r} at amqp://")
+        ]
+        assert len(started) == 1 and started[0].rstrip().endswith("with send_mail_handler (max_retries 5)")
     finally:
         code = consumer.terminate()
     assert code == 0, "".join(consumer.lines)
