@@ -1,7 +1,8 @@
 """`rabbitform consume` and `rabbitform publish`: the runtime's commands.
 
 Registered through the `rabbitform.commands` entry-point group, so `topology` never imports
-`bus_runtime`. Both use the spec's vhost and `RABBITMQ_URL` (or `--url`) for the broker.
+`bus_runtime`. Both use the spec's vhost (or --vhost) and `RABBITMQ_URL` (or `--url`) for the
+broker, validated before any I/O; a vhost the URL names must be that same vhost.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from topology import naming
 from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
+from topology.spec.model import Spec
 
 
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +166,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_kind(spec: Any, service: str, name: str, kind: MessageKind, where: str) -> None:
+def _check_kind(spec: Spec, service: str, name: str, kind: MessageKind, where: str) -> None:
     """`--event X` where X is a command (or the reverse): say which flag to use."""
     declared = spec.services.get(service)
     if declared is None:
