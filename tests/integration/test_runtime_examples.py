@@ -126,7 +126,9 @@ def test_cli_user_mistakes_are_one_line_errors(env: dict[str, str], vhost: str) 
     unroutable = run_cli(
         ["publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", "--event", "UserCreated"], env
     )
-    assert unroutable.returncode == 1 and "NOT_FOUND" in unroutable.stderr  # no topology: no exchange
+    assert unroutable.returncode == 1  # no topology: no exchange, and the error says what to run
+    assert "exchange 'alice.petisco' does not exist on vhost" in unroutable.stderr
+    assert "`rabbitform plan specs/alice.yaml` then `rabbitform apply specs/alice.yaml`" in unroutable.stderr
     missing = run_cli(["consume", "specs/alice.yaml", "--vhost", vhost], env)
     assert missing.returncode == 1
     assert "rabbitform apply" in missing.stderr and QUEUE in missing.stderr
