@@ -204,8 +204,10 @@ def start_app(name: str) -> None:
 
 
 def close_all_connections(name: str, reason: str = "rabbitform fault test") -> None:
-    """Close every client connection on node `name` (those on the other nodes stay open)."""
-    rabbitmqctl(name, "close_all_connections", reason)
+    """Close every client connection on node `name`, in every vhost; those on the other nodes
+    stay open. (`--global` is what makes it every vhost on that node: without it rabbitmqctl
+    closes the connections of one vhost, `/`, on all nodes.)"""
+    rabbitmqctl(name, "close_all_connections", "--global", reason)
 
 
 # --- reading the cluster ---------------------------------------------------------------------
