@@ -12,6 +12,7 @@ import jinja2
 
 from topology.graph import graph_of_plan, to_mermaid
 from topology.plan.model import ACTIONS, KINDS, Change, Plan
+from topology.plan.render.text import queue_counts
 
 _SYMBOL = {"create": "+", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
 _LABEL = {"create": "add", "replace": "replace", "delete": "destroy"}
@@ -51,5 +52,5 @@ def _details(change: Change) -> str:
     if change.action == "replace" and change.reason:
         parts.append(change.reason if change.kind == "binding" else f"{change.reason} forces replacement")
     if change.messages is not None or change.consumers is not None:
-        parts.append(f"{change.messages or 0} messages, {change.consumers or 0} consumers")
+        parts.append(queue_counts(change))
     return f"  ({'; '.join(parts)})" if parts else ""
