@@ -41,8 +41,9 @@ class DeadLetterQueues:
         from topology.spec.loader import load_spec
 
         loaded = spec if isinstance(spec, Spec) else load_spec(spec)
+        chosen = vhost or loaded.vhost
         base = connector or RabbitMqConnector()
-        return cls(loaded, AmqpTransport(base.with_vhost(vhost or loaded.vhost)))
+        return cls(loaded.model_copy(update={"vhost": chosen}), AmqpTransport(base.with_vhost(chosen)))
 
     @classmethod
     def in_memory(cls, broker: InMemoryBroker) -> DeadLetterQueues:

@@ -13,7 +13,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.cli import _add_broker_arguments as add_broker_arguments
+from bus_runtime.cli import _connector as broker_connector
 from bus_runtime.deadletters.api import DeadLetterQueues
 from bus_runtime.deadletters.model import REASONS, parse_time
 from bus_runtime.deadletters.ops import Outcome
@@ -62,8 +63,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
-    parser.add_argument("--url", help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost)")
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_broker_arguments(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
 
 
@@ -118,18 +118,16 @@ def _filter_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _open(args: argparse.Namespace) -> DeadLetterQueues:
+    """The broker and vhost as `consume` and `publish` choose them (one rule for every runtime command)."""
     spec = read_spec(args)
-    try:
-        connector = RabbitMqConnector(args.url)
-    except ValueError as exc:
-        raise RabbitformError(str(exc)) from None
-    return DeadLetterQueues.connect(spec, connector, vhost=args.vhost)
+    connector = broker_connector(args, spec.vhost)
+    return DeadLetterQueues.connect(spec, connector, vhost=connector.vhost)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _open(args) as dlq:
         summaries = dlq.list()
-        vhost = args.vhost or dlq.spec.vhost
+        vhost = dlq.spec.vhost
     if args.format == "json":
         sys.stdout.write(to_json({"vhost": vhost, "subscribers": [s.to_dict() for s in summaries]}))
     else:

@@ -219,7 +219,7 @@ def test_cli_mistakes_are_one_line_before_any_connection(capsys: pytest.CaptureF
     assert main(["dlq"]) == 1
     assert "dlq needs an action" in capsys.readouterr().err
     assert main(["dlq", "show", str(ALICE), "--url", "http://x", "--subscriber", "store"]) == 1
-    assert "must start with amqp://" in capsys.readouterr().err
+    assert "is not amqp or amqps" in capsys.readouterr().err
 
 
 def test_replay_to_a_missing_queue_takes_nothing() -> None:
