@@ -97,16 +97,15 @@ POLICY_TIER_MARKER = "ttl-"
 HOLDING_PREFIX = "rabbitform-moving."
 
 
-def retry_policy(organization: str, service: str, delay_ms: int | None = None, queue_type: str = "classic") -> str:
-    """The policy of one tier of a service's retry queues: `retry.alice.petisco.defaults` for the
-    spec's default delay (so changing it updates that policy), `retry.alice.petisco.ttl-1000ms`
-    (`-quorum`) for the others. Its name starts with the service's retry-queue prefix, so the
-    spec owns it like its queues."""
-    base = f"{RETRY_PREFIX}{exchange(organization, service)}."
-    if delay_ms is None:
-        return base + "defaults"
-    suffix = "" if queue_type == "classic" else f"-{queue_type}"
-    return f"{base}{POLICY_TIER_MARKER}{delay_ms}ms{suffix}"
+def retry_policy(organization: str, service: str, delay_ms: int | None = None, queue_type: str | None = None) -> str:
+    """The policy of one tier of a service's retry queues, named after how it differs from the
+    spec's defaults (None: the default), so that changing a default delay updates it in place:
+    `retry.alice.petisco.defaults`, `retry.alice.petisco.defaults-quorum`,
+    `retry.alice.petisco.ttl-1000ms`. Its name starts with the service's retry-queue prefix,
+    so the spec owns it like its queues."""
+    delay = "defaults" if delay_ms is None else f"{POLICY_TIER_MARKER}{delay_ms}ms"
+    suffix = "" if queue_type is None else f"-{queue_type}"
+    return f"{RETRY_PREFIX}{exchange(organization, service)}.{delay}{suffix}"
 
 
 def queue_policy(queue: str) -> str:

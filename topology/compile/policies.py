@@ -80,14 +80,16 @@ def _policies(
         for tier, names in sorted(tiers.items()):
             definition = {k: v for k, v in settings[names[0]].items() if k != "dead-letter-routing-key"}
             tiered.update(names)
+            delay, queue_type = tier
+            policy_name = naming.retry_policy(
+                organization,
+                service,
+                None if delay == default_tier[0] else delay,
+                None if queue_type == default_tier[1] else queue_type,
+            )
             if tier == default_tier:  # service-wide, outranked by the named tiers
-                policy_name, pattern, priority = (
-                    naming.retry_policy(organization, service),
-                    "^" + re.escape(prefix),
-                    BASE_PRIORITY,
-                )
+                pattern, priority = "^" + re.escape(prefix), BASE_PRIORITY
             else:
-                policy_name = naming.retry_policy(organization, service, *tier)
                 pattern, priority = exact_pattern(names), NAMED_PRIORITY
             yield Policy(policy_name, pattern, definition, priority)
     for name, definition in sorted(settings.items()):
