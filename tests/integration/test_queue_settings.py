@@ -107,7 +107,7 @@ def test_a_classic_queue_becomes_quorum_with_its_messages_while_another_process_
         converge(make(vhost, settings="arguments"), c)
         backlog = [f"old-{n}" for n in range(1000)]
         publish(amqp_url, EXCHANGE, ROUTING_KEY, backlog)
-        wait_for(lambda: depth(amqp_url, MAIN) == 1000, "the backlog")
+        wait_for(lambda: depth(amqp_url, MAIN) == 1000, "the backlog", timeout=60)
         publisher = subprocess.Popen(
             [
                 sys.executable,
@@ -122,13 +122,15 @@ def test_a_classic_queue_becomes_quorum_with_its_messages_while_another_process_
             cwd=ROOT,
         )
         try:
-            wait_for(lambda: out.exists() and out.read_text().count("confirmed") >= 20, "the publisher to start")
+            wait_for(
+                lambda: out.exists() and out.read_text().count("confirmed") >= 20, "the publisher to start", timeout=60
+            )
             quorum = make(vhost, settings="policies", queue_type="quorum")
             plan = plan_live(quorum, c, move_messages=True)
             assert plan.errors == ()
             assert any(ch.name == MAIN and ch.move for ch in plan.changes)
             converge(quorum, c, plan)
-            wait_for(lambda: out.read_text().count("confirmed") >= 100, "publishes after the move")
+            wait_for(lambda: out.read_text().count("confirmed") >= 100, "publishes after the move", timeout=60)
         finally:
             stop.touch()
             publisher.wait(timeout=30)

@@ -20,6 +20,7 @@ Messages without a `message_id` are never dropped (and could then arrive twice).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -53,15 +54,17 @@ class MoveError(RabbitformError):
 
 def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
     """AMQP connection parameters for the broker behind `client`: `amqp_url` (its vhost replaced by
-    `vhost`), else the management host on port 5672 with the management client's credentials."""
+    `vhost`), else `$RABBITMQ_HOST` (default: the management host) and `$RABBITMQ_PORT` (default
+    5672), the variables the runtime reads, with the management client's credentials."""
     if amqp_url:
         parts = urlsplit(amqp_url)
         query = f"?{parts.query}" if parts.query else ""
         params = pika.URLParameters(f"{parts.scheme}://{parts.netloc}/{quote(vhost, safe='')}{query}")
     else:
-        host = urlsplit(client.display_url).hostname or "localhost"
+        host = os.environ.get("RABBITMQ_HOST") or urlsplit(client.display_url).hostname or "localhost"
+        port = int(os.environ.get("RABBITMQ_PORT") or 5672)
         credentials = pika.PlainCredentials(client.user, client.password)
-        params = pika.ConnectionParameters(host=host, port=5672, virtual_host=vhost, credentials=credentials)
+        params = pika.ConnectionParameters(host=host, port=port, virtual_host=vhost, credentials=credentials)
     params.heartbeat = 30
     params.blocked_connection_timeout = 60
     return params
