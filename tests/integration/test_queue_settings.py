@@ -152,7 +152,7 @@ def test_a_move_killed_halfway_is_finished_by_the_next_apply(
     c = client(management_url, timeout=60)
     try:
         converge(make(vhost, settings="arguments"), c)
-        backlog = [f"old-{n}" for n in range(5_000)]
+        backlog = [f"old-{n}" for n in range(3_000)]
         publish(amqp_url, EXCHANGE, ROUTING_KEY, backlog)
         wait_for(lambda: depth(amqp_url, MAIN) == len(backlog), "the backlog", timeout=60)
         spec = tmp_path / "spec.yaml"
@@ -168,7 +168,7 @@ def test_a_move_killed_halfway_is_finished_by_the_next_apply(
         holding = naming.holding_queue(MAIN)
 
         def moving() -> bool:
-            return (depth_or_none(amqp_url, holding) or 0) >= 300
+            return (depth_or_none(amqp_url, holding) or 0) >= 200
 
         wait_for(moving, "the move to start", timeout=60, interval=0.01)
         apply.send_signal(signal.SIGKILL)
