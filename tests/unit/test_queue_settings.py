@@ -140,7 +140,7 @@ def test_switching_modes_replaces_queues_and_is_refused_with_messages_unless_mov
     assert moved.errors == ()
     change = next(c for c in moved.changes if c.name == MAIN and c.kind == "queue")
     assert change.action == "replace" and change.move
-    assert "messages moved; 3 messages, 1 consumers" in render_text(moved)
+    assert "messages moved; 3 messages, 1 consumer" in render_text(moved)
     assert any("may deliver some twice" in w for w in moved.warnings)
     steps = schedule(moved)
     assert MAIN not in steps.delete_queues
@@ -191,3 +191,20 @@ def test_the_in_memory_broker_reads_ttl_and_dead_lettering_from_the_policies() -
 
 def test_an_empty_topology_has_no_policies() -> None:
     assert Topology("/").policies == ()
+
+
+def test_a_saved_plan_with_policy_updates_and_moves_reads_back() -> None:
+    from topology.plan.saved import parse_saved_plan
+
+    spec = make()
+    desired = compile_spec(spec)
+    gone = Topology.of(
+        "/",
+        desired.exchanges,
+        [q for q in desired.queues if q.name != MAIN] + [Queue(naming.holding_queue(MAIN))],
+        desired.bindings,
+        [dataclasses.replace(p, priority=7) for p in desired.policies],
+    )
+    plan = compute_plan(desired, gone, Scope.of_spec(spec), move_messages=True)
+    assert {c.action for c in plan.changes} >= {"update", "replace"}
+    assert parse_saved_plan(plan.to_json(), "plan.json") == plan

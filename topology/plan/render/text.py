@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from topology.plan.model import Change, Plan
-from topology.plan.render import change_details, summary_counts
+from topology.plan.render import change_details, queue_counts, summary_counts
+
+__all__ = ["queue_counts", "render_text"]
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
 _COLOR = {"create": "\033[32m", "update": "\033[33m", "delete": "\033[31m", "replace": "\033[33m"}
