@@ -157,3 +157,22 @@ def test_mermaid_parses_every_diagram(mermaid_dir: Path, tmp_path: Path) -> None
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(reports) == 3, result.stderr
     assert all(report["ok"] for report in reports), reports
+
+
+def test_policies_give_the_same_routes_and_an_update_is_styled() -> None:
+    spec = parse_spec(ALICE.read_text(), str(ALICE))
+    with_policies = spec.model_copy(update={"queue_settings": "policies"})
+    by_arguments, by_policies = (build_graph(compile_spec(s)) for s in (spec, with_policies))
+    # TTL and dead-letter edges come from the effective policy: the same routes either way
+    assert [(e.source, e.target) for e in by_arguments.edges] == [(e.source, e.target) for e in by_policies.edges]
+    assert "TTL 5000 ms, its own routing key" in to_mermaid(by_policies)
+    slower = with_policies.model_copy(
+        update={
+            "defaults": spec.defaults.model_copy(
+                update={"retry": spec.defaults.retry.model_copy(update={"delay_ms": 7000})}
+            )
+        }
+    )
+    plan = compute_plan(compile_spec(slower), compile_spec(with_policies), Scope.of_spec(with_policies))
+    assert {c.action for c in plan.changes} == {"update"}
+    assert "| update |" in render_markdown(plan)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from topology.graph.model import Graph, Node
 
-_FILL = {"added": "#dafbe1", "replaced": "#fff8c5", "deleted": "#ffebe9"}
-_COLOUR = {"added": "#1a7f37", "replaced": "#9a6700", "deleted": "#cf222e"}
+_FILL = {"added": "#dafbe1", "updated": "#fff8c5", "replaced": "#fff8c5", "deleted": "#ffebe9"}
+_COLOUR = {"added": "#1a7f37", "updated": "#9a6700", "replaced": "#9a6700", "deleted": "#cf222e"}
 
 
 def _quote(value: str) -> str:

@@ -11,10 +11,11 @@ from topology.graph.model import Graph, Node
 
 _CLASSES = {
     "added": "fill:#dafbe1,stroke:#1a7f37,color:#1a7f37",
+    "updated": "fill:#fff8c5,stroke:#9a6700,color:#9a6700",
     "replaced": "fill:#fff8c5,stroke:#9a6700,color:#9a6700",
     "deleted": "fill:#ffebe9,stroke:#cf222e,color:#cf222e,stroke-dasharray:4 3",
 }
-_EDGE_COLOURS = {"added": "#1a7f37", "replaced": "#9a6700", "deleted": "#cf222e"}
+_EDGE_COLOURS = {"added": "#1a7f37", "updated": "#9a6700", "replaced": "#9a6700", "deleted": "#cf222e"}
 
 
 def _text(value: str) -> str:

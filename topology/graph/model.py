@@ -13,8 +13,9 @@ from typing import Any, Literal
 from topology import naming
 from topology.compile.definitions import binding_from_definition, exchange_from_definition, queue_from_definition
 from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.compile.policies import effective_arguments
 
-Status = Literal["unchanged", "added", "replaced", "deleted"]
+Status = Literal["unchanged", "added", "updated", "replaced", "deleted"]
 NodeKind = Literal["exchange", "queue"]
 EdgeKind = Literal["binding", "dead_letter"]
 DEFAULT_EXCHANGE = ""
@@ -63,13 +64,14 @@ def exchange_role(name: str) -> str:
     return "main"
 
 
-def queue_role(queue: Queue) -> str:
+def queue_role(queue: Queue, arguments: Mapping[str, Any] | None = None) -> str:
     name = queue.name
+    effective = queue.arguments if arguments is None else arguments
     if name.startswith(naming.RETRY_PREFIX):
         return "retry"
     if name.startswith(naming.DEAD_LETTER_PREFIX):
         return "dead_letter"
-    if queue.arguments.get("x-dead-letter-exchange") == DEFAULT_EXCHANGE:
+    if effective.get("x-dead-letter-exchange") == DEFAULT_EXCHANGE:
         return "store"
     return "subscriber"
 
@@ -83,6 +85,8 @@ def build_graph(
     bindings by (source, destination, routing key); everything else is unchanged."""
     marks = status or {}
     edge_marks = edge_status or {}
+    # With `queue_settings: policies` the TTL and dead-letter routes live in policies.
+    arguments = {queue.name: effective_arguments(queue, topology.policies) for queue in topology.queues}
     nodes: dict[str, Node] = {}
     for exchange in topology.exchanges:
         node = Node(
@@ -90,7 +94,9 @@ def build_graph(
         )
         nodes[node.id] = node
     for queue in topology.queues:
-        node = Node("queue", queue.name, queue_role(queue), marks.get(("queue", queue.name), "unchanged"))
+        node = Node(
+            "queue", queue.name, queue_role(queue, arguments[queue.name]), marks.get(("queue", queue.name), "unchanged")
+        )
         nodes[node.id] = node
     edges: list[Edge] = []
     for binding in topology.bindings:
@@ -103,19 +109,23 @@ def build_graph(
         mark = edge_marks.get((binding.source, binding.destination, binding.routing_key), "unchanged")
         edges.append(Edge(source, target, binding.routing_key, "binding", mark))
     for queue in topology.queues:
-        edges.extend(_dead_letter_edges(queue, nodes, marks.get(("queue", queue.name), "unchanged")))
+        mark = marks.get(("queue", queue.name), "unchanged")
+        edges.extend(_dead_letter_edges(queue.name, arguments[queue.name], nodes, mark))
     return Graph(tuple(nodes.values()), tuple(edges))
 
 
-def _dead_letter_edges(queue: Queue, nodes: dict[str, Node], status: Status) -> Iterable[Edge]:
+def _dead_letter_edges(
+    queue: str, arguments: Mapping[str, Any], nodes: dict[str, Node], status: Status
+) -> Iterable[Edge]:
     """A queue's `x-dead-letter-exchange` is an edge too: the retry loop is what the seed draws."""
-    if "x-dead-letter-exchange" not in queue.arguments:
+    if "x-dead-letter-exchange" not in arguments:
         return []
-    exchange = str(queue.arguments["x-dead-letter-exchange"])
-    routing_key = str(queue.arguments.get("x-dead-letter-routing-key", ""))
-    ttl = queue.arguments.get("x-message-ttl")
-    label = f"TTL {ttl} ms, {routing_key}" if ttl is not None else routing_key
-    source = "q:" + queue.name
+    exchange = str(arguments["x-dead-letter-exchange"])
+    routing_key = str(arguments.get("x-dead-letter-routing-key", ""))
+    route = routing_key or "its own routing key"  # without the key, a dead letter keeps the one it had
+    ttl = arguments.get("x-message-ttl")
+    label = f"TTL {ttl} ms, {route}" if ttl is not None else route
+    source = "q:" + queue
     if exchange == DEFAULT_EXCHANGE:  # routes by queue name: straight to that queue
         target = _ensure_queue(nodes, routing_key)
         label = f"{label} (default exchange)"
@@ -150,7 +160,12 @@ def only_service(topology: Topology, organization: str, service: str) -> Topolog
     )
 
 
-_ACTION_STATUS: dict[str, Status] = {"create": "added", "replace": "replaced", "delete": "deleted"}
+_ACTION_STATUS: dict[str, Status] = {
+    "create": "added",
+    "update": "updated",
+    "replace": "replaced",
+    "delete": "deleted",
+}
 
 
 def graph_of_plan(changes: Iterable[Any]) -> Graph:
@@ -166,8 +181,8 @@ def graph_of_plan(changes: Iterable[Any]) -> Graph:
     edge_status: dict[tuple[str, str, str], Status] = {}
     for change in changes:
         data = change.after if change.after is not None else change.before
-        if data is None or change.kind == "vhost":
-            continue
+        if data is None or change.kind not in ("exchange", "queue", "binding"):
+            continue  # the vhost, and policies (settings of queues, not places a message goes)
         mark = _ACTION_STATUS[change.action]
         if change.kind == "exchange":
             exchanges.append(exchange_from_definition(data))
