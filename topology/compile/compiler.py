@@ -1,30 +1,31 @@
 """Compile a spec into the exchanges, queues and bindings that realise it.
 
-Pure: a `Spec` in, a `Topology` out. The README's naming table documents the result.
+Pure: a `Spec` in, a `Topology` out, built by the layout the spec names
+(`topology.compile.layouts`). The README's naming table documents the result.
 """
 
 from __future__ import annotations
 
 from topology import naming
-from topology.compile.layouts.rabbitform import store_objects, subscriber_objects
+from topology.compile.layouts import strategy
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.spec.model import Spec
 
 
 def compile_spec(spec: Spec) -> Topology:
-    exchanges: list[Exchange] = []
+    layout = strategy(spec.layout)
     queues: list[Queue] = []
     bindings: list[Binding] = []
     org = spec.organization
-    for service in spec.services:
-        exchanges.extend(Exchange(name) for name in naming.service_exchanges(org, service))
+    store = spec.resolved_store()
+    names = naming.layout_exchanges(org, sorted(spec.services), store is not None, spec.layout)
+    exchanges = [Exchange(name) for name in names]
     for subscriber in spec.subscribers():
-        q, b = subscriber_objects(org, subscriber)
+        q, b = layout.subscriber_objects(org, subscriber)
         queues.extend(q)
         bindings.extend(b)
-    store = spec.resolved_store()
     if store is not None:
-        q, b = store_objects(org, sorted(spec.services), store)
+        q, b = layout.store_objects(org, sorted(spec.services), store)
         queues.extend(q)
         bindings.extend(b)
     return Topology.of(spec.vhost, exchanges, queues, bindings)
