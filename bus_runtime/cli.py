@@ -112,12 +112,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     message = message_from_spec(spec, args.service, args.command or args.event, kind, attributes, args.spec)
     connector = _connector(args, spec.vhost)
     bus_class = RabbitMqCommandBus if kind == "command" else RabbitMqEventBus
-    bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15)
+    bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15, layout=spec.layout)
     try:
         bus.publish(message, headers=headers or None)
     finally:
         bus.close()
-    routing_key = message.routing_key(spec.organization, args.service)
+    routing_key = message.routing_key(spec.organization, args.service, spec.layout)
     print(f"published {message.message_type} {message.id} (routing key {routing_key}): confirmed by the broker")
     return EXIT_OK
 
