@@ -101,7 +101,7 @@ def test_what_does_not_fit_is_listed_not_dropped() -> None:
     assert "queue alice.petisco.oops is not in the spec (its name is not" in text
     assert "would delete it" in text
     assert "event 'a.b' v1 of service 'petisco': no CamelCase class name gives back this name" in text
-    assert "queue alice.other-team.v1.stuff does not fit the layout: left out, and plan leaves it alone" in text
+    assert "queue alice.other-team.v1.stuff does not fit layout rabbitform: left out, and plan leaves it alone" in text
     rendered = render_spec(imported, "a test")
     assert "# a.b (v1): the broker's name, kept as it is" in rendered
     assert compile_spec(parse_spec(rendered)).queues  # still a valid spec

@@ -62,7 +62,7 @@ def import_spec(topology: Topology, organization: str, layout: Layout = naming.D
         raise ValueError(f"{organization!r} is not an organization name (lower case letters, digits, '_', '-')")
     queues = {q.name: q for q in topology.queues}
     warnings: list[str] = []
-    services = _services(topology, organization, layout)
+    services = _services(topology, organization)
     found: list[FoundSubscriber] = []
     unparsed: dict[str, str] = {}
     kept: dict[tuple[str, MessageKind, str, int], list[str]] = {}
@@ -91,26 +91,19 @@ def import_spec(topology: Topology, organization: str, layout: Layout = naming.D
             f"gives back this name under layout {layout}; kept out of the spec (queues: {', '.join(name.queues)})"
         )
     warnings.extend(_differences(document, topology, unparsed, layout))
-    warnings.extend(_unowned_names(document, topology, organization))
+    warnings.extend(_unowned_names(document, topology, organization, layout))
     return Imported(document, warnings, kept_names, len(found))
 
 
-def _services(topology: Topology, organization: str, layout: Layout) -> set[str]:
-    """Services named by exchanges `<org>.<service>` and their retry/dead-letter twins."""
-    names = {e.name for e in topology.exchanges}
-    store_exchanges = set(naming.petisco_store_exchanges(organization)) if layout == "petisco" else set()
-    services: set[str] = set()
-    for name in sorted(names):
-        for head in ("", naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX):
-            if not name.startswith(head + organization + "."):
-                continue
-            service = name[len(head + organization + ".") :]
-            if name in store_exchanges and naming.exchange(organization, "store") not in names:
-                break  # petisco's store exchanges, not a service called "store"
-            if naming.SERVICE_PATTERN.match(service):  # otherwise reported as not owned
-                services.add(service)
-            break
-    return services
+def _services(topology: Topology, organization: str) -> set[str]:
+    """Services named by main exchanges `<org>.<service>` (subscriber queues name more). A lone
+    `retry.`/`dead_letter.` exchange names none: petisco's `retry.<org>.store` is not a service."""
+    prefix = organization + "."
+    return {
+        e.name[len(prefix) :]
+        for e in topology.exchanges
+        if e.name.startswith(prefix) and naming.SERVICE_PATTERN.match(e.name[len(prefix) :])
+    }
 
 
 def _parse_queue(rest: str, layout: Layout) -> tuple[str, int, MessageKind, str, str] | str:
@@ -245,15 +238,17 @@ def _differences(document: dict[str, Any], topology: Topology, unparsed: dict[st
     return warnings
 
 
-def _unowned_names(document: dict[str, Any], topology: Topology, organization: str) -> list[str]:
+def _unowned_names(document: dict[str, Any], topology: Topology, organization: str, layout: Layout) -> list[str]:
     """Objects named after the organization that the spec does not own: plan leaves them alone."""
     scope = Scope.of_spec(Spec.model_validate(document))
     heads = tuple(f"{head}{organization}." for head in ("", naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX))
     warnings = []
     for exchange in topology.exchanges:
         if exchange.name.startswith(heads) and not scope.owns_exchange(exchange.name):
-            warnings.append(f"exchange {exchange.name} does not fit the layout: left out, and plan leaves it alone")
+            warnings.append(
+                f"exchange {exchange.name} does not fit layout {layout}: left out, and plan leaves it alone"
+            )
     for queue in topology.queues:
         if queue.name.startswith(heads) and not scope.owns_queue(queue.name):
-            warnings.append(f"queue {queue.name} does not fit the layout: left out, and plan leaves it alone")
+            warnings.append(f"queue {queue.name} does not fit layout {layout}: left out, and plan leaves it alone")
     return warnings
