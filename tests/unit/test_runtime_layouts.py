@@ -114,3 +114,15 @@ def test_the_spec_runtime_follows_the_layout() -> None:
     assert (sub.queue, sub.layout) == (QUEUE, "petisco")
     consumer = InMemoryBroker.from_spec(spec).consumer_from_spec("svc")
     assert [(s.queue, s.layout) for s in consumer.subscriptions] == [(QUEUE, "petisco")]
+
+
+def test_subscribers_in_code_compile_to_petiscos_layout() -> None:
+    from bus_runtime.subscriber_spec import spec_for_subscribers
+    from topology.compile.compiler import compile_spec
+
+    spec = spec_for_subscribers(
+        "acme", "svc", [EventSubscriber(UserCreated, [failing([])])], store=True, layout="petisco"
+    )
+    queues = {q.name: q for q in compile_spec(spec).queues}
+    assert queues[QUEUE].arguments["x-message-ttl"] == 5000
+    assert "retry.store" in queues
