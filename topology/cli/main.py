@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, export, import_, plan, validate
+from topology.cli import apply, asyncapi, export, import_, plan, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 
@@ -68,6 +68,7 @@ def _plugin_commands() -> list[Callable[[Any], None]]:
 COMMANDS: list[Callable[[Any], None]] = [
     validate.register,
     export.register,
+    asyncapi.register,
     plan.register,
     apply.register,
     import_.register,
