@@ -65,7 +65,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         raise RabbitformError("--prefetch and --workers must be >= 1")
     connector = _connector(args, spec.vhost)
     consumer = RabbitMqEventConsumer(
-        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers
+        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers, layout=spec.layout
     )
     consumer.add_subscriptions(subs)
     for sub in subs:

@@ -221,6 +221,10 @@ store: {{}}
         bus.publish(OrderPlaced(order_id="o1"))  # rabbitform -> petisco
         wait_for(lambda: rabbitform_seen == ["u1", "u1"], "rabbitform to handle petisco's event twice", timeout=60)
         wait_for(lambda: petisco_seen == ["o1", "o1"], "petisco to handle rabbitform's event twice", timeout=60)
+        publish = ["publish", str(spec), "--service", "shop", "--event", "OrderPlaced", "--attributes"]
+        assert main([*publish, '{"order_id": "o2"}']) == 0  # `rabbitform publish` follows the spec's layout
+        assert "routing key " + organization + ".shop.1.event.order_placed" in capsys.readouterr().out
+        wait_for(lambda: "o2" in petisco_seen, "petisco to handle the event `rabbitform publish` sent", timeout=60)
     finally:
         bus.close()
         consumer.stop()
