@@ -125,3 +125,13 @@ def test_routing_names_per_layout(class_name: str, rabbitform: str, petisco: str
 )
 def test_names_no_class_gives_back_are_not_rebuilt(name: str, layout: naming.Layout) -> None:
     assert naming.class_name_from_routing_name(name, layout) is None
+
+
+def test_validate_names_a_layout_other_than_the_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from topology.cli.main import main
+
+    spec = tmp_path / "petisco.yaml"
+    spec.write_text(PETISCO_SPEC, encoding="utf-8")
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "store queue 'store', layout petisco: 5 exchanges, 9 queues, 20 bindings" in out
