@@ -151,3 +151,15 @@ def test_names_yaml_would_misread_are_quoted() -> None:
     again, _, text = round_trip(spec)
     assert 'organization: "on"' in text and 'vhost: "1"' in text and '"yes": {}' in text
     assert again == spec
+
+
+@pytest.mark.parametrize(
+    ("path", "variables"),
+    [("specs/alice.yaml", {}), ("specs/examples/multi-service.yaml", {"env_name": "staging"})],
+)
+def test_a_bus_with_settings_in_policies_round_trips(path: str, variables: dict[str, str]) -> None:
+    spec = load_spec(ROOT / path, variables).model_copy(update={"queue_settings": "policies"})
+    again, warnings, text = round_trip(spec)
+    assert warnings == []
+    assert "queue_settings: policies" in text
+    assert compile_spec(again) == compile_spec(spec)

@@ -90,6 +90,7 @@ def test_petisco_scope_owns_the_store_exchanges() -> None:
         (PETISCO_SPEC.replace("store: {}", "store: {queue: events}"), "store.queue"),
         (PETISCO_SPEC.replace("{send_mail_handler: {}}", "{send_mail_handler: {queue_type: quorum}}"), "queue_type"),
         (PETISCO_SPEC.replace("layout: petisco", "layout: petisco\ndefaults: {queue_type: quorum}"), "queue_type"),
+        (PETISCO_SPEC.replace("layout: petisco", "layout: petisco\nqueue_settings: policies"), "queue_settings"),
     ],
 )
 def test_what_petisco_cannot_declare_is_refused(text: str, path: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from topology import naming
 from topology.compile.compiler import compile_spec
 from topology.compile.objects import Queue, Topology
+from topology.compile.policies import effective_arguments
 from topology.naming import Layout, MessageKind
 from topology.plan.diff import diff
 from topology.plan.scope import Scope
@@ -81,9 +82,13 @@ def import_spec(topology: Topology, organization: str, layout: Layout = naming.D
             kept.setdefault((service, kind, message, version), []).append(queue.name)
             continue
         retry = queues.get(naming.retry_queue(queue.name))
-        found.append(FoundSubscriber(service, kind, class_name, version, subscriber, _ttl(retry), queue.queue_type))
+        delay = _ttl(retry, topology)
+        found.append(FoundSubscriber(service, kind, class_name, version, subscriber, delay, queue.queue_type))
     store = _store(topology, organization, sorted(services), layout)
     document = _document(organization, topology.vhost, layout, sorted(services), found, store, queues, warnings)
+    heads = tuple(f"{head}{organization}." for head in ("", naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX))
+    if any(policy.name.startswith(heads) for policy in topology.policies):
+        document = _with_queue_settings(document, "policies")
     kept_names = [KeptName(s, k, n, v, tuple(q)) for (s, k, n, v), q in sorted(kept.items())]
     for name in kept_names:
         warnings.append(
@@ -125,8 +130,19 @@ def _parse_queue(rest: str, layout: Layout) -> tuple[str, int, MessageKind, str,
     return service, int(version), kind, message, subscriber
 
 
-def _ttl(queue: Queue | None) -> int | None:
-    value = queue.arguments.get("x-message-ttl") if queue is not None else None
+def _with_queue_settings(document: dict[str, Any], settings: str) -> dict[str, Any]:
+    """The document with `queue_settings` before `defaults` (key order is the written order)."""
+    result: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "defaults":
+            result["queue_settings"] = settings
+        result[key] = value
+    return result
+
+
+def _ttl(queue: Queue | None, topology: Topology) -> int | None:
+    """A retry queue's delay: its `x-message-ttl`, from its arguments or its effective policy."""
+    value = effective_arguments(queue, topology.policies).get("x-message-ttl") if queue is not None else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
@@ -164,7 +180,7 @@ def _store(topology: Topology, organization: str, services: list[str], layout: L
         return None
     name = sorted(candidates)[0]
     main = queues[name]
-    return FoundStore(name, _ttl(queues.get(naming.retry_queue(name))), main.queue_type)
+    return FoundStore(name, _ttl(queues.get(naming.retry_queue(name)), topology), main.queue_type)
 
 
 def _most_common(values: Iterable[Any], fallback: Any) -> Any:
@@ -226,8 +242,13 @@ def _differences(document: dict[str, Any], topology: Topology, unparsed: dict[st
     scope = Scope.of_spec(spec)
     changes, _ = diff(compile_spec(spec), scope.filter(topology))
     warnings = []
-    verbs = {"create": "is missing from the broker", "delete": "is not in the spec", "replace": "differs"}
-    consequence = {"create": "create it", "delete": "delete it", "replace": "replace it"}
+    verbs = {
+        "create": "is missing from the broker",
+        "delete": "is not in the spec",
+        "replace": "differs",
+        "update": "differs",
+    }
+    consequence = {"create": "create it", "delete": "delete it", "replace": "replace it", "update": "update it"}
     for change in changes:
         why = unparsed.get(change.name) if change.kind == "queue" else None
         detail = f" ({why})" if why else (f" ({change.reason})" if change.reason else "")

@@ -30,6 +30,8 @@ def render_spec(imported: Imported, source: str) -> str:
     lines.append(f"vhost: {_scalar(doc['vhost'])}")
     if "layout" in doc:
         lines.append(f"layout: {doc['layout']}")
+    if "queue_settings" in doc:
+        lines.append(f"queue_settings: {doc['queue_settings']}")
     lines.append("defaults:")
     lines.append(f"{INDENT}queue_type: {doc['defaults']['queue_type']}")
     lines.append(f"{INDENT}retry: {_flow(doc['defaults']['retry'])}")

@@ -16,6 +16,7 @@ from topology import naming
 from topology.naming import Layout, MessageKind
 
 QueueType = Literal["classic", "quorum"]
+QueueSettings = Literal["arguments", "policies"]
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
@@ -144,6 +145,9 @@ class Spec(_Strict):
     organization: OrganizationName
     vhost: VhostName = "/"
     layout: Layout = naming.DEFAULT_LAYOUT
+    # `arguments`: TTL and dead-lettering as queue arguments (what petisco services redeclare);
+    # `policies`: as policies, which can change in place (see docs/queue-settings.md).
+    queue_settings: QueueSettings = "arguments"
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None
@@ -206,6 +210,8 @@ class Spec(_Strict):
         if self.layout != "petisco":
             return []
         problems: list[tuple[tuple[str, ...], str]] = []
+        if self.queue_settings != "arguments":
+            problems.append((("queue_settings",), "layout petisco keeps TTL and dead-lettering in queue arguments"))
         if self.store is not None and self.store.queue != naming.PETISCO_STORE_QUEUE:
             problems.append((("store", "queue"), f"layout petisco names its store {naming.PETISCO_STORE_QUEUE!r}"))
         quorum = "quorum queues are not part of layout petisco (petisco 2.2.3 declares classic queues)"
