@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install rabbitmq
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -12,6 +12,7 @@ from typing import Any
 
 from meiga import Result
 
+from bus_runtime.async_handlers import resolve
 from bus_runtime.message import Message
 from bus_runtime.retry import Decision, Delivery, Failure, decide
 from bus_runtime.subscriber import Handler, Subscription
@@ -19,9 +20,12 @@ from bus_runtime.wire import PoisonMessage, decode
 
 
 def run_handler(handler: Handler, message: Message) -> Failure | None:
-    """None on success. A failure Result, an exception, or a return that is not a Result all fail."""
+    """None on success. A failure Result, an exception, or a return that is not a Result all fail.
+
+    An `async def` handler's coroutine runs to completion on its event loop (`bus_runtime.async_handlers`).
+    """
     try:
-        result = handler(message)
+        result = resolve(handler(message))
     except Exception as exc:  # a handler's bug must not kill the consumer
         return Failure(type(exc).__name__, str(exc) or repr(exc))
     if not isinstance(result, Result):
