@@ -141,7 +141,7 @@ def faststream_consume(count: int, prefetch: int) -> float:
         done = asyncio.Event()
 
         @broker.subscriber(fs.RabbitQueue(QUEUE, declare=False), fs.RabbitExchange(EXCHANGE, declare=False))
-        async def handler(body: bytes) -> None:
+        async def handler(body: Any) -> None:
             nonlocal handled
             handled += 1
             if handled >= count:
