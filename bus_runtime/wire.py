@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bus_runtime.message import Command, Envelope, Event, Message, _new_id, decoding
+from bus_runtime.telemetry import hooks
 from topology import naming
 
 CONTENT_TYPE = "application/json"
@@ -68,18 +69,21 @@ def encode(
 ) -> WireMessage:
     """The message as published in `layout`: its routing key and `data.type` follow the layout's names."""
     env = message.envelope()
-    name = env.name
-    routing_name = name
+    routing_name = env.name
     if layout != naming.DEFAULT_LAYOUT:
         routing_name, name = message.layout_names(layout)
         env = env._replace(name=name)
+    routing_key = naming.routing_key(organization, service, env.version, message.message_kind, routing_name)
+    message_headers = dict(headers or {})
+    if hooks.active():  # e.g. tracing adds `traceparent`
+        hooks.publishing(naming.exchange(organization, service), routing_key, env.name, message_headers)
     return WireMessage(
         body=encode_body(message, env),
         message_id=env.id,
         type=env.name,
         timestamp=int(env.occurred_on.timestamp()),
-        routing_key=naming.routing_key(organization, service, env.version, message.message_kind, routing_name),
-        headers=dict(headers or {}),
+        routing_key=routing_key,
+        headers=message_headers,
     )
 
 

@@ -1,7 +1,7 @@
 """Compile a spec into the exchanges, queues and bindings that realise it.
 
 Pure: a `Spec` in, a `Topology` out, built by the layout the spec names
-(`topology.compile.layouts`). The README's naming table documents the result.
+(`topology.compile.layouts`). docs/naming.md documents the result.
 """
 
 from __future__ import annotations

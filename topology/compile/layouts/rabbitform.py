@@ -1,5 +1,5 @@
 """The rabbitform layout: no TTL on subscriber queues, one store per spec, store retries by the
-default exchange. The README's "Naming" section documents every object."""
+default exchange. docs/naming.md documents every object."""
 
 from __future__ import annotations
 
