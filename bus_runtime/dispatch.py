@@ -12,16 +12,21 @@ from typing import Any
 
 from meiga import Result
 
+from bus_runtime.async_handlers import resolve
 from bus_runtime.message import Message
 from bus_runtime.retry import Decision, Delivery, Failure, decide
 from bus_runtime.subscriber import Handler, Subscription
+from bus_runtime.telemetry import hooks
 from bus_runtime.wire import PoisonMessage, decode
 
 
 def run_handler(handler: Handler, message: Message) -> Failure | None:
-    """None on success. A failure Result, an exception, or a return that is not a Result all fail."""
+    """None on success. A failure Result, an exception, or a return that is not a Result all fail.
+
+    An `async def` handler's coroutine runs to completion on its event loop (`bus_runtime.async_handlers`).
+    """
     try:
-        result = handler(message)
+        result = resolve(handler(message))
     except Exception as exc:  # a handler's bug must not kill the consumer
         return Failure(type(exc).__name__, str(exc) or repr(exc))
     if not isinstance(result, Result):
@@ -41,21 +46,34 @@ def handle_delivery(
     now: datetime | None = None,
 ) -> tuple[Decision, Message | None]:
     """Parse and handle one delivery; returns the decision and the parsed message (if any)."""
-    delivery = Delivery(
+    delivery = delivery_of(subscription, routing_key, headers)
+    with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
+        try:
+            message = decode(body, subscription.message_class)
+        except PoisonMessage as exc:
+            poison = Failure("PoisonMessage", str(exc), poison=True)
+            decision = decide(delivery, poison, subscription.max_retries, now or _now())
+            call.outcome = decision.action
+            return decision, None
+        call.event = message.message_type
+        failure = run_handler(subscription.handler, message)
+        decision = decide(delivery, failure, subscription.max_retries, now or _now())
+        call.outcome = decision.action
+        return decision, message
+
+
+def delivery_of(subscription: Subscription, routing_key: str, headers: Mapping[str, Any] | None) -> Delivery:
+    """What the retry decision needs to know about a delivery on this subscription's queue."""
+    return Delivery(
         organization=subscription.organization,
         service=subscription.service,
         queue=subscription.queue,
         handler=subscription.handler_name,
         routing_key=routing_key,
         headers=dict(headers or {}),
+        layout=subscription.layout,
+        store=subscription.message_class is None,
     )
-    try:
-        message = decode(body, subscription.message_class)
-    except PoisonMessage as exc:
-        poison = Failure("PoisonMessage", str(exc), poison=True)
-        return decide(delivery, poison, subscription.max_retries, now or _now()), None
-    failure = run_handler(subscription.handler, message)
-    return decide(delivery, failure, subscription.max_retries, now or _now()), message
 
 
 def _now() -> datetime:

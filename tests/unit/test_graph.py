@@ -176,3 +176,8 @@ def test_policies_give_the_same_routes_and_an_update_is_styled() -> None:
     plan = compute_plan(compile_spec(slower), compile_spec(with_policies), Scope.of_spec(with_policies))
     assert {c.action for c in plan.changes} == {"update"}
     assert "| update |" in render_markdown(plan)
+
+
+def test_the_readme_shows_the_seeds_graph_as_the_command_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(ALICE)]) == 0
+    assert f"```mermaid\n{capsys.readouterr().out}```" in (ROOT / "README.md").read_text()
