@@ -14,15 +14,17 @@ it may write to those too, with routing keys narrowed to the store's own `retry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from pydantic import SecretStr
 
 from topology import naming
+from topology.compile.objects import NOTHING, Permission, TopicPermissions, Topology, User
+from topology.compile.passwords import hash_password
 from topology.spec.model import Access, Spec
 
-NOTHING = "^$"
+__all__ = ["NOTHING", "Grant", "TopicPermission", "compile_access", "with_access"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,29 @@ class Grant:
 def compile_access(spec: Spec) -> tuple[Grant, ...]:
     """The grants of every `access:` user, sorted by user name."""
     return tuple(_grant(spec, user, spec.access[user]) for user in sorted(spec.access))
+
+
+def with_access(topology: Topology, spec: Spec, salt: Callable[[], bytes]) -> Topology:
+    """`topology` plus the users, permissions and topic permissions of the spec's `access:`.
+
+    Each user carries its password (a secret) and a hash of it salted by `salt()` (pass
+    `passwords.fresh_salt`): apply sends that hash, so the plan never holds the password."""
+    grants = compile_access(spec)
+    users = [
+        User(
+            name=grant.user,
+            password_hash=hash_password(grant.password.get_secret_value(), salt()),
+            password=grant.password,
+        )
+        for grant in grants
+    ]
+    permissions = [Permission(grant.user, grant.configure, grant.write, grant.read) for grant in grants]
+    topics = [
+        TopicPermissions(grant.user, tuple((t.exchange, t.write, t.read) for t in grant.topic_permissions))
+        for grant in grants
+        if grant.topic_permissions
+    ]
+    return replace(topology, users=tuple(users), permissions=tuple(permissions), topic_permissions=tuple(topics))
 
 
 def _grant(spec: Spec, user: str, entry: Access) -> Grant:

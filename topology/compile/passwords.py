@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 
 SHA256 = "rabbit_password_hashing_sha256"
 ALGORITHMS = {
@@ -19,6 +20,11 @@ ALGORITHMS = {
     "rabbit_password_hashing_md5": hashlib.md5,
 }
 SALT_BYTES = 4
+
+
+def fresh_salt() -> bytes:
+    """A random salt, as RabbitMQ makes one for each password it hashes."""
+    return os.urandom(SALT_BYTES)
 
 
 def hash_password(password: str, salt: bytes, algorithm: str = SHA256) -> str:
