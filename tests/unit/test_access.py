@@ -127,3 +127,11 @@ def test_hash_round_trip(password: str, other: str, salt: bytes) -> None:
     stored = hash_password(password, salt)
     assert password_matches(password, stored, SHA256)
     assert password_matches(other, stored, SHA256) == (other == password)
+
+
+def test_under_layout_petisco_the_store_user_writes_to_the_store_exchanges() -> None:
+    spec = parse_spec(SPEC.replace("store: {queue: store}", "layout: petisco\nstore: {queue: store}"), "spec.yaml")
+    grant = next(g for g in compile_access(spec) if g.user == "store-svc")
+    assert [t.exchange for t in grant.topic_permissions] == ["dead_letter.acme.store", "retry.acme.store"]
+    write = re.compile(grant.write)
+    assert write.search("retry.acme.store") and not write.search("retry.acme.billing")

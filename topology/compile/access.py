@@ -9,7 +9,8 @@ Pure. Each user gets, in the spec's vhost:
   the broker, not read by services), and the store's queue for the store's user;
 - topic permissions on each writable exchange, narrowing routing keys to the user's own names.
 The store's user republishes retries through every service's retry and dead-letter exchange, so
-it may write to those too, with routing keys narrowed to the store's own `retry.`/`dead_letter.` keys.
+it may write to those too (under `layout: petisco`, to the two store exchanges instead), with
+routing keys narrowed to the store's own `retry.`/`dead_letter.` keys.
 """
 
 from __future__ import annotations
@@ -90,8 +91,16 @@ def _grant(spec: Spec, user: str, entry: Access) -> Grant:
     store = spec.resolved_store()
     if entry.store and store is not None:
         readable.append(_exact(store.queue))
-        for service in sorted(spec.services):
-            _, retry, dead = naming.service_exchanges(org, service)
+        # layout petisco routes the store's retries through two exchanges of its own
+        pairs = (
+            [naming.petisco_store_exchanges(org)]
+            if spec.layout == "petisco"
+            else [
+                (naming.retry_exchange(org, service), naming.dead_letter_exchange(org, service))
+                for service in sorted(spec.services)
+            ]
+        )
+        for retry, dead in pairs:
             writable.setdefault(retry, []).append(_escape(naming.retry_queue(store.queue)) + r"\Z")
             writable.setdefault(dead, []).append(_escape(naming.dead_letter_queue(store.queue)) + r"\Z")
     exchanges = sorted(writable)

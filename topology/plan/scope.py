@@ -28,6 +28,7 @@ class Scope:
     services: tuple[str, ...]
     store_queues: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
+    store_exchanges: tuple[str, ...] = ()  # layout petisco: `retry.<org>.store`, `dead_letter.<org>.store`
 
     @classmethod
     def of_spec(cls, spec: Spec) -> Scope:
@@ -37,13 +38,16 @@ class Scope:
             services=tuple(sorted(spec.services)),
             store_queues=naming.store_queues(store.queue) if store else (),
             users=tuple(sorted(spec.access)),
+            store_exchanges=naming.petisco_store_exchanges(spec.organization)
+            if store and spec.layout == "petisco"
+            else (),
         )
 
     @cached_property  # computed once: planning asks for every binding of a vhost
     def exchanges(self) -> frozenset[str]:
         return frozenset(
             name for service in self.services for name in naming.service_exchanges(self.organization, service)
-        )
+        ) | frozenset(self.store_exchanges)
 
     @cached_property
     def queue_prefixes(self) -> tuple[str, ...]:
@@ -93,6 +97,8 @@ class Scope:
         }
         if self.users:  # only when present, so plans without `access:` keep their form
             data["users"] = list(self.users)
+        if self.store_exchanges:
+            data["store_exchanges"] = list(self.store_exchanges)
         return data
 
     @classmethod
@@ -102,4 +108,5 @@ class Scope:
             services=tuple(data.get("services", ())),
             store_queues=tuple(data.get("store_queues", ())),
             users=tuple(data.get("users", ())),
+            store_exchanges=tuple(data.get("store_exchanges", ())),
         )
