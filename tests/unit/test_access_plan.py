@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from topology.apply.executor import schedule
+from topology.apply.executor import execute, schedule
 from topology.apply.verify import unconverged
 from topology.compile.access import with_access
 from topology.compile.compiler import compile_spec
@@ -143,3 +143,42 @@ def test_a_saved_user_without_its_hash_is_refused() -> None:
     text = plan.to_json(redacted=True)  # the displayed form cannot be applied
     with pytest.raises(SavedPlanError, match="password_hash"):
         parse_saved_plan(text, "plan.json")
+
+
+class _RecordingClient:
+    """Stands in for the management client: records every call, answers nothing."""
+
+    user = "admin"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...], object]] = []
+
+    def get(self, *segments: str, **_: object) -> object:
+        self.calls.append(("GET", segments, None))
+        return {"name": "prod"}
+
+    def put(self, *segments: str, body: object = None) -> None:
+        self.calls.append(("PUT", segments, body))
+
+    def delete(self, *segments: str, **_: object) -> bool:
+        self.calls.append(("DELETE", segments, None))
+        return True
+
+
+def test_apply_puts_the_user_by_hash_then_its_permissions_and_resets_topic_permissions() -> None:
+    desired, scope = _desired("new-Passw0rd")
+    wider = TopicPermissions("billing-svc", (("acme.billing", ".*", ".*"),))
+    plan = compute_plan(desired, replace(_applied(desired), topic_permissions=(wider,)), scope)
+    client = _RecordingClient()
+    execute(plan, client)  # type: ignore[arg-type]
+    writes = [(method, segments) for method, segments, _ in client.calls if method != "GET"]
+    assert writes[0] == ("PUT", ("users", "billing-svc"))
+    assert writes[1] == ("DELETE", ("topic-permissions", "prod", "billing-svc"))
+    assert {w for w in writes[2:]} == {("PUT", ("topic-permissions", "prod", "billing-svc"))}
+    body = client.calls[[c[0] for c in client.calls].index("PUT")][2]
+    assert body == {
+        "password_hash": hash_password("new-Passw0rd", _salt()),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": "",
+    }
+    assert "new-Passw0rd" not in repr(client.calls)
