@@ -43,6 +43,7 @@ from topology.naming import DEFAULT_LAYOUT, Layout
 from topology.spec.model import Spec
 
 if TYPE_CHECKING:
+    from bus_runtime.deadletters.api import DeadLetterQueues
     from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
 
 DEFAULT_MAX_STEPS = 10_000
@@ -332,6 +333,12 @@ class InMemoryBroker:
 
         self._require_organization()
         return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
+
+    def dead_letters(self) -> DeadLetterQueues:
+        """List, show, replay and purge dead letters as `rabbitform dlq` does on RabbitMQ."""
+        from bus_runtime.deadletters.api import DeadLetterQueues
+
+        return DeadLetterQueues.in_memory(self)
 
     def consumer(
         self, service: str, subscribers: Sequence[EventSubscriber] = (), max_retries: int = 5

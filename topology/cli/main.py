@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, asyncapi, export, import_, plan, validate
+from topology.cli import apply, asyncapi, export, graph, import_, plan, status, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 from topology.urls import mask_text, secret_parts
@@ -111,6 +111,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     plan.register,
     apply.register,
     import_.register,
+    graph.register,
+    status.register,
 ]
 
 
