@@ -11,9 +11,12 @@ from dataclasses import replace
 from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
+from topology.broker.access_snapshot import with_access
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
+from topology.compile import access
 from topology.compile.compiler import compile_spec
+from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
@@ -48,9 +51,9 @@ def plan_live(
     One definitions read; queue counters only for the queues the plan would delete or
     replace (a plan with nothing at risk reads no counters at all).
     """
-    desired = compile_spec(spec)
+    desired = access.with_access(compile_spec(spec), spec, fresh_salt)
     scope = Scope.of_spec(spec)
-    snapshot = read_snapshot(client, spec.vhost)
+    snapshot = read_state(client, spec.vhost, scope)
     plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
@@ -59,11 +62,19 @@ def plan_live(
     return replace(plan, management_url=client.display_url)
 
 
+def read_state(client: ManagementClient, vhost: str, scope: Scope | None) -> Snapshot:
+    """The vhost's objects, plus the users in scope with their permissions (when there are any)."""
+    snapshot = read_snapshot(client, vhost)
+    if scope is None or not scope.users:
+        return snapshot
+    return replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
+
+
 def live_fingerprint(plan: Plan, client: ManagementClient, snapshot: Snapshot | None = None) -> str:
     """The fingerprint of the broker's current state, computed the way `plan` computed the plan's."""
     if plan.scope is None:
         raise RabbitformError("the saved plan has no scope: it cannot be checked against the broker")
-    snapshot = snapshot or read_snapshot(client, plan.vhost)
+    snapshot = snapshot or read_state(client, plan.vhost, plan.scope)
     at_risk = at_risk_queues(list(plan.changes))
     stats = read_queue_stats(client, plan.vhost, at_risk) if snapshot.exists and at_risk else {}
     return state_fingerprint(snapshot.topology, plan.scope, stats, at_risk)
@@ -107,7 +118,7 @@ def apply_plan(
         result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
-    missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
+    missing = unconverged(plan, read_state(client, plan.vhost, plan.scope).topology)
     if missing:
         raise NotConvergedError(
             f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "
