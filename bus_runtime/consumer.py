@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,8 +39,10 @@ from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
 from bus_runtime.retry import Decision, Delivery, Failure, decide
 from bus_runtime.settlement import Settlement
+from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from topology import naming
+from topology.spec.loader import load_spec
 
 log = logging.getLogger("bus_runtime.consumer")
 
@@ -152,12 +154,17 @@ class RabbitMqEventConsumer:
         service: str | None = None,
         subscribers: Iterable[str] | None = None,
         connector: RabbitMqConnector | None = None,
+        variables: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> RabbitMqEventConsumer:
-        """A consumer for the handlers a spec names by import path (see `bus_runtime.spec_runtime`)."""
-        from bus_runtime.spec_runtime import consumer_from_spec
-
-        return consumer_from_spec(cls, path, service, subscribers, connector, **options)
+        """A consumer for the handlers a spec names by import path (see `bus_runtime.spec_runtime`),
+        on the spec's vhost unless `connector` is given; `options` go to the constructor."""
+        spec = load_spec(path, variables)
+        subs = spec_subscriptions(spec, service, subscribers, str(Path(path)))
+        chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
+        consumer = cls(chosen, spec.organization, service or subs[0].service, **options)
+        consumer.add_subscriptions(subs)
+        return consumer
 
     # ------------------------------------------------------------------ lifecycle
 
