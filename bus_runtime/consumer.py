@@ -5,7 +5,8 @@ The imperative shell around `bus_runtime.dispatch` (parse, run, decide) and
 bounded worker pool, so a handler slower than the heartbeat does not kill the connection.
 Three units do the I/O: `consumer_connection` (connect, check the queues, consume, reconnect),
 `settlement` (acks on the channel that delivered) and `republisher` (retry and dead-letter
-copies). This class wires them to the handler pool.
+copies, on a connection of their own so that a memory alarm blocking publishers does not stop
+the acks). This class wires them to the handler pool.
 
 Delivery is at-least-once. A retry or dead-letter decision republishes the same body and
 properties, with the decision's headers, on a confirm-mode channel and acks the original only
@@ -20,7 +21,7 @@ import logging
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -106,7 +107,7 @@ class RabbitMqEventConsumer:
         # I/O-thread units
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
-        self._republisher = Republisher(self._republished, self._republish_failed, self._connection.restart)
+        self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
 
     @property
     def handled_count(self) -> int:
@@ -240,6 +241,7 @@ class RabbitMqEventConsumer:
         self._stopping = True
         self._io.call(self._connection.close)
         self._closed.wait(timeout)
+        self._republisher.close()
         self._io.stop()
         if self._executor is not None:
             # after a drain every handler returned; else do not hang on one that never returns
@@ -247,9 +249,6 @@ class RabbitMqEventConsumer:
         self._running = False
 
     # ------------------------------------------------------------------ I/O thread: ConsumerEvents
-
-    def before_consuming(self, connection: pika.SelectConnection, proceed: Callable[[], None]) -> None:
-        self._republisher.open(connection, proceed)
 
     def on_consuming(self, channel: Channel, reconnected: bool) -> None:
         self._settlement.attach(channel)
@@ -269,9 +268,9 @@ class RabbitMqEventConsumer:
             self._executor.submit(self._work, generation, sub, tag, method.routing_key, properties, body)
 
     def on_channel_lost(self) -> None:
-        """Delivery tags belong to their channel: forget them all (the broker redelivers)."""
+        """Delivery tags belong to their channel: forget them all (the broker redelivers; a copy
+        still in flight settles nothing when it is confirmed)."""
         self._settlement.detach()
-        self._republisher.reset()
 
     def on_start_failed(self, error: BusError) -> None:
         if not self._started.is_set():

@@ -11,7 +11,7 @@ about handlers, acks or retries: it reports to its `ConsumerEvents`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pika
@@ -28,8 +28,6 @@ log = logging.getLogger("bus_runtime.consumer")
 
 class ConsumerEvents(Protocol):
     """What the connection reports (on the I/O thread)."""
-
-    def before_consuming(self, connection: pika.SelectConnection, proceed: Callable[[], None]) -> None: ...
 
     def on_consuming(self, channel: Channel, reconnected: bool) -> None: ...
 
@@ -185,12 +183,7 @@ class ConsumerConnection:
         if self._missing:
             self._fail_start(TopologyMissing(self.connector.vhost, self._missing))
             return
-        self.events.before_consuming(connection, self._open_consume_channel)
-
-    def _open_consume_channel(self) -> None:
-        connection = self._connection
-        if connection is not None and connection.is_open:
-            connection.channel(on_open_callback=self._on_consume_channel)
+        connection.channel(on_open_callback=self._on_consume_channel)
 
     def _fail_start(self, error: BusError) -> None:
         if not self.started:

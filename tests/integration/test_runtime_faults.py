@@ -8,14 +8,25 @@ session starts itself (`private_broker`), never on the shared one.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import pika
+import pytest
+from meiga import isFailure, isSuccess
 
 from bus_runtime.bus import RabbitMqEventBus
+from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.publisher import NACKED
-from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector
+from bus_runtime.subscriber import EventSubscriber
+from tests.integration.private_broker import PrivateBroker, private_broker  # noqa: F401 (a fixture)
+from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector, subscribers_spec
+from tests.integration.support import import_topology, wait_for
 
 EXCHANGE = f"{ORG}.{SERVICE}"
+QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 CAPACITY = 2500
 
 
@@ -92,3 +103,75 @@ def test_publish_error_lists_every_message_not_confirmed_with_its_reason(amqp_ur
     assert not pending, f"still not confirmed after {round_number} rounds"
     assert set(received) >= set(by_id), f"{len(set(by_id) - set(received))} message(s) lost"
     assert NACKED in reasons_seen  # the queue's limit was reached: the broker nacked some
+
+
+@pytest.fixture
+def fault_vhost(private_broker: PrivateBroker) -> Iterator[str]:  # noqa: F811 (the fixture above)
+    """A vhost of the test's own on the private broker."""
+    name = private_broker.new_vhost()
+    try:
+        yield name
+    finally:
+        private_broker.delete_vhost(name)
+
+
+@contextlib.contextmanager
+def memory_alarm(broker: PrivateBroker) -> Iterator[None]:
+    """Set the node's memory watermark so low that the alarm goes off; restore it after."""
+    broker.ctl("set_vm_memory_high_watermark", "0.0000001")
+    try:
+        wait_for(broker.memory_alarm, "the memory alarm", timeout=60)
+        yield
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+        wait_for(lambda: not broker.memory_alarm(), "the memory alarm to clear", timeout=60)
+
+
+def test_a_consumer_keeps_acking_during_a_memory_alarm_while_its_retry_copy_waits(
+    private_broker: PrivateBroker,  # noqa: F811
+    fault_vhost: str,
+) -> None:
+    """The first message fails, so its retry copy is published while the alarm blocks
+    publishers; the 40 behind it succeed only after that copy was handed over. Their acks must
+    reach the broker while the alarm is still on (the copy travels on a connection of its own,
+    the consuming connection never publishes), or the prefetch window of 20 never frees; once
+    the alarm clears the copy is confirmed, the original acked and the retry succeeds."""
+    broker = private_broker
+    amqp_url = broker.amqp_url(fault_vhost)
+    calls: list[str] = []
+    consumer: RabbitMqEventConsumer | None = None
+
+    def send_mail_handler(event: UserCreated) -> Any:
+        calls.append(event.user_id)
+        if event.user_id == "fail":
+            return isFailure if calls.count("fail") == 1 else isSuccess
+        # the others wait until the failed one's retry copy was handed over (the alarm is on)
+        wait_for(lambda: consumer is not None and consumer.retried_count >= 1, "the retry copy", timeout=60)
+        return isSuccess
+
+    subscribers = [EventSubscriber(UserCreated, [send_mail_handler])]
+    import_topology(broker.management_url, fault_vhost, subscribers_spec(subscribers, retry_ttl=100))
+    events = [UserCreated(user_id="fail")] + [UserCreated(user_id=str(i)) for i in range(40)]
+    with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
+        bus.publish(events)
+    prefetch = 20  # fewer than the 41 messages: all get delivered only if acks reach the broker
+    consumer = RabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE, workers=4, prefetch=prefetch)
+    consumer.consume(subscribers)
+
+    def acks_flow() -> bool:
+        ready, unacked = broker.queue_counts(fault_vhost, QUEUE)
+        return ready == 0 and 0 < unacked < prefetch
+
+    try:
+        with memory_alarm(broker):
+            consumer.start()
+            # broker side: every message delivered, so acks freed the prefetch window; the failed
+            # original (and successes acked behind it in groups, see settlement) still in hand
+            wait_for(acks_flow, "acks during the alarm", timeout=60)
+            assert broker.memory_alarm()
+            assert consumer.retried_count == 1 and calls.count("fail") == 1
+        wait_for(lambda: calls.count("fail") == 2, "the retry after the alarm", timeout=60)
+        wait_for(lambda: broker.queue_counts(fault_vhost, QUEUE) == (0, 0), "nothing left in hand", timeout=30)
+    finally:
+        consumer.stop()
+    assert sorted(set(calls)) == sorted({e.user_id for e in events})
