@@ -130,7 +130,7 @@ class ConsumerConnection:
             return
         self._failed_attempts += 1
         delay = backoff(self._failed_attempts, first=0.2, cap=10.0)
-        log.warning("consumer connection lost (%s); reconnecting in %.1fs", reason, delay)
+        log.warning("consumer connection lost (%s); reconnecting in %.1fs", describe_error(reason), delay)
         self.io.ioloop.call_later(delay, self.connect)
 
     def _on_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
@@ -229,7 +229,7 @@ class ConsumerConnection:
         """A channel closed by the broker takes its delivery tags with it: start over on a
         fresh connection (the broker redelivers what was not acked)."""
         if channel is self._channel:
-            self.restart(f"consumer channel closed ({reason})")
+            self.restart(f"consumer channel closed ({describe_error(reason)})")
 
     def _on_cancel_ok(self, _frame: Method) -> None:
         self.cancels_pending -= 1

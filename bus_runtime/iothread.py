@@ -110,7 +110,8 @@ def describe_error(error: BaseException | str) -> str:
     """The root cause of a pika connection error, in a few words.
 
     pika nests causes (`AMQPConnectionError(AMQPConnectionWorkflowFailed(...
-    ConnectionRefusedError(111, ...)))`) and some of the wrappers print as nothing.
+    ConnectionRefusedError(111, ...)))`) and some of the wrappers print as nothing; a close by
+    the broker reads `ConnectionClosedByBroker: 320 CONNECTION_FORCED - ...`.
     """
     if isinstance(error, str):
         return error
@@ -125,7 +126,8 @@ def describe_error(error: BaseException | str) -> str:
         if not inner:
             break
         current = inner[0]
-    text = str(current).strip()
+    code, reply = getattr(current, "reply_code", None), getattr(current, "reply_text", None)
+    text = f"{code} {reply}" if code is not None and reply is not None else str(current).strip()
     return f"{type(current).__name__}: {text}" if text else type(current).__name__
 
 

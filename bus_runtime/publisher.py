@@ -329,12 +329,12 @@ class ConfirmedPublisher:
         if self._closed:
             self._shut.set()
             return
-        self._last_error = str(reason)
+        self._last_error = describe_error(reason)
         if self._queue:
-            log.warning("publisher connection lost (%s); reconnecting", reason)
+            log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
             self._failed_attempts += 1
             if self._failed_attempts >= self.reconnect_attempts:
-                self._fail_all(f"connection lost and not re-established: {reason}")
+                self._fail_all(f"connection lost and not re-established: {self._last_error}")
                 self._failed_attempts = 0
                 return
             self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)

@@ -9,6 +9,7 @@ session starts itself (`private_broker`), never on the shared one.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from bus_runtime.errors import PublishError
 from bus_runtime.publisher import NACKED
 from bus_runtime.subscriber import EventSubscriber
 from tests.integration.private_broker import PrivateBroker, private_broker  # noqa: F401 (a fixture)
-from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector, subscribers_spec
+from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector, force_close, subscribers_spec
 from tests.integration.support import import_topology, wait_for
 
 EXCHANGE = f"{ORG}.{SERVICE}"
@@ -175,3 +176,35 @@ def test_a_consumer_keeps_acking_during_a_memory_alarm_while_its_retry_copy_wait
     finally:
         consumer.stop()
     assert sorted(set(calls)) == sorted({e.user_id for e in events})
+
+
+def test_the_reconnect_log_names_why_the_consumer_connection_was_lost(
+    private_broker: PrivateBroker,  # noqa: F811
+    fault_vhost: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection closed by the broker is logged with its cause (class, code and text), and
+    the consumer reconnects and goes on."""
+    broker = private_broker
+    amqp_url = broker.amqp_url(fault_vhost)
+    seen: list[str] = []
+
+    def send_mail_handler(event: UserCreated) -> Any:
+        seen.append(event.user_id)
+        return isSuccess
+
+    subscribers = [EventSubscriber(UserCreated, [send_mail_handler])]
+    import_topology(broker.management_url, fault_vhost, subscribers_spec(subscribers))
+    consumer = RabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE)
+    consumer.consume(subscribers)
+    with caplog.at_level(logging.WARNING, logger="bus_runtime.consumer"), consumer:
+        assert force_close(broker.management_url, fault_vhost, "rabbitform-consumer") == 1
+        wait_for(lambda: consumer.reconnect_count == 1, "the consumer reconnected", timeout=60)
+        with RabbitMqEventBus(connector(amqp_url), ORG, SERVICE) as bus:
+            bus.publish(UserCreated(user_id="after"))
+        wait_for(lambda: seen == ["after"], "the event published after the reconnect", timeout=30)
+    lost = [r.getMessage() for r in caplog.records if r.getMessage().startswith("consumer connection lost")]
+    assert lost, "no reconnect log"
+    assert lost[0].startswith(
+        "consumer connection lost (ConnectionClosedByBroker: 320 CONNECTION_FORCED - forced close by the test)"
+    ), lost[0]
