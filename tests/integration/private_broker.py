@@ -2,8 +2,8 @@
 restarts) that must never touch the shared broker on 5672.
 
 The node `rftest@localhost` runs from the same Debian package as the shared broker, on its own
-ports (AMQP 5691, management 15691, distribution 25691), with its own data directory and Erlang cookie under a fresh temporary directory. The RabbitMQ scripts are
-run directly, not through Debian's /usr/sbin wrapper, which would switch to the rabbitmq user and
+ports (AMQP 5691, management 15691, distribution 25691), with its own data directory and Erlang
+cookie under /tmp/rabbitform-rftest-5691 (wiped at each start). The RabbitMQ scripts are run directly, not through Debian's /usr/sbin wrapper, which would switch to the rabbitmq user and
 its HOME, that is to the shared broker's cookie.
 
 Use the session-scoped `private_broker` fixture (import it into a test module, or into a
@@ -190,6 +190,12 @@ class PrivateBroker:
         if not text.isdigit():
             return
         pid = int(text)
+        try:  # only the VM this directory started: its command line names the directory (-home)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return
+        if not any(b"beam" in arg for arg in cmdline[:1]) or str(self.base).encode() not in cmdline:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 30.0
@@ -205,13 +211,16 @@ def private_broker() -> Iterator[PrivateBroker]:
     scripts = _scripts_dir()
     if scripts is None:
         pytest.skip("rabbitmq-server is not installed: cannot start a private broker")
-    base = Path(tempfile.mkdtemp(prefix="rabbitform-rftest-"))
+    # One directory per port, so that a session killed before its teardown leaves a node the
+    # next session can find (by its pid file) and stop, instead of failing on a taken port.
+    base = Path(tempfile.gettempdir()) / f"rabbitform-rftest-{AMQP_PORT}"
     broker = PrivateBroker(base, scripts)
+    broker.stop()
+    shutil.rmtree(base, ignore_errors=True)
     try:
         broker.start()
     except Exception as exc:
         broker.stop()
-        shutil.rmtree(base, ignore_errors=True)
         pytest.fail(f"cannot start the private test broker {NODE}: {exc} (logs under {base / 'log'})")
     try:
         yield broker
