@@ -1,9 +1,8 @@
 """Faults the runtime must survive without losing a message: broker nacks mixed with a timeout
 in one publish, a memory alarm while a consumer retries, a connection closed by the broker.
 
-The publish test runs in the test's own vhost on the shared broker (a full queue nacking
-publishes is ordinary broker behaviour); the alarm and forced-close tests run on a node this
-session starts itself (`private_broker`), never on the shared one.
+Each runs in a vhost of its own on a node this session starts itself (`private_broker`),
+never on the shared broker.
 """
 
 from __future__ import annotations
@@ -29,6 +28,16 @@ from tests.integration.support import import_topology, wait_for
 EXCHANGE = f"{ORG}.{SERVICE}"
 QUEUE = f"{ORG}.{SERVICE}.1.event.user.created.send_mail_handler"
 CAPACITY = 2500
+
+
+@pytest.fixture
+def fault_vhost(private_broker: PrivateBroker) -> Iterator[str]:  # noqa: F811 (the fixture above)
+    """A vhost of the test's own on the private broker."""
+    name = private_broker.new_vhost()
+    try:
+        yield name
+    finally:
+        private_broker.delete_vhost(name)
 
 
 def declare_bounded_queue(amqp_url: str, queue: str) -> None:
@@ -63,11 +72,15 @@ def drain(amqp_url: str, queue: str) -> list[str]:
         connection.close()
 
 
-def test_publish_error_lists_every_message_not_confirmed_with_its_reason(amqp_url: str) -> None:
+def test_publish_error_lists_every_message_not_confirmed_with_its_reason(
+    private_broker: PrivateBroker,  # noqa: F811
+    fault_vhost: str,
+) -> None:
     """One publish of 10,000 with a 0.3 s timeout into a queue that takes 2,500 and nacks the rest:
     whatever mix of nacks and timeouts the broker produces, every message is either confirmed
     (and in the queue) or in the error with its reason, never both; re-publishing the error's
     messages until none is left loses nothing."""
+    amqp_url = private_broker.amqp_url(fault_vhost)
     queue = "bounded"
     declare_bounded_queue(amqp_url, queue)
     events = [UserCreated(user_id=str(i)) for i in range(4 * CAPACITY)]
@@ -104,16 +117,6 @@ def test_publish_error_lists_every_message_not_confirmed_with_its_reason(amqp_ur
     assert not pending, f"still not confirmed after {round_number} rounds"
     assert set(received) >= set(by_id), f"{len(set(by_id) - set(received))} message(s) lost"
     assert NACKED in reasons_seen  # the queue's limit was reached: the broker nacked some
-
-
-@pytest.fixture
-def fault_vhost(private_broker: PrivateBroker) -> Iterator[str]:  # noqa: F811 (the fixture above)
-    """A vhost of the test's own on the private broker."""
-    name = private_broker.new_vhost()
-    try:
-        yield name
-    finally:
-        private_broker.delete_vhost(name)
 
 
 @contextlib.contextmanager
