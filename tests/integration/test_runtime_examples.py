@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from examples.rabbitmq import configure, publish
 from tests.integration.runtime_support import assert_all_empty
@@ -101,11 +103,38 @@ def test_cli_publish_and_consume_from_the_spec(
             timeout=20,
             what="the spec's handlers ran",
         )
-        assert consumer.count(f"consuming {QUEUE} with send_mail_handler (max_retries 5)") == 1
+        started = [
+            line for line in consumer.lines if line.startswith(f"consuming {QUEUE} on vhost {vhost!r} at amqp://")
+        ]
+        assert len(started) == 1 and started[0].rstrip().endswith("with send_mail_handler (max_retries 5)")
     finally:
         code = consumer.terminate()
     assert code == 0, "".join(consumer.lines)
     assert_all_empty(management_url, amqp_url, vhost)
+
+
+def test_consume_serves_prometheus_metrics(env: dict[str, str], management_url: str, vhost: str) -> None:
+    import_topology(management_url, vhost, load_spec(ROOT / "specs" / "alice.yaml"))
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    consumer = Process([RABBITFORM, "consume", "specs/alice.yaml", "--vhost", vhost, "--metrics-port", str(port)], env)
+    try:
+        wait_for(lambda: consumer.count("metrics on http://127.0.0.1:") == 1, timeout=20, what="the metrics server")
+        published = run_cli(
+            ["publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", *PUBLISH_ONE], env
+        )
+        assert published.returncode == 0, published.stderr
+        handled = (
+            'rabbitform_messages_handled_total{event="user.created",outcome="ack",subscriber="send_mail_handler"} 1.0'
+        )
+        wait_for(
+            lambda: handled in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+            timeout=20,
+            what="the handled counter of send_mail_handler",
+        )
+    finally:
+        consumer.terminate()
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -123,7 +152,9 @@ def test_cli_user_mistakes_are_one_line_errors(env: dict[str, str], vhost: str) 
     unroutable = run_cli(
         ["publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", "--event", "UserCreated"], env
     )
-    assert unroutable.returncode == 1 and "NOT_FOUND" in unroutable.stderr  # no topology: no exchange
+    assert unroutable.returncode == 1  # no topology: no exchange, and the error says what to run
+    assert "exchange 'alice.petisco' does not exist on vhost" in unroutable.stderr
+    assert "`rabbitform plan specs/alice.yaml` then `rabbitform apply specs/alice.yaml`" in unroutable.stderr
     missing = run_cli(["consume", "specs/alice.yaml", "--vhost", vhost], env)
     assert missing.returncode == 1
     assert "rabbitform apply" in missing.stderr and QUEUE in missing.stderr
