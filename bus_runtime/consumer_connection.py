@@ -19,8 +19,8 @@ from pika.channel import Channel
 from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.errors import BrokerUnavailable, BusError, TopologyMissing
-from bus_runtime.iothread import IoThread, backoff, describe_error, open_connection
+from bus_runtime.errors import BrokerUnavailable, BusError, TopologyMissing, describe_error
+from bus_runtime.iothread import IoThread, backoff, open_connection
 from bus_runtime.subscriber import Subscription
 
 log = logging.getLogger("bus_runtime.consumer")

@@ -68,3 +68,28 @@ class TopologyMissing(BusError):
             "create the topology first (`rabbitform plan SPEC` then `rabbitform apply SPEC`, "
             "or RabbitMqEventConfigurer.configure_subscribers)"
         )
+
+
+def describe_error(error: BaseException | str) -> str:
+    """The root cause of a pika connection error, in a few words.
+
+    pika nests causes (`AMQPConnectionError(AMQPConnectionWorkflowFailed(...
+    ConnectionRefusedError(111, ...)))`) and some of the wrappers print as nothing; a close by
+    the broker reads `ConnectionClosedByBroker: 320 CONNECTION_FORCED - ...`.
+    """
+    if isinstance(error, str):
+        return error
+    current: BaseException = error
+    for _ in range(10):
+        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
+        inner = (
+            list(getattr(current, "exceptions", None) or [])[-1:]
+            or ([wrapped] if isinstance(wrapped, BaseException) else [])
+            or [arg for arg in current.args if isinstance(arg, BaseException)]
+        )
+        if not inner:
+            break
+        current = inner[0]
+    code, reply = getattr(current, "reply_code", None), getattr(current, "reply_text", None)
+    text = f"{code} {reply}" if code is not None and reply is not None else str(current).strip()
+    return f"{type(current).__name__}: {text}" if text else type(current).__name__

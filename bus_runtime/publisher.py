@@ -29,8 +29,8 @@ from pika.channel import Channel
 from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError
-from bus_runtime.iothread import IoThread, SelectConnection, backoff, describe_error, open_connection
+from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError, describe_error
+from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
 
 log = logging.getLogger("bus_runtime.publisher")
 

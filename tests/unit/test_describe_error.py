@@ -5,7 +5,7 @@ from __future__ import annotations
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 
-from bus_runtime.iothread import describe_error
+from bus_runtime.errors import describe_error
 
 
 def test_a_close_by_the_broker_reads_with_its_code_and_text() -> None:
