@@ -34,11 +34,11 @@ from pika.channel import Channel
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
-from bus_runtime.dispatch import handle_delivery
+from bus_runtime.dispatch import delivery_of, handle_delivery
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
-from bus_runtime.retry import Decision, Delivery, Failure, decide
+from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
@@ -78,6 +78,7 @@ class RabbitMqEventConsumer:
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_WORKERS,
         start_timeout: float = 30.0,
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -90,6 +91,7 @@ class RabbitMqEventConsumer:
         self.prefetch = prefetch
         self.workers = workers
         self.start_timeout = start_timeout
+        self.layout = layout  # whose queue names and store route: rabbitform's or petisco's
         self.subscriptions: list[Subscription] = []
         self.reconnect_count = 0
 
@@ -126,14 +128,14 @@ class RabbitMqEventConsumer:
 
     def consume(self, subscribers: Iterable[EventSubscriber]) -> None:
         """Add subscribers: each handler consumes its own queue."""
-        self._add(subscriptions(self.organization, self.service, subscribers, self.max_retries))
+        self._add(subscriptions(self.organization, self.service, subscribers, self.max_retries, self.layout))
 
     def consume_store(
         self, handler: Handler, queue: str = naming.DEFAULT_STORE_QUEUE, max_retries: int | None = None
     ) -> None:
         """Run `handler` on the store queue, which hears every event and command."""
         retries = self.max_retries if max_retries is None else max_retries
-        self._add([store_subscription(self.organization, self.service, handler, retries, queue)])
+        self._add([store_subscription(self.organization, self.service, handler, retries, queue, self.layout)])
 
     def add_subscriptions(self, subs: Iterable[Subscription]) -> None:
         self._add(list(subs))
@@ -163,7 +165,7 @@ class RabbitMqEventConsumer:
         spec = load_spec(path, variables)
         subs = spec_subscriptions(spec, service, subscribers, str(Path(path)))
         chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
-        consumer = cls(chosen, spec.organization, service or subs[0].service, **options)
+        consumer = cls(chosen, spec.organization, service or subs[0].service, **{"layout": spec.layout, **options})
         consumer.add_subscriptions(subs)
         return consumer
 
@@ -301,9 +303,7 @@ class RabbitMqEventConsumer:
             decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             log.exception("cannot handle a delivery on %s", sub.queue)
-            delivery = Delivery(
-                sub.organization, sub.service, sub.queue, sub.handler_name, routing_key, properties.headers or {}
-            )
+            delivery = delivery_of(sub, routing_key, properties.headers)
             failure = Failure(type(exc).__name__, str(exc))
             decision = decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
         self._results.append(_Result(generation, tag, decision, properties, body, sub))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from os import PathLike
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
 from bus_runtime.memory.clock import VirtualClock
@@ -39,7 +39,11 @@ from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.compile.policies import effective_arguments
+from topology.naming import DEFAULT_LAYOUT, Layout
 from topology.spec.model import Spec
+
+if TYPE_CHECKING:
+    from bus_runtime.deadletters.api import DeadLetterQueues
 
 DEFAULT_MAX_STEPS = 10_000
 
@@ -86,8 +90,11 @@ class InMemoryBroker:
         *,
         spec: Spec | None = None,
         start: datetime | None = None,
+        layout: Layout | None = None,
     ) -> None:
         self.organization = organization or (spec.organization if spec else "")
+        # whose routing keys and queue names its buses and consumers use (the spec's by default)
+        self.layout: Layout = layout or (spec.layout if spec else DEFAULT_LAYOUT)
         self.vhost = topology.vhost if topology is not None else (spec.vhost if spec else "/")
         self.spec = spec
         self.clock = VirtualClock(start) if start else VirtualClock()
@@ -265,19 +272,25 @@ class InMemoryBroker:
     def event_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryEventBus:
         """A bus that publishes events to `service`'s exchange, like `RabbitMqEventBus`."""
         self._require_organization()
-        return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable)
+        return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
 
     def command_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryCommandBus:
         """A bus that publishes commands to `service`'s exchange, like `RabbitMqCommandBus`."""
         self._require_organization()
-        return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable)
+        return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
+
+    def dead_letters(self) -> DeadLetterQueues:
+        """List, show, replay and purge dead letters as `rabbitform dlq` does on RabbitMQ."""
+        from bus_runtime.deadletters.api import DeadLetterQueues
+
+        return DeadLetterQueues.in_memory(self)
 
     def consumer(
         self, service: str, subscribers: Sequence[EventSubscriber] = (), max_retries: int = 5
     ) -> InMemoryConsumer:
         """A started consumer for `service`, like `RabbitMqEventConsumer(...).consume(subscribers)`."""
         self._require_organization()
-        consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries)
+        consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries, layout=self.layout)
         if subscribers:
             consumer.consume(subscribers)
         consumer.start()
@@ -293,7 +306,9 @@ class InMemoryBroker:
         if spec is None:
             raise BrokerError("this broker was not built from a spec: use InMemoryBroker.from_spec(path)")
         owner = service or min(spec.services, default="")
-        consumer = InMemoryConsumer(self, self.organization, owner, max_retries=spec.defaults.retry.max_retries)
+        consumer = InMemoryConsumer(
+            self, self.organization, owner, max_retries=spec.defaults.retry.max_retries, layout=spec.layout
+        )
         store = spec.resolved_store()
         names_handler = any(s.handler for s in spec.subscribers()) or bool(store and store.handler)
         if subscribers is not None or names_handler:
