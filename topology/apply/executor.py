@@ -5,24 +5,25 @@
 `POST /api/definitions/{vhost}`. A replace is its deletion plus its creation, and the
 bindings of a replaced queue are recreated with it. `execute` runs the steps: deleting
 something already gone counts as done, so an interrupted apply is finished by running again.
+Deletions have no bulk endpoint: they run a few at a time (`IN_FLIGHT`), each phase
+reporting its progress.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from topology.broker.concurrency import IN_FLIGHT, run_bounded
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.broker.snapshot import default_queue_type, read_vhost
 from topology.compile.definitions import CLASSIC, binding_from_definition
 from topology.compile.objects import Binding, freeze_arguments
 from topology.errors import RabbitformError
 from topology.plan.model import Change, Plan
-
-Progress = Callable[[int, int], None]
-"""Called with (steps done, steps in total) as the apply advances."""
+from topology.progress import NO_PROGRESS, Progress
 
 CHUNK_SIZE = 5000  # objects per definitions import: bounded request bodies, visible progress
 SECTIONS = ("exchanges", "queues", "bindings")
@@ -106,48 +107,65 @@ def execute(
     plan: Plan,
     client: ManagementClient,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     chunk_size: int = CHUNK_SIZE,
+    in_flight: int = IN_FLIGHT,
 ) -> ApplyResult:
     """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`."""
     started = time.monotonic()
     steps = schedule(plan)
-    total = steps.steps
-    done = 0
-
-    def advance(count: int = 1) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress(done, total)
-
     vhost = plan.vhost
     queue_type = CLASSIC
     if steps.create_vhost:
         create_vhost(client, vhost)
-        advance()
     else:
         queue_type = default_queue_type(read_vhost(client, vhost))
-    for binding in steps.delete_bindings:
-        delete_binding(client, vhost, binding)
-        advance()
-    for name in steps.delete_queues:
-        delete_queue(client, vhost, name, if_empty=not plan.allow_data_loss)
-        advance()
-    for name in steps.delete_exchanges:
-        client.delete("exchanges", vhost, name)
-        advance()
-    for chunk in chunks(steps.create, chunk_size, queue_type):
-        try:
-            client.post("definitions", vhost, body=chunk)
-        except RequestRejected as exc:
-            raise ApplyError(
-                f"the broker refused to create objects on vhost {vhost!r}: {exc.reason}; "
-                "nothing else was changed after this step: fix the cause and run apply again"
-            ) from None
-        advance(sum(len(items) for items in chunk.values()))
+    if_empty = not plan.allow_data_loss
+    run_phase(
+        "Deleting bindings", steps.delete_bindings, lambda b: delete_binding(client, vhost, b), progress, in_flight
+    )
+    run_phase(
+        "Deleting queues",
+        steps.delete_queues,
+        lambda name: delete_queue(client, vhost, name, if_empty=if_empty),
+        progress,
+        in_flight,
+    )
+    run_phase(
+        "Deleting exchanges",
+        steps.delete_exchanges,
+        lambda n: client.delete("exchanges", vhost, n),
+        progress,
+        in_flight,
+    )
+    creating = sum(len(items) for items in steps.create.values())
+    if creating:
+        progress.phase("Creating objects", creating)
+        done = 0
+        for chunk in chunks(steps.create, chunk_size, queue_type):
+            try:
+                client.post("definitions", vhost, body=chunk)
+            except RequestRejected as exc:
+                raise ApplyError(
+                    f"the broker refused to create objects on vhost {vhost!r}: {exc.reason}; "
+                    "nothing else was changed after this step: fix the cause and run apply again"
+                ) from None
+            done += sum(len(items) for items in chunk.values())
+            progress.advance(done)
+        progress.finish(f"created {creating}")
     summary = plan.summary
     return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started)
+
+
+def run_phase(
+    name: str, items: Sequence[Any], action: Callable[[Any], object], progress: Progress, in_flight: int
+) -> None:
+    """`action` on every item, `in_flight` at a time, as one reported phase."""
+    if not items:
+        return
+    progress.phase(name, len(items))
+    run_bounded(items, action, in_flight=in_flight, on_done=progress.advance)
+    progress.finish(f"{len(items)} done")
 
 
 def chunks(

@@ -6,9 +6,10 @@ names and signatures are stable.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
-from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.verify import unconverged
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, read_queue_stats, read_snapshot
@@ -17,6 +18,7 @@ from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
+from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 
 __all__ = [
@@ -39,20 +41,25 @@ class NotConvergedError(ApplyError):
     """The broker does not show what was applied."""
 
 
-def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+def plan_live(
+    spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False, progress: Progress = NO_PROGRESS
+) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
-    One definitions read; queue counters only for the queues the plan would delete or
+    One snapshot read; queue counters only for the queues the plan would delete or
     replace (a plan with nothing at risk reads no counters at all).
     """
     desired = compile_spec(spec)
     scope = Scope.of_spec(spec)
-    snapshot = read_snapshot(client, spec.vhost)
+    snapshot = read_snapshot(client, spec.vhost, progress=progress)
+    started = time.monotonic()
+    progress.phase("Planning", 0)
     plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
+    progress.finish(f"{len(plan.changes)} changes in {time.monotonic() - started:.1f} s")
     return replace(plan, management_url=client.display_url)
 
 
@@ -81,7 +88,7 @@ def apply_plan(
     plan: Plan,
     client: ManagementClient,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     chunk_size: int | None = None,
     verify: bool = True,
 ) -> ApplyResult:
@@ -95,7 +102,10 @@ def apply_plan(
     result = execute(plan, client, progress=progress, **options)
     if not verify:
         return result
-    missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
+    snapshot = read_snapshot(client, plan.vhost, progress=progress)
+    progress.phase("Verifying", 0)
+    missing = unconverged(plan, snapshot.topology)
+    progress.finish(f"{len(plan.changes) - len(missing)} of {len(plan.changes)} changes in place")
     if missing:
         raise NotConvergedError(
             f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "
@@ -104,7 +114,7 @@ def apply_plan(
     return result
 
 
-def apply_saved_plan(plan: Plan, client: ManagementClient, *, progress: Progress | None = None) -> ApplyResult:
+def apply_saved_plan(plan: Plan, client: ManagementClient, *, progress: Progress = NO_PROGRESS) -> ApplyResult:
     """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
     check_fresh(plan, client)
     return apply_plan(plan, client, progress=progress)
@@ -116,12 +126,12 @@ def converge(
     plan: Plan | None = None,
     *,
     allow_data_loss: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ApplyResult:
     """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
-    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss)
+    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss, progress=progress)
     result = apply_plan(plan, client, progress=progress, verify=False)
-    left = plan_live(spec, client, allow_data_loss=True)
+    left = plan_live(spec, client, allow_data_loss=True, progress=progress)
     if left.changes:
         raise NotConvergedError(
             f"the apply did not converge on vhost {spec.vhost!r}: planning again still shows "

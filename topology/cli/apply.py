@@ -14,7 +14,7 @@ from topology.broker.management import ManagementClient
 from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.plan_output import add_plan_display_arguments, show
-from topology.cli.progress import ProgressReporter
+from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 
@@ -41,14 +41,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.vhost:
         spec = spec.model_copy(update={"vhost": args.vhost})
     client = client_from_args(args)
+    progress = reporter_for(client)
     try:
-        plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
+        plan = replace(
+            plan_live(spec, client, allow_data_loss=args.allow_data_loss, progress=progress), source=args.spec
+        )
         if not show(plan, args):
             return EXIT_ERROR
         if not plan.has_changes:
             return EXIT_OK
         confirm(plan, client, args)
-        result = converge(spec, client, plan, progress=ProgressReporter())
+        result = converge(spec, client, plan, progress=progress)
     finally:
         client.close()
     report(result, args)
@@ -75,7 +78,7 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         if not show(plan, args):
             return EXIT_ERROR
         check_fresh(plan, client, source=args.spec)
-        result = apply_plan(plan, client, progress=ProgressReporter())
+        result = apply_plan(plan, client, progress=reporter_for(client))
     finally:
         client.close()
     report(result, args)
