@@ -1,0 +1,40 @@
+"""The listings read path and the definitions export give the same snapshot of a real vhost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pika
+
+from benchmarks.generated import generated_spec
+from tests.integration.live_support import client
+from tests.integration.support import import_topology
+from topology.apply.live import plan_live
+from topology.broker.snapshot import read_snapshot
+
+
+def test_both_read_paths_give_the_same_snapshot(management_url: str, vhost: str, amqp_url: str) -> None:
+    spec = generated_spec(300, vhost)  # 2,110 objects
+    import_topology(management_url, vhost, spec)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()  # what a spec never makes, but a vhost may hold
+        channel.exchange_declare("other", "headers", durable=False, arguments={"n": 5, "s": "5"})
+        exclusive = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_declare("transient", durable=False, auto_delete=True, arguments={"x-max-length": 10})
+        channel.queue_bind(exclusive, "other", "k")
+        channel.queue_bind("transient", "other", "k", arguments={"a": 1, "b": "1", "c": True, "d": Decimal("1.5")})
+        channel.queue_bind("bench.service0.1.event.thing0.happened.handler_0", "amq.topic", "#")
+        channel.exchange_bind("amq.fanout", "other", "z")
+        broker = client(management_url)
+        try:
+            listed = read_snapshot(broker, vhost, path="listings")
+            exported = read_snapshot(broker, vhost, path="definitions")
+            assert listed == exported
+            assert listed.topology is not None and listed.topology.object_count > 2110
+            assert exclusive not in {q.name for q in listed.topology.queues}
+            assert not plan_live(spec, broker).has_changes
+        finally:
+            broker.close()
+    finally:
+        connection.close()
