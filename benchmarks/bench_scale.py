@@ -4,7 +4,7 @@ Per size (subscribers; 7 broker objects each), in one run, each vhost of its own
 afterwards:
 
 1. floor: the broker's own bulk import of the same definitions (`POST /api/definitions/{vh}`
-   into a fresh vhost, in the same 5,000-object documents apply sends: one document of
+   into a fresh vhost, in the same documents apply sends (`CHUNK_SIZE` objects): one document of
    10,000 subscribers is 18 MB, which the broker refuses with HTTP 400)
 2. apply: `converge` (read, plan, apply, plan again to verify) into a vhost that does not exist
 3. one raw `GET /api/definitions/{vh}` (bytes received, not decoded)

@@ -6,7 +6,6 @@ names and signatures are stable.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
@@ -52,14 +51,13 @@ def plan_live(
     desired = compile_spec(spec)
     scope = Scope.of_spec(spec)
     snapshot = read_snapshot(client, spec.vhost, progress=progress)
-    started = time.monotonic()
     progress.phase("Planning", 0)
     plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
-    progress.finish(f"{len(plan.changes)} changes in {time.monotonic() - started:.1f} s")
+    progress.finish(f"{len(plan.changes)} changes")
     return replace(plan, management_url=client.display_url)
 
 

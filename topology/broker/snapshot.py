@@ -19,7 +19,6 @@ read only for the queues a plan could lose messages from.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -148,12 +147,11 @@ def read_snapshot(
         return Snapshot(vhost, None)
     queue_type = default_queue_type(info)
     reads = snapshot_reads(vhost, choose_path(path))
-    started = time.monotonic()
     progress.phase(f"Reading vhost {vhost!r}", len(reads))
     answers = run_bounded(list(reads.items()), lambda item: (item[0], item[1](client)), on_done=progress.advance)
     snapshot = assemble(vhost, queue_type, dict(answers))
     count = snapshot.topology.object_count if snapshot.topology else 0
-    progress.finish(f"read {count} objects in {time.monotonic() - started:.1f} s")
+    progress.finish(f"read {count} objects")
     return snapshot
 
 
