@@ -24,6 +24,7 @@ asked. Run: `python -m benchmarks scale` (or `make bench`). Needs the broker on 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -41,8 +42,8 @@ from benchmarks.generated import generated_spec, generated_spec_data
 from benchmarks.scratch import scratch_vhost
 from topology.apply.executor import CHUNK_SIZE, chunks
 from topology.apply.live import converge, plan_live
-from topology.broker.management import ManagementClient
-from topology.broker.snapshot import read_snapshot
+from topology.broker.management import BrokerTimeout, ManagementClient
+from topology.broker.snapshot import Snapshot, read_snapshot
 from topology.compile.compiler import compile_spec
 from topology.compile.definitions import to_definitions
 
@@ -98,15 +99,26 @@ def floor(client: ManagementClient, definitions: dict[str, Any], label: str) -> 
 
 
 def raw_definitions_read(client: ManagementClient, vhost: str) -> float:
-    """One `GET /api/definitions/{vh}`, the bytes received, no JSON decoding."""
+    """One `GET /api/definitions/{vh}`, the bytes received, no JSON decoding; NaN when the
+    broker cut it (its HTTP idle timeout closes a request that sent nothing for 60 s)."""
     session = requests.Session()
     session.auth = (client.user, client._password)
     try:
         seconds, response = timed(lambda: session.get(MANAGEMENT.rstrip("/") + client.path("definitions", vhost)))
         response.raise_for_status()
         return seconds
+    except requests.ConnectionError:
+        return math.nan
     finally:
         session.close()
+
+
+def definitions_snapshot(client: ManagementClient, vhost: str) -> tuple[float, Snapshot | None]:
+    """The snapshot by the definitions path; (NaN, None) when the broker cut the export."""
+    try:
+        return timed(lambda: read_snapshot(client, vhost, path="definitions"))
+    except BrokerTimeout:
+        return math.nan, None
 
 
 def cli_plan(spec_path: Path) -> tuple[float, float, int]:
@@ -133,8 +145,8 @@ def measure(client: ManagementClient, subscribers: int, workdir: Path) -> Row:
         say(f"  {subscribers}: apply {row.apply:.1f} s ({row.apply_ratio:.2f}x the floor)")
         row.raw_definitions = raw_definitions_read(client, vhost)
         row.snapshot_listings, listed = timed(lambda: read_snapshot(client, vhost, path="listings"))
-        row.snapshot_definitions, exported = timed(lambda: read_snapshot(client, vhost, path="definitions"))
-        if listed != exported:
+        row.snapshot_definitions, exported = definitions_snapshot(client, vhost)
+        if exported is not None and listed != exported:
             raise AssertionError("the two read paths gave different snapshots")
         spec_path = workdir / f"scale-{subscribers}.yaml"
         spec_path.write_text(yaml.safe_dump(generated_spec_data(subscribers, vhost, ORG)), encoding="utf-8")
