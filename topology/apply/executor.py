@@ -3,10 +3,12 @@
 `schedule` (pure) turns a plan into ordered steps: vhost, then deletions in reverse order
 (bindings, queues, exchanges), then creations (exchanges, queues, bindings) in bulk through
 `POST /api/definitions/{vhost}`. A replace is its deletion plus its creation, and the
-bindings of a replaced queue are recreated with it. `execute` runs the steps: deleting
-something already gone counts as done, so an interrupted apply is finished by running again.
-Deletions have no bulk endpoint: they run a few at a time (`IN_FLIGHT`), each phase
-reporting its progress.
+bindings of a replaced queue are recreated with it. Policies are set (`PUT`, which creates
+or updates in place) before anything else and deleted last; queues replaced with their
+messages moved (`--move-messages`) are left to `topology.apply.move` after the creations.
+`execute` runs the steps: deleting something already gone counts as done, so an interrupted
+apply is finished by running again. Deletions have no bulk endpoint: they run a few at a
+time (`IN_FLIGHT`), each phase reporting its progress.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from topology.errors import RabbitformError
 from topology.plan.model import Change, Plan
 from topology.progress import NO_PROGRESS, Progress
 
+Mover = Callable[[Change, list[Binding]], None]
+"""Replaces one queue, moving its messages (see `topology.apply.move`)."""
+
 CHUNK_SIZE = 1000  # objects per definitions import: well inside the broker's 60 s HTTP idle timeout even when it is busy (4,217 objects took 60 s on a loaded broker), progress per chunk
 SECTIONS = ("exchanges", "queues", "bindings")
 
@@ -39,11 +44,17 @@ class Schedule:
     delete_queues: tuple[str, ...] = ()
     delete_exchanges: tuple[str, ...] = ()
     create: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
+    put_policies: tuple[dict[str, Any], ...] = ()
+    delete_policies: tuple[str, ...] = ()
+    moves: tuple[tuple[Change, tuple[Binding, ...]], ...] = ()
 
     @property
     def steps(self) -> int:
         return (
             int(self.create_vhost)
+            + len(self.put_policies)
+            + len(self.delete_policies)
+            + len(self.moves)
             + len(self.delete_bindings)
             + len(self.delete_queues)
             + len(self.delete_exchanges)
@@ -57,12 +68,15 @@ class ApplyResult:
     replaced: int = 0
     destroyed: int = 0
     seconds: float = 0.0
+    updated: int = 0
 
     @property
     def summary_line(self) -> str:
         seconds = f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
+        updated = f"{self.updated} updated, " if self.updated else ""
         return (
-            f"Apply complete: {self.added} added, {self.replaced} replaced, {self.destroyed} destroyed in {seconds} s"
+            f"Apply complete: {self.added} added, {updated}{self.replaced} replaced, {self.destroyed} destroyed "
+            f"in {seconds} s"
         )
 
 
@@ -72,8 +86,25 @@ class ApplyError(RabbitformError):
 
 def schedule(plan: Plan) -> Schedule:
     """Order a plan's changes into steps (pure)."""
-    removed = [c for c in plan.changes if c.action in ("delete", "replace")]
-    added = [c for c in plan.changes if c.action in ("create", "replace")]
+    moved = {c.name for c in plan.changes if c.kind == "queue" and c.move}
+    moved_bindings: dict[str, list[Binding]] = {name: [] for name in moved}
+    for change in plan.changes:
+        if change.kind == "binding" and change.after and change.action in ("create", "replace"):
+            binding = binding_from_definition(change.after)
+            if binding.destination_type == "queue" and binding.destination in moved:
+                moved_bindings[binding.destination].append(binding)
+
+    def handled_by_move(change: Change) -> bool:
+        if change.kind == "queue":
+            return change.name in moved
+        if change.kind == "binding" and change.action != "delete":
+            definition = change.after or {}
+            return definition.get("destination_type", "queue") == "queue" and definition.get("destination") in moved
+        return False
+
+    plain = [c for c in plan.changes if c.kind != "policy" and not handled_by_move(c)]
+    removed = [c for c in plain if c.action in ("delete", "replace")]
+    added = [c for c in plain if c.action in ("create", "replace")]
     gone_queues = {c.name for c in removed if c.kind == "queue"}
     gone_exchanges = {c.name for c in removed if c.kind == "exchange"}
 
@@ -100,6 +131,11 @@ def schedule(plan: Plan) -> Schedule:
         delete_queues=tuple(c.name for c in removed if c.kind == "queue"),
         delete_exchanges=tuple(c.name for c in removed if c.kind == "exchange"),
         create=create,
+        put_policies=tuple(
+            dict(c.after) for c in plan.changes if c.kind == "policy" and c.action != "delete" and c.after
+        ),
+        delete_policies=tuple(c.name for c in plan.changes if c.kind == "policy" and c.action == "delete"),
+        moves=tuple((c, tuple(moved_bindings[c.name])) for c in plan.changes if c.kind == "queue" and c.name in moved),
     )
 
 
@@ -110,10 +146,13 @@ def execute(
     progress: Progress = NO_PROGRESS,
     chunk_size: int = CHUNK_SIZE,
     in_flight: int = IN_FLIGHT,
+    mover: Mover | None = None,
 ) -> ApplyResult:
     """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`."""
     started = time.monotonic()
     steps = schedule(plan)
+    if steps.moves and mover is None:
+        raise ApplyError("this plan moves messages between queues, which needs an AMQP connection to the broker")
     vhost = plan.vhost
     queue_type = CLASSIC
     if steps.create_vhost:
@@ -121,6 +160,8 @@ def execute(
     else:
         queue_type = default_queue_type(read_vhost(client, vhost))
     if_empty = not plan.allow_data_loss
+    # policies first: queues created below get their settings at once
+    run_phase("Setting policies", steps.put_policies, lambda p: put_policy(client, vhost, p), progress, 1)
     run_phase(
         "Deleting bindings", steps.delete_bindings, lambda b: delete_binding(client, vhost, b), progress, in_flight
     )
@@ -153,8 +194,12 @@ def execute(
             done += sum(len(items) for items in chunk.values())
             progress.advance(done)
         progress.finish(f"created {creating}")
+    assert mover is not None or not steps.moves
+    run_phase("Moving messages", steps.moves, lambda move: mover(move[0], list(move[1])), progress, 1)  # type: ignore[misc]
+    # policies last: the queues they governed are gone or re-set by now
+    run_phase("Deleting policies", steps.delete_policies, lambda n: client.delete("policies", vhost, n), progress, 1)
     summary = plan.summary
-    return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started)
+    return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started, summary.update)
 
 
 def run_phase(
@@ -196,6 +241,15 @@ def wire_queue(item: dict[str, Any], vhost_default_type: str) -> dict[str, Any]:
     if vhost_default_type != CLASSIC and "x-queue-type" not in arguments:
         arguments["x-queue-type"] = CLASSIC
     return {**item, "durable": item.get("durable", True), "arguments": arguments}
+
+
+def put_policy(client: ManagementClient, vhost: str, policy: dict[str, Any]) -> None:
+    """Create or update a policy in place (`PUT /api/policies/{vhost}/{name}`)."""
+    body = {key: value for key, value in policy.items() if key not in ("name", "vhost")}
+    try:
+        client.put("policies", vhost, policy["name"], body=body)
+    except RequestRejected as exc:
+        raise ApplyError(f"the broker refused policy {policy['name']} on vhost {vhost!r}: {exc.reason}") from None
 
 
 def create_vhost(client: ManagementClient, vhost: str) -> None:

@@ -180,6 +180,11 @@ class ManagementClient:
     def __repr__(self) -> str:
         return f"ManagementClient({self.display_url!r})"
 
+    @property
+    def password(self) -> str:
+        """For an AMQP connection to the same broker as the same user (never printed)."""
+        return self._password
+
     def close(self) -> None:
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
