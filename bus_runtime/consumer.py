@@ -55,6 +55,10 @@ DEFAULT_WORKERS = 8
 REPUBLISH_FAILURE_DELAY = 1.0  # seconds before a message whose retry copy failed is requeued
 
 
+_Work = tuple[int, Subscription, int, str, pika.BasicProperties, bytes]
+"""(generation, subscription, delivery tag, routing key, properties, body): one delivery to handle."""
+
+
 @dataclass(frozen=True)
 class _Result:
     generation: int
@@ -104,6 +108,9 @@ class RabbitMqEventConsumer:
         # `bus_runtime.aio.AsyncRabbitMqEventConsumer`); otherwise on the worker pool
         self.handler_loop: asyncio.AbstractEventLoop | None = None
         self._on_loop: frozenset[str] = frozenset()
+        self._loop_inbox: deque[_Work] = deque()
+        self._loop_wake_pending = False
+        self._loop_tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         self._results: deque[_Result] = deque()
         self._wake_pending = False
@@ -277,10 +284,7 @@ class RabbitMqEventConsumer:
         assert self._executor is not None
         generation = self._settlement.generation
         if sub.queue in self._on_loop and self.handler_loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the broker redelivers
-                asyncio.run_coroutine_threadsafe(
-                    self._work_async(generation, sub, tag, method.routing_key, properties, body), self.handler_loop
-                )
+            self._to_loop((generation, sub, tag, method.routing_key, properties, body))
             return
         with contextlib.suppress(RuntimeError):  # the pool is shutting down: the broker redelivers
             self._executor.submit(self._work, generation, sub, tag, method.routing_key, properties, body)
@@ -320,6 +324,27 @@ class RabbitMqEventConsumer:
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             decision = self._unexpected(exc, sub, routing_key, properties)
         self._post(_Result(generation, tag, decision, properties, body, sub))
+
+    def _to_loop(self, work: _Work) -> None:
+        """From the I/O thread: queue a delivery for the handler loop, waking it once per batch."""
+        assert self.handler_loop is not None
+        self._loop_inbox.append(work)
+        with self._lock:
+            if self._loop_wake_pending:
+                return
+            self._loop_wake_pending = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the broker redelivers
+            self.handler_loop.call_soon_threadsafe(self._start_on_loop)
+
+    def _start_on_loop(self) -> None:
+        """On the handler loop: one task per queued delivery."""
+        with self._lock:
+            self._loop_wake_pending = False
+        loop = asyncio.get_running_loop()
+        while self._loop_inbox:
+            task = loop.create_task(self._work_async(*self._loop_inbox.popleft()))
+            self._loop_tasks.add(task)  # a reference, until it is done
+            task.add_done_callback(self._loop_tasks.discard)
 
     async def _work_async(
         self,
