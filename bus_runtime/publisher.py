@@ -345,9 +345,10 @@ class ConfirmedPublisher:
 
 def ensure_reachable(connector: RabbitMqConnector, timeout: float = 10.0) -> None:
     """Open and close a blocking connection: a clear error now instead of a timeout later."""
-    params = connector.parameters("check")
-    params.socket_timeout = timeout
+    candidates = [connector.parameters("check", index) for index in range(len(connector.urls))]
+    for params in candidates:
+        params.socket_timeout = timeout
     try:
-        pika.BlockingConnection(params).close()
+        pika.BlockingConnection(candidates).close()
     except Exception as exc:
         raise BrokerUnavailable(f"cannot connect to {connector.safe_url}: {exc or type(exc).__name__}") from None
