@@ -39,3 +39,14 @@ def cluster_vhost(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[
         yield name
     finally:
         delete_vhost(name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault scenarios' figures as one table (docs/cluster.md quotes it)."""
+    from tests.cluster.faults import HEADER, REPORTS
+
+    if REPORTS:
+        terminalreporter.write_line("\nfault scenarios on the three-node cluster:")
+        terminalreporter.write_line(HEADER)
+        for result in REPORTS:
+            terminalreporter.write_line(result.line())
