@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint bench rabbitmq cluster cluster-down cluster-test clean
+.PHONY: install demo run test unit integration lint bench rabbitmq cluster cluster-down cluster-test clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python examples/demo.py
+
+# `make run ARGS="plan specs/alice.yaml --offline"`: rabbitform lives in .venv/bin/.
+run: install
+	$(BIN)/rabbitform $(ARGS)
 
 rabbitmq:
 	scripts/rabbitmq-up

@@ -260,7 +260,7 @@ class RabbitMqEventConsumer:
 
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._connection = None
-        if not self._started.is_set() and self._io.connect_attempts < len(self.connector.urls):
+        if not self._started.is_set() and self._io.connect_attempts < len(self.connector.endpoints):
             self._connect()  # another node of the cluster may answer
             return
         if not self._started.is_set():

@@ -345,10 +345,9 @@ class ConfirmedPublisher:
 
 def ensure_reachable(connector: RabbitMqConnector, timeout: float = 10.0) -> None:
     """Open and close a blocking connection: a clear error now instead of a timeout later."""
-    candidates = [connector.parameters("check", index) for index in range(len(connector.urls))]
-    for params in candidates:
-        params.socket_timeout = timeout
+    params = connector.parameters("check")
+    params.socket_timeout = timeout
     try:
-        pika.BlockingConnection(candidates).close()
+        pika.BlockingConnection(params).close()
     except Exception as exc:
         raise BrokerUnavailable(f"cannot connect to {connector.safe_url}: {exc or type(exc).__name__}") from None

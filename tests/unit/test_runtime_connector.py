@@ -52,24 +52,8 @@ def test_several_urls_are_one_cluster() -> None:
     connector = RabbitMqConnector(
         " amqp://u:p@127.0.0.1:5681/v , amqp://u:p@127.0.0.1:5682/v,amqp://u:p@127.0.0.1:5683/v"
     )
-    assert connector.urls[1] == "amqp://u:p@127.0.0.1:5682/v" and connector.url == connector.urls[0]
-    assert connector.safe_url == "amqp://u@127.0.0.1:5681/v,amqp://u@127.0.0.1:5682/v,amqp://u@127.0.0.1:5683/v"
+    assert [endpoint.port for endpoint in connector.endpoints] == [5681, 5682, 5683]
     ports = [connector.parameters("consumer", attempt).port for attempt in range(4)]
     assert ports == [5681, 5682, 5683, 5681]  # a reconnect loop rotates through the nodes
     moved = connector.with_vhost("a/b")
     assert [moved.parameters("", i).virtual_host for i in range(3)] == ["a/b"] * 3
-
-
-@pytest.mark.parametrize(
-    ("urls", "problem"),
-    [
-        ("amqp://u:p@h1/v,amqp://u:other@h2/v", "share credentials"),
-        ("amqp://u:p@h1/v,amqp://u:p@h2/w", "same vhost"),
-        ("amqp://u:p@h1/v,http://h2", "amqp://"),
-        (" , ", "empty"),
-    ],
-)
-def test_several_urls_must_agree(urls: str, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem) as error:
-        RabbitMqConnector(urls)
-    assert "other" not in str(error.value)  # never a password

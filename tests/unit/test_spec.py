@@ -306,8 +306,8 @@ ERRORS = {
     ),
     "jinja undefined environment variable": (
         "organization: alice\nvhost: '{{ env.RABBITFORM_TEST_SURELY_UNSET }}'\n",
-        "spec.yaml:2: 'dict object' has no attribute 'RABBITFORM_TEST_SURELY_UNSET' "
-        "(pass it with --var KEY=VALUE or --var-file)",
+        "spec.yaml:2: environment variable RABBITFORM_TEST_SURELY_UNSET is not set "
+        "(set it, or give a default: {{ env.NAME | default('...') }})",
     ),
     "jinja syntax error": (
         "organization: alice\nvhost: {{ env_name\n",

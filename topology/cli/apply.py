@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,12 +10,13 @@ from typing import Any, TextIO
 
 from topology.apply.live import ApplyResult, apply_plan, check_fresh, converge, plan_live
 from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.plan_output import add_plan_display_arguments, show
 from topology.cli.progress import ProgressReporter
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
+from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
 
 
 def register(commands: Any) -> None:
@@ -38,8 +38,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if saved is not None:
         return apply_saved(saved, args)
     spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
     client = client_from_args(args)
     try:
         plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
@@ -48,7 +46,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not plan.has_changes:
             return EXIT_OK
         confirm(plan, client, args)
-        result = converge(spec, client, plan, progress=ProgressReporter())
+        try:
+            result = converge(spec, client, plan, progress=ProgressReporter())
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
     finally:
         client.close()
     report(result, args)
@@ -57,8 +58,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
     """Apply exactly what was saved; refuse when the broker changed since."""
-    if args.vhost and args.vhost != plan.vhost:
-        raise RabbitformError(f"{args.spec} was planned for vhost {plan.vhost!r}, not {args.vhost!r}; plan again")
+    vhost = vhost_override(args)
+    if vhost is not None and vhost != plan.vhost:
+        raise RabbitformError(f"{args.spec} was planned for vhost {plan.vhost!r}, not {vhost!r}; plan again")
     if args.allow_data_loss and not plan.allow_data_loss:
         raise RabbitformError(
             f"{args.spec} was planned without --allow-data-loss; plan again with it to accept losing messages"
@@ -75,31 +77,33 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         if not show(plan, args):
             return EXIT_ERROR
         check_fresh(plan, client, source=args.spec)
-        result = apply_plan(plan, client, progress=ProgressReporter())
+        try:
+            result = apply_plan(plan, client, progress=ProgressReporter())
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_partly_applied(plan.vhost, plan.source or "SPEC")) from None
     finally:
         client.close()
     report(result, args)
     return EXIT_OK
 
 
+def _partly_applied(vhost: str, spec: str) -> str:
+    """What an interrupted apply leaves, and how to finish it (a saved plan is stale by then)."""
+    return (
+        f"vhost {vhost!r} may be partly applied; running `rabbitform apply {spec}` again completes it "
+        "(it plans from what is there now)"
+    )
+
+
 def read_saved_plan(path: str) -> Plan | None:
-    """The plan in `path` if it holds one (a JSON object with `format_version`), else None (a spec)."""
+    """The plan in `path` if it looks like one (topology.plan.saved), validated; else None (a spec)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None  # the spec loader reports unreadable files
-    if not text.lstrip().startswith("{"):
+    if not looks_like_saved_plan(text, path):
         return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or "format_version" not in data:
-        return None
-    try:
-        return Plan.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RabbitformError(f"{path}: not a valid saved plan: {exc}") from None
+    return parse_saved_plan(text, path)
 
 
 def confirm(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:

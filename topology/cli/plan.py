@@ -37,8 +37,6 @@ def register(commands: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
     if args.offline:
         plan = offline_plan(spec, None, args.allow_data_loss)
     elif args.state:
@@ -65,6 +63,9 @@ def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool
     return compute_plan(desired, actual, Scope.of_spec(spec), allow_data_loss=allow_data_loss)
 
 
+DEFINITIONS_KEYS = ("vhosts", "exchanges", "queues", "bindings")
+
+
 def read_state(path: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -76,6 +77,16 @@ def read_state(path: str) -> dict[str, Any]:
         raise RabbitformError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if not isinstance(data, dict):
         raise RabbitformError(f"{path}: a definitions file is a JSON object with exchanges, queues, bindings")
+    if "format_version" in data and "changes" in data:
+        raise RabbitformError(
+            f"{path}: this is a saved plan, not RabbitMQ definitions; apply it with `rabbitform apply {path}`, "
+            "or pass --state a definitions export (GET /api/definitions)"
+        )
+    if not any(key in data for key in DEFINITIONS_KEYS):
+        raise RabbitformError(
+            f"{path}: not RabbitMQ definitions: none of {', '.join(DEFINITIONS_KEYS)} in it "
+            "(expected an export like GET /api/definitions or `rabbitform export`)"
+        )
     problem = definitions_problem(data)
     if problem is not None:
         raise RabbitformError(f"{path}: not RabbitMQ definitions: {problem}")

@@ -11,6 +11,7 @@ from functools import cache
 import jinja2
 
 from topology.plan.model import ACTIONS, KINDS, Change, Plan
+from topology.plan.render.text import queue_counts
 
 _SYMBOL = {"create": "+", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
 _LABEL = {"create": "add", "replace": "replace", "delete": "destroy"}
@@ -49,5 +50,5 @@ def _details(change: Change) -> str:
     if change.action == "replace" and change.reason:
         parts.append(change.reason if change.kind == "binding" else f"{change.reason} forces replacement")
     if change.messages is not None or change.consumers is not None:
-        parts.append(f"{change.messages or 0} messages, {change.consumers or 0} consumers")
+        parts.append(queue_counts(change))
     return f"  ({'; '.join(parts)})" if parts else ""

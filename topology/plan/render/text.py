@@ -47,5 +47,16 @@ def _detail(change: Change) -> str:
         forced = change.reason if change.kind == "binding" else f"{change.reason} forces replacement"
         parts.append(forced)
     if change.messages is not None or change.consumers is not None:
-        parts.append(f"{change.messages or 0} messages, {change.consumers or 0} consumers")
+        parts.append(queue_counts(change))
     return f"  ({'; '.join(parts)})" if parts else ""
+
+
+def queue_counts(change: Change) -> str:
+    """`1 message, 2 consumers`; a count the broker did not report is "unknown", never 0."""
+    return f"{_count(change.messages, 'message')}, {_count(change.consumers, 'consumer')}"
+
+
+def _count(n: int | None, noun: str) -> str:
+    if n is None:
+        return f"unknown {noun}s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
