@@ -1,6 +1,7 @@
 """Fixtures for fault tests on the local three-node cluster (scripts/rabbitmq-cluster).
 
-Tests here are marked `cluster`; `make test` leaves them out, `make cluster-test` runs them."""
+Tests here are marked `cluster`; `make test` brings the cluster up and runs them with the rest,
+`make cluster-test` runs them alone."""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ HANDLER = "record_handler"
 QUEUE = f"{ORG}.{SERVICE}.1.event.order.placed.{HANDLER}"
 RETRY_QUEUE = f"retry.{QUEUE}"
 DEAD_QUEUE = f"dead_letter.{QUEUE}"
+EXCHANGE = f"{ORG}.{SERVICE}"
+ROUTING_KEY = f"{ORG}.{SERVICE}.1.event.order.placed"
 
 
 class OrderPlaced(Event):
@@ -124,11 +126,12 @@ def cluster_connector(cluster: Cluster, vhost: str, first: ClusterNode, purpose:
     return RabbitMqConnector(cluster_urls(cluster, vhost, first), heartbeat=10, connection_name=purpose)
 
 
-def create_topology(cluster: Cluster, vhost: str, retry_ms: int = 300) -> None:
+def create_topology(cluster: Cluster, vhost: str, retry_ms: int = 300, delivery_limit: int = 20) -> None:
     """The quorum topology of one subscriber, as `rabbitform apply` would compile it."""
     subscriber = EventSubscriber(OrderPlaced, [_record_handler(Ledger())])
     spec = spec_for_subscribers(ORG, SERVICE, [subscriber], retry_ttl=retry_ms, max_retries=3)
-    spec = spec.model_copy(update={"defaults": Defaults(queue_type="quorum", retry=spec.defaults.retry)})
+    retry = spec.defaults.retry.model_copy(update={"delivery_limit": delivery_limit})
+    spec = spec.model_copy(update={"defaults": Defaults(queue_type="quorum", retry=retry)})
     import_topology(cluster.management_urls[0], vhost, spec)
 
 
@@ -144,11 +147,13 @@ def consuming(connector: RabbitMqConnector, ledger: Ledger, prefetch: int = 50) 
 
 
 class Publisher:
-    """Publishes batches of numbered events in a thread until told to stop (or `total` is reached)."""
+    """Publishes `total` numbered events in batches from a thread, `pace` seconds apart, so that
+    a fault injected early hits publishing as well as consuming."""
 
-    def __init__(self, connector: RabbitMqConnector, prefix: str, total: int, batch: int = 25) -> None:
+    def __init__(self, connector: RabbitMqConnector, prefix: str, total: int, batch: int = 25, pace: float = 0.03):
         self.bus = RabbitMqEventBus(connector, ORG, SERVICE, timeout=60)
-        self.prefix, self.total, self.batch = prefix, total, batch
+        self.prefix, self.total, self.batch, self.pace = prefix, total, batch, pace
+        self._paused = threading.Event()  # never set: its wait() paces the batches
         self.published: list[str] = []
         self.confirmed: set[str] = set()
         self.errors: list[str] = []
@@ -170,6 +175,7 @@ class Publisher:
             except PublishError as exc:  # reported, not lost: those ids do not count as confirmed
                 self.errors.append(str(exc))
                 self.confirmed.update(e.user_id for e in events if not any(e.id in label for label in exc.unconfirmed))
+            self._paused.wait(self.pace)
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
