@@ -44,7 +44,7 @@ from tests.cluster.support import (
 
 pytestmark = pytest.mark.cluster
 
-TOTAL = 1500
+TOTAL = 800
 Fault = Callable[[], Callable[[], None]]  # breaks something, returns how to mend it
 
 
