@@ -167,6 +167,21 @@ def test_quorum_settings_as_a_policy_definition() -> None:
     }
 
 
+def test_quorum_settings_move_into_policies_with_queue_settings_policies() -> None:
+    from topology.compile.policies import effective_policy
+
+    text = "queue_settings: policies\n" + SERVICE.replace("defaults:\n", "defaults:\n  queue_type: quorum\n")
+    topology = compiled(text)
+    assert dict(queue(topology, Q).arguments) == {"x-queue-type": "quorum"}
+    main_policy = effective_policy(Q, topology.policies)
+    assert main_policy is not None
+    assert main_policy.definition["delivery-limit"] == 20
+    assert main_policy.definition["dead-letter-strategy"] == "at-least-once"
+    retry_policy = effective_policy(RETRY_Q, topology.policies)
+    assert retry_policy is not None and retry_policy.definition["overflow"] == "reject-publish"
+    assert "delivery-limit" not in retry_policy.definition
+
+
 def test_classic_override_of_a_quorum_default() -> None:
     text = SERVICE.replace("defaults:\n", "defaults:\n  queue_type: quorum\n") + "            queue_type: classic\n"
     for q in compiled(text).queues:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
 from topology.broker.management import ManagementClient
-from topology.broker.snapshot import Snapshot, read_queue_stats, read_snapshot
+from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
 from topology.compile.compiler import compile_spec
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
@@ -39,7 +40,9 @@ class NotConvergedError(ApplyError):
     """The broker does not show what was applied."""
 
 
-def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+def plan_live(
+    spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False, move_messages: bool = False
+) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
     One definitions read; queue counters only for the queues the plan would delete or
@@ -48,11 +51,11 @@ def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = F
     desired = compile_spec(spec)
     scope = Scope.of_spec(spec)
     snapshot = read_snapshot(client, spec.vhost)
-    plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
+    plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
-        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
+        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
     return replace(plan, management_url=client.display_url)
 
 
@@ -84,6 +87,8 @@ def apply_plan(
     progress: Progress | None = None,
     chunk_size: int | None = None,
     verify: bool = True,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply exactly `plan`'s changes, then re-read the broker and check each one landed
     (`verify=False` leaves that to the caller, e.g. `converge`, which plans again instead)."""
@@ -91,8 +96,15 @@ def apply_plan(
         raise ApplyError("refusing to apply a plan with errors: " + "; ".join(plan.errors))
     if not plan.changes:
         return ApplyResult()
-    options = {} if chunk_size is None else {"chunk_size": chunk_size}
-    result = execute(plan, client, progress=progress, **options)
+    mover = None
+    if any(c.move for c in plan.changes):
+        queue_type = default_queue_type(read_vhost(client, plan.vhost))
+        params = amqp_parameters(client, plan.vhost, amqp_url)
+        mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
+    if chunk_size is None:
+        result = execute(plan, client, progress=progress, mover=mover)
+    else:
+        result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
     missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
@@ -104,10 +116,12 @@ def apply_plan(
     return result
 
 
-def apply_saved_plan(plan: Plan, client: ManagementClient, *, progress: Progress | None = None) -> ApplyResult:
+def apply_saved_plan(
+    plan: Plan, client: ManagementClient, *, progress: Progress | None = None, amqp_url: str | None = None
+) -> ApplyResult:
     """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
     check_fresh(plan, client)
-    return apply_plan(plan, client, progress=progress)
+    return apply_plan(plan, client, progress=progress, amqp_url=amqp_url)
 
 
 def converge(
@@ -116,11 +130,14 @@ def converge(
     plan: Plan | None = None,
     *,
     allow_data_loss: bool = False,
+    move_messages: bool = False,
     progress: Progress | None = None,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
-    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss)
-    result = apply_plan(plan, client, progress=progress, verify=False)
+    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages)
+    result = apply_plan(plan, client, progress=progress, verify=False, amqp_url=amqp_url, move_progress=move_progress)
     left = plan_live(spec, client, allow_data_loss=True)
     if left.changes:
         raise NotConvergedError(

@@ -151,6 +151,11 @@ class ManagementClient:
     def __repr__(self) -> str:
         return f"ManagementClient({self.display_url!r})"
 
+    @property
+    def password(self) -> str:
+        """For an AMQP connection to the same broker as the same user (never printed)."""
+        return self._password
+
     def close(self) -> None:
         self._session.close()
 

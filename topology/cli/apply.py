@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from topology.apply.live import ApplyResult, apply_plan, check_fresh, converge, plan_live
+from topology.apply.move import MoveProgressReporter
 from topology.broker.management import ManagementClient
 from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.cli.connection import add_connection_arguments, client_from_args
@@ -29,6 +30,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help="AMQP, for --move-messages (default: the management host, port 5672, the same credentials)",
+    )
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 
@@ -40,14 +46,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = read_spec(args)
     client = client_from_args(args)
     try:
-        plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
+        planned = plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
+        plan = replace(planned, source=args.spec)
         if not show(plan, args):
             return EXIT_ERROR
         if not plan.has_changes:
             return EXIT_OK
         confirm(plan, client, args)
         try:
-            result = converge(spec, client, plan, progress=ProgressReporter())
+            result = converge(
+                spec,
+                client,
+                plan,
+                progress=ProgressReporter(),
+                amqp_url=args.amqp_url,
+                move_progress=MoveProgressReporter(),
+            )
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
     finally:
@@ -65,6 +79,8 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         raise RabbitformError(
             f"{args.spec} was planned without --allow-data-loss; plan again with it to accept losing messages"
         )
+    if args.move_messages and not plan.move_messages:
+        raise RabbitformError(f"{args.spec} was planned without --move-messages; plan again with it to move messages")
     if args.var or args.var_file:
         raise RabbitformError(f"{args.spec} is a saved plan: --var and --var-file apply to specs only")
     client = client_from_args(args, plan.management_url)
@@ -78,7 +94,13 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
             return EXIT_ERROR
         check_fresh(plan, client, source=args.spec)
         try:
-            result = apply_plan(plan, client, progress=ProgressReporter())
+            result = apply_plan(
+                plan,
+                client,
+                progress=ProgressReporter(),
+                amqp_url=args.amqp_url,
+                move_progress=MoveProgressReporter(),
+            )
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_partly_applied(plan.vhost, plan.source or "SPEC")) from None
     finally:

@@ -38,9 +38,9 @@ def register(commands: Any) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = read_spec(args)
     if args.offline:
-        plan = offline_plan(spec, None, args.allow_data_loss)
+        plan = offline_plan(spec, None, args.allow_data_loss, args.move_messages)
     elif args.state:
-        plan = offline_plan(spec, read_state(args.state), args.allow_data_loss)
+        plan = offline_plan(spec, read_state(args.state), args.allow_data_loss, args.move_messages)
     else:
         plan = live_plan(spec, args)
     plan = _with_source(plan, args.spec)
@@ -51,7 +51,9 @@ def _with_source(plan: Plan, source: str) -> Plan:
     return replace(plan, source=source)
 
 
-def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False) -> Plan:
+def offline_plan(
+    spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False, move_messages: bool = False
+) -> Plan:
     """Plan against a definitions document (or an empty broker when `state` is None)."""
     desired = compile_spec(spec)
     if state is None:
@@ -60,7 +62,8 @@ def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool
         vhosts = {v.get("name") for v in state.get("vhosts", [])}
         exists = not state.get("vhosts") or spec.vhost in vhosts
         actual = from_definitions(state, spec.vhost) if exists else None
-    return compute_plan(desired, actual, Scope.of_spec(spec), allow_data_loss=allow_data_loss)
+    scope = Scope.of_spec(spec)
+    return compute_plan(desired, actual, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
 
 
 DEFINITIONS_KEYS = ("vhosts", "exchanges", "queues", "bindings")
@@ -97,6 +100,6 @@ def live_plan(spec: Spec, args: argparse.Namespace) -> Plan:
     """`rabbitform plan SPEC` without --offline/--state."""
     client = client_from_args(args)
     try:
-        return plan_live(spec, client, allow_data_loss=args.allow_data_loss)
+        return plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
     finally:
         client.close()

@@ -19,6 +19,11 @@ def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow deleting or replacing queues that hold messages",
     )
+    parser.add_argument(
+        "--move-messages",
+        action="store_true",
+        help="replace queues by moving their messages into the new queue (nothing lost; see docs/queue-settings.md)",
+    )
     parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--no-color", action="store_true", help="never colour the text output")
 

@@ -34,6 +34,7 @@ _REQUIRED = {
     "exchange": ("name", "type"),
     "queue": ("name",),
     "binding": ("source", "destination", "destination_type"),
+    "policy": ("name", "pattern"),
 }
 
 
@@ -42,21 +43,27 @@ class _Strict(BaseModel):
 
 
 class SavedChange(_Strict):
-    action: Literal["create", "delete", "replace"]
-    kind: Literal["vhost", "exchange", "queue", "binding"]
+    action: Literal["create", "update", "delete", "replace"]
+    kind: Literal["vhost", "policy", "exchange", "queue", "binding"]
     name: StrictStr
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     reason: StrictStr | None = None
     messages: StrictInt | None = Field(default=None, ge=0)
     consumers: StrictInt | None = Field(default=None, ge=0)
+    move: StrictBool = False
+    moving: StrictBool = False
 
     @model_validator(mode="after")
     def _objects_match_the_action(self) -> SavedChange:
-        """What the executor reads: `after` to create, `before` to delete, both to replace."""
-        if self.action in ("create", "replace") and self.after is None:
+        """What the executor reads: `after` to create or update, `before` to delete, both to
+        replace (a move finishing where the old queue is already gone has no `before`)."""
+        if self.action == "update" and self.kind != "policy":
+            raise ValueError("only a policy is updated in place")
+        if self.action in ("create", "update", "replace") and self.after is None:
             raise ValueError(f"a {self.action} needs `after`")
-        if self.action in ("delete", "replace") and self.before is None:
+        needs_before = self.action in ("delete", "update") or (self.action == "replace" and not self.moving)
+        if needs_before and self.before is None:
             raise ValueError(f"a {self.action} needs `before`")
         for side in (self.after, self.before):
             if side is None or self.kind == "vhost":
@@ -69,6 +76,8 @@ class SavedChange(_Strict):
                 raise ValueError(f"names {side['name']!r}, not {self.name!r}")
             if not isinstance(side.get("arguments") or {}, dict):
                 raise ValueError("arguments must be an object")
+            if not isinstance(side.get("definition") or {}, dict):
+                raise ValueError("definition must be an object")
         return self
 
 
@@ -92,6 +101,7 @@ class SavedPlan(_Strict):
     errors: list[StrictStr] = []
     fingerprint: StrictStr | None = None
     allow_data_loss: StrictBool = False
+    move_messages: StrictBool = False
     source: StrictStr | None = None
     management_url: StrictStr | None = None
 

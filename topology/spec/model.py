@@ -16,6 +16,7 @@ from topology import naming
 from topology.naming import MessageKind
 
 QueueType = Literal["classic", "quorum"]
+QueueSettings = Literal["arguments", "policies"]
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
@@ -154,6 +155,9 @@ class ResolvedStore:
 class Spec(_Strict):
     organization: OrganizationName
     vhost: VhostName = "/"
+    # `arguments`: TTL and dead-lettering as queue arguments (what petisco services redeclare);
+    # `policies`: as policies, which can change in place (see docs/queue-settings.md).
+    queue_settings: QueueSettings = "arguments"
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None
