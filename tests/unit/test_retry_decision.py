@@ -104,3 +104,8 @@ def test_a_delivery_limit_dead_letter_reads_like_an_exhausted_retry() -> None:
     assert dead_letter_reason(broker) == "delivery_limit"
     assert dead_letter_reason({"x-first-death-reason": "expired"}) == "expired"
     assert dead_letter_reason({}) is None
+
+    from bus_runtime.deadletters.model import DeadLetter
+
+    letter = DeadLetter(0, "m-1", "user.created", "dead_letter.q", headers=broker)
+    assert letter.reason == "delivery_limit"  # `rabbitform dlq` lists and filters it as such
