@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
+from topology.broker.access_snapshot import with_access
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
+from topology.compile import access
 from topology.compile.compiler import compile_spec
+from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
+from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 
 __all__ = [
@@ -41,29 +45,44 @@ class NotConvergedError(ApplyError):
 
 
 def plan_live(
-    spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False, move_messages: bool = False
+    spec: Spec,
+    client: ManagementClient,
+    *,
+    allow_data_loss: bool = False,
+    move_messages: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
-    One definitions read; queue counters only for the queues the plan would delete or
+    One snapshot read; queue counters only for the queues the plan would delete or
     replace (a plan with nothing at risk reads no counters at all).
     """
-    desired = compile_spec(spec)
+    desired = access.with_access(compile_spec(spec), spec, fresh_salt)
     scope = Scope.of_spec(spec)
-    snapshot = read_snapshot(client, spec.vhost)
+    snapshot = read_state(client, spec.vhost, scope, progress)
+    progress.phase("Planning", 0)
     plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
+    progress.finish(f"{len(plan.changes)} changes")
     return replace(plan, management_url=client.display_url)
+
+
+def read_state(client: ManagementClient, vhost: str, scope: Scope | None, progress: Progress = NO_PROGRESS) -> Snapshot:
+    """The vhost's objects, plus the users in scope with their permissions (when there are any)."""
+    snapshot = read_snapshot(client, vhost, progress=progress)
+    if scope is None or not scope.users:
+        return snapshot
+    return replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
 
 
 def live_fingerprint(plan: Plan, client: ManagementClient, snapshot: Snapshot | None = None) -> str:
     """The fingerprint of the broker's current state, computed the way `plan` computed the plan's."""
     if plan.scope is None:
         raise RabbitformError("the saved plan has no scope: it cannot be checked against the broker")
-    snapshot = snapshot or read_snapshot(client, plan.vhost)
+    snapshot = snapshot or read_state(client, plan.vhost, plan.scope)
     at_risk = at_risk_queues(list(plan.changes))
     stats = read_queue_stats(client, plan.vhost, at_risk) if snapshot.exists and at_risk else {}
     return state_fingerprint(snapshot.topology, plan.scope, stats, at_risk)
@@ -84,7 +103,7 @@ def apply_plan(
     plan: Plan,
     client: ManagementClient,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     chunk_size: int | None = None,
     verify: bool = True,
     amqp_url: str | None = None,
@@ -107,7 +126,10 @@ def apply_plan(
         result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
-    missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
+    snapshot = read_state(client, plan.vhost, plan.scope, progress)
+    progress.phase("Verifying", 0)
+    missing = unconverged(plan, snapshot.topology)
+    progress.finish(f"{len(plan.changes) - len(missing)} of {len(plan.changes)} changes in place")
     if missing:
         raise NotConvergedError(
             f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "
@@ -117,7 +139,7 @@ def apply_plan(
 
 
 def apply_saved_plan(
-    plan: Plan, client: ManagementClient, *, progress: Progress | None = None, amqp_url: str | None = None
+    plan: Plan, client: ManagementClient, *, progress: Progress = NO_PROGRESS, amqp_url: str | None = None
 ) -> ApplyResult:
     """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
     check_fresh(plan, client)
@@ -131,14 +153,16 @@ def converge(
     *,
     allow_data_loss: bool = False,
     move_messages: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     amqp_url: str | None = None,
     move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
-    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages)
+    plan = plan or plan_live(
+        spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages, progress=progress
+    )
     result = apply_plan(plan, client, progress=progress, verify=False, amqp_url=amqp_url, move_progress=move_progress)
-    left = plan_live(spec, client, allow_data_loss=True)
+    left = plan_live(spec, client, allow_data_loss=True, progress=progress)
     if left.changes:
         raise NotConvergedError(
             f"the apply did not converge on vhost {spec.vhost!r}: planning again still shows "
