@@ -16,6 +16,7 @@ not acked, so a handler may see a message twice: handlers must be idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -32,9 +33,10 @@ from typing import Any
 import pika
 from pika.channel import Channel
 
+from bus_runtime.async_handlers import is_async_handler
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
-from bus_runtime.dispatch import delivery_of, handle_delivery
+from bus_runtime.dispatch import delivery_of, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
@@ -42,6 +44,7 @@ from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.telemetry import hooks
 from topology import naming
 from topology.spec.loader import load_spec
 
@@ -97,6 +100,10 @@ class RabbitMqEventConsumer:
 
         self._io = IoThread(f"rabbitform-consumer-{organization}.{service}")
         self._executor: ThreadPoolExecutor | None = None
+        # `async def` handlers of these queues run on this loop, without a worker thread (set by
+        # `bus_runtime.aio.AsyncRabbitMqEventConsumer`); otherwise on the worker pool
+        self.handler_loop: asyncio.AbstractEventLoop | None = None
+        self._on_loop: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._results: deque[_Result] = deque()
         self._wake_pending = False
@@ -183,6 +190,8 @@ class RabbitMqEventConsumer:
         if self._io.started:
             raise BusError("a stopped consumer cannot be started again: create a new one")
         self._running = True
+        if self.handler_loop is not None:
+            self._on_loop = frozenset(sub.queue for sub in self.subscriptions if is_async_handler(sub.handler))
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="rabbitform-handler")
         self._io.start()
         self._io.call(self._connection.connect)
@@ -256,6 +265,7 @@ class RabbitMqEventConsumer:
         self._settlement.attach(channel)
         if reconnected:
             self.reconnect_count += 1
+            hooks.reconnected("consumer", "")
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
 
@@ -266,6 +276,12 @@ class RabbitMqEventConsumer:
         self._settlement.delivered(tag)
         assert self._executor is not None
         generation = self._settlement.generation
+        if sub.queue in self._on_loop and self.handler_loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the broker redelivers
+                asyncio.run_coroutine_threadsafe(
+                    self._work_async(generation, sub, tag, method.routing_key, properties, body), self.handler_loop
+                )
+            return
         with contextlib.suppress(RuntimeError):  # the pool is shutting down: the broker redelivers
             self._executor.submit(self._work, generation, sub, tag, method.routing_key, properties, body)
 
@@ -302,11 +318,37 @@ class RabbitMqEventConsumer:
         try:
             decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
-            log.exception("cannot handle a delivery on %s", sub.queue)
-            delivery = delivery_of(sub, routing_key, properties.headers)
-            failure = Failure(type(exc).__name__, str(exc))
-            decision = decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
-        self._results.append(_Result(generation, tag, decision, properties, body, sub))
+            decision = self._unexpected(exc, sub, routing_key, properties)
+        self._post(_Result(generation, tag, decision, properties, body, sub))
+
+    async def _work_async(
+        self,
+        generation: int,
+        sub: Subscription,
+        tag: int,
+        routing_key: str,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
+        try:
+            decision, _message = await handle_delivery_async(sub, body, routing_key, properties.headers)
+        except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
+            decision = self._unexpected(exc, sub, routing_key, properties)
+        self._post(_Result(generation, tag, decision, properties, body, sub))
+
+    @staticmethod
+    def _unexpected(
+        exc: BaseException, sub: Subscription, routing_key: str, properties: pika.BasicProperties
+    ) -> Decision:
+        log.exception("cannot handle a delivery on %s", sub.queue)
+        delivery = delivery_of(sub, routing_key, properties.headers)
+        failure = Failure(type(exc).__name__, str(exc))
+        return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
+
+    def _post(self, result: _Result) -> None:
+        """Queue a decision for the I/O thread, waking it once per batch."""
+        self._results.append(result)
         with self._lock:
             if self._wake_pending:
                 return
