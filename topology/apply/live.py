@@ -13,11 +13,12 @@ from topology.apply.verify import unconverged
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, read_queue_stats, read_snapshot
 from topology.compile.compiler import compile_spec
+from topology.compile.objects import Topology
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
-from topology.plan.scope import Scope
 from topology.spec.model import Spec
+from topology.state.record import ownership_of
 
 __all__ = [
     "ApplyResult",
@@ -27,6 +28,7 @@ __all__ = [
     "apply_saved_plan",
     "check_fresh",
     "converge",
+    "plan_destroy",
     "plan_live",
 ]
 
@@ -42,18 +44,34 @@ class NotConvergedError(ApplyError):
 def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
-    One definitions read; queue counters only for the queues the plan would delete or
-    replace (a plan with nothing at risk reads no counters at all).
+    One definitions read and one read of the ownership records; queue counters only for the
+    queues the plan would delete or replace (a plan with nothing at risk reads no counters).
+    Objects the spec recorded before but no longer declares are planned for deletion.
     """
-    desired = compile_spec(spec)
-    scope = Scope.of_spec(spec)
+    return _plan_owned(spec, client, compile_spec(spec), allow_data_loss)
+
+
+def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+    """The plan that deletes everything the spec owns, declared now or recorded before; the vhost stays."""
+    return _plan_owned(spec, client, Topology(vhost=spec.vhost), allow_data_loss, destroy=True)
+
+
+def _plan_owned(
+    spec: Spec, client: ManagementClient, desired: Topology, allow_data_loss: bool, destroy: bool = False
+) -> Plan:
     snapshot = read_snapshot(client, spec.vhost)
-    plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
+    ownership = ownership_of(spec, snapshot.records)
+    scope = ownership.planning_scope
+    if destroy and not snapshot.exists:
+        plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
+    else:
+        plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
-    return replace(plan, management_url=client.display_url)
+    problems = tuple(ownership.problems(desired, snapshot.topology))
+    return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
 
 def live_fingerprint(plan: Plan, client: ManagementClient, snapshot: Snapshot | None = None) -> str:

@@ -135,6 +135,10 @@ class ManagementClient:
     def close(self) -> None:
         self._session.close()
 
+    def credentials(self) -> tuple[str, str]:
+        """User and password, for the AMQP connection that holds the apply lock."""
+        return self.user, self._password
+
     # ------------------------------------------------------------------ calls
 
     def get(self, *segments: str, params: Mapping[str, Any] | None = None, missing_ok: bool = False) -> Any:

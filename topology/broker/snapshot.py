@@ -13,6 +13,8 @@ from typing import Any
 from topology.broker.management import ManagementClient
 from topology.compile.definitions import CLASSIC, from_definitions
 from topology.compile.objects import QueueStats, Topology
+from topology.state.record import OwnershipRecord
+from topology.state.store import read_records
 
 PAGE_SIZE = 500  # the largest page the management API accepts
 FEW_QUEUES = 20  # up to this many, one GET per queue beats paging through the whole vhost
@@ -20,11 +22,15 @@ FEW_QUEUES = 20  # up to this many, one GET per queue beats paging through the w
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A vhost as the broker reports it, normalised; `topology` is None when the vhost is missing."""
+    """A vhost as the broker reports it, normalised; `topology` is None when the vhost is missing.
+
+    `records` are the vhost's ownership records (none for a missing vhost: records left by a
+    deleted vhost describe objects that are gone)."""
 
     vhost: str
     topology: Topology | None
     default_queue_type: str = CLASSIC
+    records: tuple[OwnershipRecord, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -55,7 +61,8 @@ def read_snapshot(client: ManagementClient, vhost: str) -> Snapshot:
     definitions = client.get("definitions", vhost, missing_ok=True)
     if definitions is None:  # deleted between the two calls
         return Snapshot(vhost, None, queue_type)
-    return Snapshot(vhost, from_definitions(definitions, vhost, queue_type), queue_type)
+    records = read_records(client, vhost)
+    return Snapshot(vhost, from_definitions(definitions, vhost, queue_type), queue_type, records)
 
 
 def read_queue_stats(client: ManagementClient, vhost: str, names: Iterable[str]) -> dict[str, QueueStats]:

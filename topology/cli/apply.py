@@ -9,14 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from topology.apply.live import ApplyResult, apply_plan, check_fresh, converge, plan_live
+from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.broker.management import ManagementClient
 from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
+from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
 from topology.cli.progress import ProgressReporter
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
+from topology.state.lifecycle import apply_owned, apply_saved_owned
 
 
 def register(commands: Any) -> None:
@@ -29,6 +31,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
+    add_lock_arguments(parser)
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 
@@ -42,13 +45,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"vhost": args.vhost})
     client = client_from_args(args)
     try:
-        plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
-        if not show(plan, args):
-            return EXIT_ERROR
-        if not plan.has_changes:
-            return EXIT_OK
-        confirm(plan, client, args)
-        result = converge(spec, client, plan, progress=ProgressReporter())
+        with held_lock(client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True):
+            plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
+            if not show(plan, args):
+                return EXIT_ERROR
+            if not plan.has_changes:
+                return EXIT_OK
+            confirm(plan, client, args)
+            result = apply_owned(spec, client, plan, progress=ProgressReporter())
     finally:
         client.close()
     report(result, args)
@@ -74,8 +78,15 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
             )
         if not show(plan, args):
             return EXIT_ERROR
-        check_fresh(plan, client, source=args.spec)
-        result = apply_plan(plan, client, progress=ProgressReporter())
+        owner = require_owner(plan.owner, args.spec)
+        # The lock lives in the vhost: a plan that creates it is checked before the lock creates it.
+        creates_vhost = any(c.kind == "vhost" for c in plan.changes)
+        if creates_vhost:
+            check_fresh(plan, client, source=args.spec)
+        with held_lock(client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True):
+            if not creates_vhost:
+                check_fresh(plan, client, source=args.spec)
+            result = apply_saved_owned(plan, client, progress=ProgressReporter())
     finally:
         client.close()
     report(result, args)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, export, plan, validate
+from topology.cli import apply, destroy, export, force_unlock, plan, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 
@@ -65,7 +65,14 @@ def _plugin_commands() -> list[Callable[[Any], None]]:
     return [entry.load() for entry in sorted(entry_points(group="rabbitform.commands"), key=lambda e: e.name)]
 
 
-COMMANDS: list[Callable[[Any], None]] = [validate.register, export.register, plan.register, apply.register]
+COMMANDS: list[Callable[[Any], None]] = [
+    validate.register,
+    export.register,
+    plan.register,
+    apply.register,
+    destroy.register,
+    force_unlock.register,
+]
 
 
 if __name__ == "__main__":  # pragma: no cover

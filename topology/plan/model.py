@@ -98,6 +98,7 @@ class Plan:
     allow_data_loss: bool = False
     source: str | None = None  # the spec file, for humans
     management_url: str | None = None  # never with credentials
+    owner: str | None = None  # the spec's owner name: what apply PLAN.json locks and records
 
     @property
     def summary(self) -> Summary:
@@ -139,6 +140,8 @@ class Plan:
             data["source"] = self.source
         if self.management_url is not None:
             data["management_url"] = self.management_url
+        if self.owner is not None:
+            data["owner"] = self.owner
         return data
 
     def to_json(self) -> str:
@@ -160,6 +163,7 @@ class Plan:
             allow_data_loss=bool(data.get("allow_data_loss", False)),
             source=data.get("source"),
             management_url=data.get("management_url"),
+            owner=data.get("owner"),
         )
 
 

@@ -142,10 +142,18 @@ class ResolvedStore:
 
 class Spec(_Strict):
     organization: OrganizationName
+    # Who owns the objects in the broker: several specs of one organization on one vhost need
+    # distinct names (see docs/lifecycle.md); the organization when absent.
+    name: OrganizationName | None = None
     vhost: VhostName = "/"
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None
+
+    @property
+    def owner(self) -> str:
+        """The name the broker records this spec's ownership and lock under."""
+        return self.name or self.organization
 
     def subscribers(self) -> Iterator[ResolvedSubscriber]:
         """Every subscriber of every service, in a stable order."""
