@@ -124,7 +124,9 @@ class Ownership:
                 "or give this spec another `name:`"
             )
         for other in self.others:
-            shared = shared_objects(desired, actual, self.planning_scope, other.scope)
+            shared = scopes_overlap(self.planning_scope, other.scope) or shared_objects(
+                desired, actual, self.planning_scope, other.scope
+            )
             if shared:
                 shown = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
                 problems.append(
