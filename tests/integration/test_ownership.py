@@ -119,16 +119,15 @@ def test_destroy_refuses_messages_then_removes_only_what_the_spec_owns(
     wait_for_messages(broker, vhost, queue, 1)
     capsys.readouterr()
 
-    assert main(["destroy", spec]) == 1  # stdin is not a terminal
-    assert "refusing to destroy without confirmation" in capsys.readouterr().err
     assert main(["destroy", spec, "--auto-approve", "--no-color"]) == 1
-    captured = capsys.readouterr()
-    assert f"Error: queue {queue} holds 1 messages" in captured.out
+    assert f"Error: queue {queue} holds 1 message:" in capsys.readouterr().out
+    assert main(["destroy", spec, "--allow-data-loss"]) == 1  # stdin is not a terminal
+    assert "refusing to destroy without confirmation" in capsys.readouterr().err
     assert queue in queue_names(management_url, vhost) and read_records(broker, vhost)
 
     assert main(["destroy", spec, "--auto-approve", "--allow-data-loss", "--no-color"]) == 0
     out = capsys.readouterr().out
-    assert "Plan: 0 to add, 0 to replace, 20 to destroy." in out
+    assert "Plan: 0 to add, 0 to replace, 17 to destroy." in out
     assert f"removed the ownership record of spec 'alice' on vhost '{vhost}'" in out
     assert queue_names(management_url, vhost) == [
         "bob.shop.1.event.user.created.send_mail_handler",

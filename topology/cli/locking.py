@@ -12,6 +12,7 @@ from topology.broker.management import ManagementClient
 from topology.broker.snapshot import read_vhost
 from topology.errors import RabbitformError
 from topology.state.lock import BrokerLock
+from topology.state.store import forget_records
 
 
 def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,8 @@ def held_lock(
         if not create_missing:
             yield False
             return
+        # Records outlive a deleted vhost; the objects they name went with it.
+        forget_records(client, vhost)
         create_vhost(client, vhost)
     lock = BrokerLock(client, vhost, owner, command, timeout)
     with lock:

@@ -44,3 +44,13 @@ def write_record(client: ManagementClient, record: OwnershipRecord) -> None:
 def delete_record(client: ManagementClient, vhost: str, owner: str) -> bool:
     """False when there was no record."""
     return client.delete("global-parameters", parameter_name(vhost, owner))
+
+
+def forget_records(client: ManagementClient, vhost: str) -> int:
+    """Delete every record of `vhost`; for a vhost that does not exist (anymore), whose records
+    describe objects deleted with it. Returns how many there were."""
+    listed = client.get("global-parameters") or []
+    stale = decode_records(listed, vhost)
+    for record in stale:
+        delete_record(client, vhost, record.owner)
+    return len(stale)
