@@ -42,7 +42,9 @@ def record(spec_: Spec, owner: str | None = None) -> OwnershipRecord:
 
 
 def test_a_record_round_trips_through_its_parameter_value() -> None:
-    original = OwnershipRecord("/", "alice", Scope.of_spec(spec("petisco")), "rabbitform", "t", "apply on host h, pid 1")
+    original = OwnershipRecord(
+        "/", "alice", Scope.of_spec(spec("petisco")), "rabbitform", "t", "apply on host h, pid 1"
+    )
     assert OwnershipRecord.from_value(original.to_value()) == original
     assert original.parameter_name == parameter_name("/", "alice") == "rabbitform-owner:alice@/"
 
