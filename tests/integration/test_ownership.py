@@ -213,7 +213,7 @@ def test_specs_share_a_vhost_and_never_own_the_same_object(
     rival = write(tmp_path / "rival.yaml", spec_text(vhost, "billing", name="alice-ops", store=False))
     assert main(["apply", rival, "--auto-approve", "--no-color"]) == 1
     out = capsys.readouterr().out
-    assert "Error: service billing already belong to spec 'alice-billing' (organization alice, recorded 20" in out
+    assert "Error: service billing is already owned by spec 'alice-billing' (organization alice, recorded 20" in out
     assert [r.owner for r in read_records(broker, vhost)] == ["alice-billing", "alice-users"]
 
     assert main(["destroy", billing, "--auto-approve"]) == 0

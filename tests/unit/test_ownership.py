@@ -94,7 +94,9 @@ def test_another_spec_owning_the_same_service_or_store_is_named() -> None:
     ownership = ownership_of(mine, [record(billing)])
     problems = ownership.problems(compile_spec(mine), None)
     assert len(problems) == 1
-    assert "already belong to spec 'alice-billing' (organization alice, recorded 2026-01-01T00:00:00Z)" in problems[0]
+    assert (
+        "are already owned by spec 'alice-billing' (organization alice, recorded 2026-01-01T00:00:00Z)" in problems[0]
+    )
     assert problems[0].startswith("service billing, store queue dead_letter.store, store queue retry.store and 1 more")
 
 

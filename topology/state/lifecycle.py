@@ -47,7 +47,8 @@ def claim(client: ManagementClient, record: OwnershipRecord) -> None:
             else:
                 delete_record(client, record.vhost, record.owner)
             raise RabbitformError(
-                f"{', '.join(shared)} already belong to {other.describe()}: two specs cannot own the same object; "
+                f"{', '.join(shared)} {'is' if len(shared) == 1 else 'are'} already owned by {other.describe()}: "
+                "two specs cannot own the same object; "
                 "nothing was changed"
             )
 

@@ -35,6 +35,7 @@ AMQP_URL_ENV = "RABBITMQ_URL"
 DEFAULT_AMQP_PORT = 5672
 HEARTBEAT_S = 30
 RETRY_EVERY_S = 0.5
+TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for release
 
 
 class LockHeld(RabbitformError):
@@ -184,7 +185,7 @@ class BrokerLock:
         connection = self._connection
         try:
             while not self._stop.is_set():
-                connection.process_data_events(time_limit=1)
+                connection.process_data_events(time_limit=TICK_S)
         except Exception as exc:  # the connection died: the broker has dropped the lock
             self.lost = f"the lock's connection closed ({type(exc).__name__})"
             return

@@ -130,8 +130,9 @@ class Ownership:
             if shared:
                 shown = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
                 problems.append(
-                    f"{shown} already belong to {other.describe()}: two specs cannot own the same object; "
-                    "remove them from one of the specs (or `rabbitform destroy` the other spec first)"
+                    f"{shown} {'is' if len(shared) == 1 else 'are'} already owned by {other.describe()}: "
+                    "two specs cannot own the same object; "
+                    "drop the overlap from one of the specs (or `rabbitform destroy` the other spec first)"
                 )
         return problems
 
