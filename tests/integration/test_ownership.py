@@ -14,18 +14,22 @@ import pytest
 
 from tests.integration.live_support import client, publish, wait_for_messages
 from tests.integration.support import import_topology, queue_names, wait_for
+from topology import naming
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import read_snapshot
 from topology.cli.main import main
 from topology.compile.objects import Queue, Topology
+from topology.plan.scope import Scope
 from topology.spec.loader import parse_spec
 from topology.state.lock import lock_queue
-from topology.state.store import read_records
+from topology.state.record import OwnershipRecord
+from topology.state.store import read_records, write_record
 
 SUBSCRIBER = "    events:\n      UserCreated:\n        subscribers:\n          send_mail_handler: {}\n"
 
 HOLD_LOCK = """
 import sys, time
+from topology import naming
 from topology.broker.management import ManagementClient
 from topology.state.lock import BrokerLock
 with BrokerLock(ManagementClient.from_env(), sys.argv[1], sys.argv[2], "apply"):
@@ -221,3 +225,16 @@ def test_specs_share_a_vhost_and_never_own_the_same_object(
     assert not [n for n in names if "billing" in n] and "alice.petisco.1.event.user.created.send_mail_handler" in names
     assert main(["plan", users, "--detailed-exitcode"]) == 0
     assert main(["apply", rival, "--auto-approve"]) == 0  # billing is free now
+
+
+def test_records_of_a_deleted_vhost_are_forgotten(
+    broker: ManagementClient, vhost: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write(tmp_path / "spec.yaml", spec_text(vhost, "petisco"))
+    stale = OwnershipRecord(vhost, "bob", Scope("bob", ("shop",), naming.store_queues("store")))
+    write_record(broker, stale)
+    broker.delete("vhosts", vhost)  # the records outlive it
+    assert main(["destroy", spec, "--auto-approve"]) == 0
+    assert "Nothing to destroy: vhost" in capsys.readouterr().out
+    assert main(["apply", spec, "--auto-approve"]) == 0  # bob's store claim went with the vhost
+    assert [r.owner for r in read_records(broker, vhost)] == ["alice"]
