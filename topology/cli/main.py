@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, destroy, export, force_unlock, plan, validate
+from topology.cli import apply, asyncapi, destroy, export, force_unlock, plan, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 
@@ -68,6 +68,7 @@ def _plugin_commands() -> list[Callable[[Any], None]]:
 COMMANDS: list[Callable[[Any], None]] = [
     validate.register,
     export.register,
+    asyncapi.register,
     plan.register,
     apply.register,
     destroy.register,

@@ -1,0 +1,37 @@
+"""`rabbitform asyncapi SPEC`: the spec as an AsyncAPI 3.0 document (YAML or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import yaml
+
+from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec, write_output
+from topology.compile.asyncapi import asyncapi_document
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "asyncapi",
+        help="write the spec's events, commands and subscribers as an AsyncAPI 3.0 document",
+        description="Channels per routing key and per subscriber queue, send/receive operations, AMQP bindings.",
+    )
+    add_spec_arguments(parser)
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--format", choices=["yaml", "json"], default="yaml", help="output format (default: yaml)")
+    parser.add_argument(
+        "--server", default="localhost:5672", metavar="HOST:PORT", help="the broker's address in the document"
+    )
+    parser.set_defaults(handler=cmd_asyncapi)
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    document = asyncapi_document(read_spec(args), server_host=args.server)
+    if args.format == "json":
+        text = json.dumps(document, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
+    write_output(text, args.output)
+    return EXIT_OK
