@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timezone
 
 from topology.apply.executor import Progress
 from topology.apply.live import ApplyResult, apply_plan, converge
@@ -19,14 +18,14 @@ from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
 from topology.spec.model import Spec
+from topology.state.lock import utc_now
 from topology.state.record import DEFAULT_LAYOUT, OwnershipRecord, layout_of, scopes_overlap
 from topology.state.store import delete_record, read_records, write_record
 
 
 def new_record(vhost: str, owner: str, scope: Scope, layout: str, command: str) -> OwnershipRecord:
-    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     return OwnershipRecord(
-        vhost, owner, scope, layout, now, f"{command} on host {socket.gethostname()}, pid {os.getpid()}"
+        vhost, owner, scope, layout, utc_now(), f"{command} on host {socket.gethostname()}, pid {os.getpid()}"
     )
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -58,10 +58,9 @@ class Holder:
 
     @classmethod
     def me(cls, command: str, now: datetime | None = None) -> Holder:
-        moment = (now or datetime.now(timezone.utc)).replace(microsecond=0)
         host, pid = socket.gethostname(), os.getpid()
         token = uuid.uuid4().hex[:12]
-        return cls(command, host, pid, moment.isoformat().replace("+00:00", "Z"), f"rabbitform {command} {token}")
+        return cls(command, host, pid, utc_now(now), f"rabbitform {command} {token}")
 
     def to_arguments(self) -> dict[str, str]:
         return {
@@ -83,6 +82,12 @@ class Holder:
 
     def describe(self) -> str:
         return f"`rabbitform {self.command}` on host {self.host}, pid {self.pid}, since {self.since}"
+
+
+def utc_now(now: datetime | None = None) -> str:
+    """`2026-11-27T04:00:00Z`: whole seconds, UTC, as every holder and record shows time."""
+    moment = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def locked_message(vhost: str, owner: str, holder: Holder | None, waited: float) -> str:
@@ -165,6 +170,7 @@ class BrokerLock:
         while True:
             try:
                 channel = connection.channel()
+                self.holder = replace(self.holder, since=utc_now())  # since it was taken, not asked for
                 channel.queue_declare(lock_queue(self.owner), exclusive=True, arguments=self.holder.to_arguments())
                 break
             except pika.exceptions.ChannelClosedByBroker as exc:
