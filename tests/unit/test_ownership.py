@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from topology.cli.main import main
 from topology.compile.compiler import compile_spec
 from topology.plan.diff import compute_plan
 from topology.plan.scope import Scope
@@ -162,3 +163,20 @@ def test_the_lock_queue_is_in_no_spec_scope(organization: str) -> None:
     scope = Scope.of_spec(spec("lock", organization=organization))
     assert not scope.owns_queue(lock_queue(organization))
     assert not scope.owns_queue(lock_queue("alice"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["apply", "s.yaml", "--lock-timeout", "-1"], "--lock-timeout: must be 0 or more"),
+        (["destroy", "s.yaml", "--lock-timeout", "soon"], "--lock-timeout: 'soon' is not a number of seconds"),
+        (["force-unlock"], "the following arguments are required: SPEC"),
+    ],
+)
+def test_lock_options_are_checked_before_anything_runs(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 1
+    assert message in capsys.readouterr().err
