@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint bench rabbitmq clean
+.PHONY: install demo run test unit integration lint bench rabbitmq cluster cluster-down cluster-test clean
 
 install: $(STAMP)
 
@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python examples/demo.py
 
+# `make run ARGS="plan specs/alice.yaml --offline"`: rabbitform lives in .venv/bin/.
+run: install
+	$(BIN)/rabbitform $(ARGS)
+
 rabbitmq:
 	scripts/rabbitmq-up
 
+# The fault tests on the three-node cluster are not part of `make test`: `make cluster-test`.
 test: install rabbitmq
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not cluster"
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
@@ -33,6 +38,16 @@ lint: install
 	$(BIN)/ruff check topology bus_runtime tests benchmarks examples
 	$(BIN)/ruff format --check topology bus_runtime tests benchmarks examples
 	$(BIN)/mypy
+
+# A local three-node cluster (rf1-rf3@localhost, AMQP 5681-5683, management 15681-15683).
+cluster:
+	scripts/rabbitmq-cluster up
+
+cluster-down:
+	scripts/rabbitmq-cluster down
+
+cluster-test: install cluster
+	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
 bench: install rabbitmq
 	$(BIN)/python -m benchmarks

@@ -1,7 +1,8 @@
 """`rabbitform consume` and `rabbitform publish`: the runtime's commands.
 
 Registered through the `rabbitform.commands` entry-point group, so `topology` never imports
-`bus_runtime`. Both use the spec's vhost and `RABBITMQ_URL` (or `--url`) for the broker.
+`bus_runtime`. Both use the spec's vhost (or --vhost) and `RABBITMQ_URL` (or `--url`) for the
+broker, validated before any I/O; a vhost the URL names must be that same vhost.
 """
 
 from __future__ import annotations
@@ -14,25 +15,52 @@ import sys
 from typing import Any
 
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
-from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
+from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
-from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec
+from topology import naming
+from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
+from topology.spec.model import Spec
 
 
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost)")
+    parser.add_argument(
+        "--url",
+        help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost); a vhost in it must be the spec's",
+    )
     parser.add_argument("--vhost", help="override the spec's vhost")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the TCP, TLS and AMQP handshakes (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
 
 
 def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
-    try:
-        connector = RabbitMqConnector(args.url)
-    except ValueError as exc:
-        raise RabbitformError(str(exc)) from None
-    return connector.with_vhost(args.vhost or spec_vhost)
+    """The broker from --url (else RABBITMQ_URL, else localhost), on one vhost, validated
+    before any I/O.
+
+    The vhost is --vhost, else the spec's. A URL may name a vhost too: then it must be the
+    same one (a conflict is an error, never a silent choice).
+    """
+    source = "--url" if args.url is not None else URL_ENV if os.environ.get(URL_ENV) else None
+    if not args.connect_timeout > 0:
+        raise RabbitformError("--connect-timeout must be > 0 seconds")
+    connector = RabbitMqConnector(args.url, connect_timeout=args.connect_timeout, source=source)
+    vhost = vhost_override(args) or spec_vhost
+    named = connector.url_vhost if source is not None else None  # the default URL's "/" is no choice
+    if named is not None and named != vhost:
+        chosen = "--vhost" if args.vhost is not None else f"the spec ({args.spec})"
+        raise RabbitformError(
+            f"{source or 'the RabbitMQ URL'} names vhost {named!r} but {chosen} says {vhost!r}; "
+            "drop the vhost from the URL (e.g. amqp://host:5672) or make them the same"
+        )
+    return connector.with_vhost(vhost)
 
 
 # ---------------------------------------------------------------- consume
@@ -64,12 +92,14 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if args.prefetch < 1 or args.workers < 1:
         raise RabbitformError("--prefetch and --workers must be >= 1")
     connector = _connector(args, spec.vhost)
+    connector.check()
     consumer = RabbitMqEventConsumer(
         connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers
     )
     consumer.add_subscriptions(subs)
+    where = f"on vhost {connector.vhost!r} at {connector.display}"
     for sub in subs:
-        print(f"consuming {sub.queue} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
+        print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
     consumer.run_forever()
     return EXIT_OK
 
@@ -109,17 +139,46 @@ def cmd_publish(args: argparse.Namespace) -> int:
             raise RabbitformError(f"--header expects KEY=VALUE, got {pair!r}")
         headers[key] = value
     kind: MessageKind = "command" if args.command else "event"
-    message = message_from_spec(spec, args.service, args.command or args.event, kind, attributes, args.spec)
+    name = args.command or args.event
+    _check_kind(spec, args.service, name, kind, args.spec)
+    message = message_from_spec(spec, args.service, name, kind, attributes, args.spec)
     connector = _connector(args, spec.vhost)
+    connector.check()
     bus_class = RabbitMqCommandBus if kind == "command" else RabbitMqEventBus
     bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15)
+    exchange = naming.exchange(spec.organization, args.service)
     try:
         bus.publish(message, headers=headers or None)
+    except PublishError as exc:
+        if "NOT_FOUND" in str(exc):
+            raise RabbitformError(
+                f"exchange {exchange!r} does not exist on vhost {connector.vhost!r} at {connector.display}: "
+                f"the topology was never applied; run `rabbitform plan {args.spec}` then `rabbitform apply {args.spec}`"
+            ) from None
+        raise
     finally:
         bus.close()
     routing_key = message.routing_key(spec.organization, args.service)
-    print(f"published {message.message_type} {message.id} (routing key {routing_key}): confirmed by the broker")
+    print(
+        f"published {message.message_type} {message.id} (routing key {routing_key}) on vhost {connector.vhost!r} "
+        f"at {connector.display}: confirmed by the broker"
+    )
     return EXIT_OK
+
+
+def _check_kind(spec: Spec, service: str, name: str, kind: MessageKind, where: str) -> None:
+    """`--event X` where X is a command (or the reverse): say which flag to use."""
+    declared = spec.services.get(service)
+    if declared is None:
+        return  # message_from_spec names the known services
+    other, flag = (declared.commands, "--command") if kind == "event" else (declared.events, "--event")
+    mine = declared.events if kind == "event" else declared.commands
+    if name not in mine and name in other:
+        other_kind = "command" if kind == "event" else "event"
+        article = "an" if kind == "event" else "a"
+        raise RabbitformError(
+            f"{name!r} is a {other_kind} of service {service!r} in {where}, not {article} {kind}; pass {flag} {name}"
+        )
 
 
 def _configure_logging() -> None:

@@ -8,86 +8,191 @@ management API.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from dataclasses import dataclass, field
 
 import pika
+import pika.exceptions
+
+from bus_runtime.errors import BrokerUnavailable
+from topology.urls import Endpoint, UrlError, parse_urls
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_MANAGEMENT_URL = "http://localhost:15672"
 DEFAULT_HEARTBEAT = 60
+DEFAULT_CONNECT_TIMEOUT = 10.0
+URL_ENV = "RABBITMQ_URL"
+
+__all__ = ["DEFAULT_URL", "RabbitMqConnector", "UrlError"]
 
 
 @dataclass(frozen=True)
 class RabbitMqConnector:
     """`RabbitMqConnector()` reads `RABBITMQ_URL`; `RabbitMqConnector(url=...)` takes one.
 
-    `amqps://` connects with TLS. `heartbeat` (seconds) is how long a silent connection may
-    live: handlers run off the I/O thread, so a slow handler does not trip it.
+    The URL is validated at once (topology.urls): a malformed one raises `UrlError` naming it
+    with its password masked; nothing falls back to another account or vhost. `amqps://`
+    connects with TLS. `heartbeat` (seconds) is how long a silent connection may live:
+    handlers run off the I/O thread, so a slow handler does not trip it. `connect_timeout`
+    bounds the TCP, TLS and AMQP handshakes of each connection attempt.
     """
 
-    url: str = ""
+    url: str = field(default="", repr=False)
     heartbeat: int = DEFAULT_HEARTBEAT
     connection_name: str = "rabbitform"
+    endpoints: tuple[Endpoint, ...] = field(default=(), repr=False, compare=False)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
-    def __init__(self, url: str | None = None, heartbeat: int | None = None, connection_name: str = "rabbitform"):
-        resolved = url or os.environ.get("RABBITMQ_URL") or DEFAULT_URL
-        scheme = urlsplit(resolved).scheme
-        if scheme not in ("amqp", "amqps"):
-            raise ValueError(f"RabbitMQ URL must start with amqp:// or amqps://, got {resolved.split(':', 1)[0]!r}")
-        beat = heartbeat if heartbeat is not None else int(os.environ.get("RABBITMQ_HEARTBEAT", DEFAULT_HEARTBEAT))
-        object.__setattr__(self, "url", resolved)
+    def __init__(
+        self,
+        url: str | None = None,
+        heartbeat: int | None = None,
+        connection_name: str = "rabbitform",
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        *,
+        source: str | None = None,
+    ):
+        if url is not None:
+            resolved, where = url, source or "the RabbitMQ URL"
+        elif os.environ.get(URL_ENV):
+            resolved, where = os.environ[URL_ENV], URL_ENV
+        else:
+            resolved, where = DEFAULT_URL, "the default RabbitMQ URL"
+        endpoints = tuple(parse_urls(resolved, "amqp", where))
+        beat_text = os.environ.get("RABBITMQ_HEARTBEAT", str(DEFAULT_HEARTBEAT))
+        if heartbeat is None and not beat_text.strip().isdigit():
+            raise UrlError(f"RABBITMQ_HEARTBEAT: {beat_text!r} is not a whole number of seconds")
+        beat = heartbeat if heartbeat is not None else int(beat_text)
+        object.__setattr__(self, "url", resolved.strip())
         object.__setattr__(self, "heartbeat", beat)
         object.__setattr__(self, "connection_name", connection_name)
+        object.__setattr__(self, "endpoints", endpoints)
+        object.__setattr__(self, "connect_timeout", connect_timeout)
+
+    def __repr__(self) -> str:
+        return f"RabbitMqConnector({self.safe_url!r})"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.endpoints[0]
+
+    @property
+    def url_vhost(self) -> str | None:
+        """The vhost the URL names, None when it names none."""
+        return self.endpoint.vhost
 
     @property
     def vhost(self) -> str:
-        """The vhost in the URL path (`%2F` is `/`); an empty path means `/`."""
-        path = urlsplit(self.url).path
-        return unquote(path[1:]) if len(path) > 1 else "/"
+        """The vhost in the URL path (`%2F` is `/`); a URL without one means `/`."""
+        vhost = self.endpoint.vhost
+        return "/" if vhost is None else vhost
 
     @property
     def username(self) -> str:
-        return unquote(urlsplit(self.url).username or "guest")
+        return self.endpoint.username if self.endpoint.username is not None else "guest"
 
     @property
     def password(self) -> str:
-        return unquote(urlsplit(self.url).password or "guest")
+        return self.endpoint.password if self.endpoint.password is not None else "guest"
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or "localhost"
+        return self.endpoint.host
 
     @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "amqps"
+        return self.endpoint.uses_tls
 
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
-        parts = urlsplit(self.url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return ",".join(endpoint.safe_url for endpoint in self.endpoints)
+
+    @property
+    def display(self) -> str:
+        """host and port of the broker, no credentials or vhost: for "on vhost X at Y" messages."""
+        return ",".join(endpoint.display for endpoint in self.endpoints)
 
     def with_vhost(self, vhost: str) -> RabbitMqConnector:
         """The same broker and credentials on another vhost (a spec names its own)."""
-        parts = urlsplit(self.url)
-        url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, parts.fragment))
-        return RabbitMqConnector(url, self.heartbeat, self.connection_name)
+        url = ",".join(endpoint.url(vhost) for endpoint in self.endpoints)
+        return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout)
 
     def parameters(self, purpose: str = "") -> pika.URLParameters:
-        """pika parameters; `purpose` names the connection in the management UI."""
-        params = pika.URLParameters(self.url)
+        """pika parameters of the first node; `purpose` names the connection in the management UI."""
+        return self._parameters(self.endpoint, purpose)
+
+    def all_parameters(self, purpose: str = "") -> list[pika.URLParameters]:
+        """pika parameters of every node the URL lists, in order."""
+        return [self._parameters(endpoint, purpose) for endpoint in self.endpoints]
+
+    def _parameters(self, endpoint: Endpoint, purpose: str) -> pika.URLParameters:
+        params = pika.URLParameters(endpoint.url(self.vhost))
         params.heartbeat = self.heartbeat
         params.connection_attempts = 1
         params.blocked_connection_timeout = 60
+        params.socket_timeout = self.connect_timeout
+        params.stack_timeout = self.connect_timeout
         name = f"{self.connection_name}-{purpose}" if purpose else self.connection_name
         params.client_properties = {"connection_name": name}
         return params
 
     def management_url(self, url: str | None = None) -> str:
         return (url or os.environ.get("RABBITMQ_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL).rstrip("/")
+
+    def check(self) -> None:
+        """Open and close one connection within `connect_timeout`: a clear error now (which
+        node, which vhost, what failed) instead of a publish or consume that waits."""
+        params = self.parameters("check")
+        where = f"{self.endpoint.safe_url}"
+        try:
+            pika.BlockingConnection(params).close()
+        except pika.exceptions.ProbableAuthenticationError:
+            raise BrokerUnavailable(
+                f"{where}: the broker refused the login; check the user and password in the URL"
+            ) from None
+        except pika.exceptions.ProbableAccessDeniedError:
+            raise BrokerUnavailable(
+                f"{where}: the broker refused access to vhost {self.vhost!r}: it does not exist or the user has no "
+                f"permissions on it; create it with `rabbitform apply SPEC`"
+            ) from None
+        except pika.exceptions.ConnectionClosedByBroker as exc:
+            if exc.reply_code == 530:
+                raise BrokerUnavailable(
+                    f"{where}: vhost {self.vhost!r} does not exist or the user may not use it ({exc.reply_text}); "
+                    "create the topology with `rabbitform plan SPEC` then `rabbitform apply SPEC`"
+                ) from None
+            raise BrokerUnavailable(f"{where}: the broker closed the connection ({exc.reply_text})") from None
+        except (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError) as exc:
+            raise BrokerUnavailable(_handshake_failed(where, self.connect_timeout, exc)) from None
+        except pika.exceptions.AMQPConnectionError as exc:
+            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc)) from None
+        except Exception as exc:  # pika's connector errors (stack timeout, socket errors) share no base
+            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc)) from None
+
+
+def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
+    root = _root(exc)
+    cause = "no AMQP answer" if "timeout" in root.lower() or "timed out" in root.lower() else root
+    return (
+        f"cannot connect to {where}: AMQP handshake failed within {timeout:g} s ({cause}); "
+        "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port"
+    )
+
+
+def _connect_failed(where: str, timeout: float, exc: BaseException) -> str:
+    root = _root(exc)
+    if "timeout" in root.lower() or "timed out" in root.lower() or "handshake" in root.lower():
+        return _handshake_failed(where, timeout, exc)
+    if "refused" in root.lower():
+        return f"cannot connect to {where}: connection refused; check the host and port, and that RabbitMQ runs"
+    if "Name or service not known" in root or "gaierror" in root:
+        return f"cannot connect to {where}: unknown host"
+    if "SSL" in root or "certificate" in root.lower():
+        return f"cannot connect to {where}: TLS failed ({root})"
+    return f"cannot connect to {where}: {root}"
+
+
+def _root(exc: BaseException) -> str:
+    from bus_runtime.iothread import describe_error
+
+    return describe_error(exc)

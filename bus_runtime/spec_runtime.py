@@ -30,23 +30,68 @@ C = TypeVar("C", bound="RabbitMqEventConsumer")
 
 
 def import_handler(path: str, where: str = "the spec") -> Handler:
-    """`package.module:function` (or `module:Class.method`) -> the callable."""
+    """`package.module:function` (or `module:Class.method`) -> the callable.
+
+    Every way this can fail is one line naming the handler, the module and, for an error
+    inside the module, its file and line; a class or a callable that cannot take exactly
+    one argument (the message) is refused here, not retried forever at runtime.
+    """
     module_name, _, attribute = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RabbitformError(
-            f"cannot import module {module_name!r} of handler {path!r} named in {where}: {exc} "
-            "(run from the directory that holds the package, or set PYTHONPATH)"
-        ) from None
+    target: Any = _import_module(module_name, path, where)
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
             raise RabbitformError(f"handler {path!r} named in {where}: {module_name} has no {attribute!r}") from None
+    if inspect.isclass(target):
+        raise RabbitformError(
+            f"handler {path!r} named in {where} is a class; name a function that takes the message "
+            "(or a method: module:Class.method)"
+        )
     if not callable(target):
         raise RabbitformError(f"handler {path!r} named in {where} is not callable")
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return target  # a builtin without a signature: trust it
+    try:
+        signature.bind(object())
+    except TypeError:
+        raise RabbitformError(
+            f"handler {path!r} named in {where} takes {signature}; a handler takes one argument, the message"
+        ) from None
     return target
+
+
+def _import_module(module_name: str, path: str, where: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except SyntaxError as exc:
+        raise RabbitformError(
+            f"handler module {module_name!r} of {path!r} named in {where} has a syntax error: "
+            f"{exc.filename}:{exc.lineno}: {exc.msg}"
+        ) from None
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise RabbitformError(
+                f"cannot import module {module_name!r} of handler {path!r} named in {where}: {exc} "
+                "(run from the directory that holds the package, or set PYTHONPATH)"
+            ) from None
+        raise _failed_import(module_name, path, where, exc) from None
+    except Exception as exc:
+        raise _failed_import(module_name, path, where, exc) from None
+
+
+def _failed_import(module_name: str, path: str, where: str, exc: BaseException) -> RabbitformError:
+    """The module exists but raised while importing: name its file and the line that raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [f for f in frames if "importlib" not in f.filename and "spec_runtime" not in f.filename]
+    at = f" at {inside[-1].filename}:{inside[-1].lineno}" if inside else ""
+    return RabbitformError(
+        f"handler module {module_name!r} of {path!r} named in {where} failed to import{at}: {type(exc).__name__}: {exc}"
+    )
 
 
 def message_class(class_name: str, kind: MessageKind, version: int, handler: Handler | None = None) -> type[Message]:

@@ -91,3 +91,37 @@ def service_exchanges(organization: str, service: str) -> tuple[str, str, str]:
 
 def store_queues(queue: str) -> tuple[str, str, str]:
     return (queue, retry_queue(queue), dead_letter_queue(queue))
+
+
+POLICY_TIER_MARKER = "ttl-"
+HOLDING_PREFIX = "rabbitform-moving."
+
+
+def retry_policy(organization: str, service: str, delay_ms: int | None = None, queue_type: str | None = None) -> str:
+    """The policy of one tier of a service's retry queues, named after how it differs from the
+    spec's defaults (None: the default), so that changing a default delay updates it in place:
+    `retry.alice.petisco.defaults`, `retry.alice.petisco.defaults-quorum`,
+    `retry.alice.petisco.ttl-1000ms`. Its name starts with the service's retry-queue prefix,
+    so the spec owns it like its queues."""
+    delay = "defaults" if delay_ms is None else f"{POLICY_TIER_MARKER}{delay_ms}ms"
+    suffix = "" if queue_type is None else f"-{queue_type}"
+    return f"{RETRY_PREFIX}{exchange(organization, service)}.{delay}{suffix}"
+
+
+def queue_policy(queue: str) -> str:
+    """The policy that holds one queue's own settings (its dead-letter routing key): the queue's name."""
+    return queue
+
+
+def holding_queue(queue: str) -> str:
+    """Where publishes wait while `queue` is replaced with its messages moved: `rabbitform-moving.<queue>`.
+
+    Outside every owned prefix and every policy pattern of a spec, so no plan deletes it and no
+    TTL or dead-lettering applies to it; its presence marks an unfinished move.
+    """
+    return HOLDING_PREFIX + queue
+
+
+def moved_queue(holding: str) -> str | None:
+    """The queue a holding queue belongs to, or None when `holding` is not a holding queue."""
+    return holding[len(HOLDING_PREFIX) :] if holding.startswith(HOLDING_PREFIX) else None

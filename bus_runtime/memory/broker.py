@@ -3,7 +3,8 @@ process, on a virtual clock.
 
 It models what our topology relies on: topic, direct and fanout routing and the default
 exchange; the queue arguments `x-message-ttl`, `x-dead-letter-exchange` and
-`x-dead-letter-routing-key` (with `x-death` headers as RabbitMQ 3.x writes them); deliveries,
+`x-dead-letter-routing-key` (with `x-death` headers as RabbitMQ 3.x writes them), or the same
+settings from the topology's policies; deliveries,
 acks and rejects. Nothing happens by itself: `run_until_idle()` and `advance(ms)` deliver
 messages and let TTLs expire, so tests are deterministic and never sleep.
 """
@@ -37,6 +38,7 @@ from bus_runtime.message import Message
 from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.wire import WireMessage, decode
 from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.compile.policies import effective_arguments
 from topology.spec.model import Spec
 
 if TYPE_CHECKING:
@@ -176,7 +178,9 @@ class InMemoryBroker:
         for exchange in topology.exchanges:
             self._exchanges.setdefault(exchange.name, exchange)
         for queue in topology.queues:
-            self._queues.setdefault(queue.name, _QueueState(queue))
+            # `queue_settings: policies`: TTL and dead-lettering come from the queue's effective policy.
+            effective = replace(queue, arguments=effective_arguments(queue, topology.policies))
+            self._queues.setdefault(queue.name, _QueueState(effective))
         for binding in topology.bindings:
             existing = self._bindings.setdefault(binding.source, [])
             if binding.key not in {b.key for b in existing}:

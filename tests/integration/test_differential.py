@@ -6,7 +6,7 @@ into the test's vhost, the real `RabbitMqEventBus`/`RabbitMqCommandBus` and
 settled, retried and dead-lettered, and every message left in every queue with its exchange,
 routing key, body, properties and headers (times aside). Any difference fails the test.
 A last scenario runs the handlers a spec names, with a per-subscriber retry policy, through
-both brokers' spec consumers.
+both brokers' spec consumers, once per `queue_settings` mode (queue arguments, policies).
 """
 
 from __future__ import annotations
@@ -391,6 +391,7 @@ def test_the_retried_subscriber_alone_sees_the_retry() -> None:
 HANDLERS = "tests.integration.differential_handlers"
 SPEC_WITH_HANDLERS = f"""
 organization: {ORG}
+queue_settings: {{mode}}
 defaults: {{retry: {{delay_ms: {RETRY_DELAY_MS}, max_retries: 3}}}}
 services:
   {SERVICE}:
@@ -405,11 +406,13 @@ store: {{queue: store, handler: "{HANDLERS}:event_store"}}
 """
 
 
-def test_spec_consumers_agree(tmp_path: Path, amqp_url: str, vhost: str, management_url: str) -> None:
+@pytest.mark.parametrize("mode", ["arguments", "policies"])
+def test_spec_consumers_agree(tmp_path: Path, amqp_url: str, vhost: str, management_url: str, mode: str) -> None:
     """Handlers named by import path, with a per-subscriber retry policy, through both brokers'
-    spec consumers (`consumer_from_spec` and `RabbitMqEventConsumer.from_spec`)."""
+    spec consumers (`consumer_from_spec` and `RabbitMqEventConsumer.from_spec`); with `policies`
+    the retry delays and dead-lettering come from policies on both brokers."""
     path = tmp_path / "alice.yaml"
-    path.write_text(SPEC_WITH_HANDLERS, encoding="utf-8")
+    path.write_text(SPEC_WITH_HANDLERS.replace("{mode}", mode), encoding="utf-8")
     publish = Publish(events=[differential_handlers.UserCreated(user_id="7")])
 
     differential_handlers.calls.clear()
@@ -421,6 +424,8 @@ def test_spec_consumers_agree(tmp_path: Path, amqp_url: str, vhost: str, managem
 
     differential_handlers.calls.clear()
     topology = compile_spec(load_spec(path))
+    assert bool(topology.policies) == (mode == "policies")
+    assert all("x-message-ttl" not in q.arguments for q in topology.queues) == (mode == "policies")
     import_topology(management_url, vhost, topology)
     consumer = RabbitMqEventConsumer.from_spec(path, connector=RabbitMqConnector(amqp_url))
     real = rabbitmq_outcome(consumer, topology, amqp_url, publish, differential_handlers.calls, memory)

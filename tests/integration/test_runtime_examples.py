@@ -101,7 +101,10 @@ def test_cli_publish_and_consume_from_the_spec(
             timeout=20,
             what="the spec's handlers ran",
         )
-        assert consumer.count(f"consuming {QUEUE} with send_mail_handler (max_retries 5)") == 1
+        started = [
+            line for line in consumer.lines if line.startswith(f"consuming {QUEUE} on vhost {vhost!r} at amqp://")
+        ]
+        assert len(started) == 1 and started[0].rstrip().endswith("with send_mail_handler (max_retries 5)")
     finally:
         code = consumer.terminate()
     assert code == 0, "".join(consumer.lines)
@@ -123,7 +126,9 @@ def test_cli_user_mistakes_are_one_line_errors(env: dict[str, str], vhost: str) 
     unroutable = run_cli(
         ["publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", "--event", "UserCreated"], env
     )
-    assert unroutable.returncode == 1 and "NOT_FOUND" in unroutable.stderr  # no topology: no exchange
+    assert unroutable.returncode == 1  # no topology: no exchange, and the error says what to run
+    assert "exchange 'alice.petisco' does not exist on vhost" in unroutable.stderr
+    assert "`rabbitform plan specs/alice.yaml` then `rabbitform apply specs/alice.yaml`" in unroutable.stderr
     missing = run_cli(["consume", "specs/alice.yaml", "--vhost", vhost], env)
     assert missing.returncode == 1
     assert "rabbitform apply" in missing.stderr and QUEUE in missing.stderr

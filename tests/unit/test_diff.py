@@ -197,7 +197,7 @@ def test_replacing_a_queue_with_one_message_is_refused_too() -> None:
     actual = with_queue(DESIRED, Q, arguments={})
     plan = compute_plan(DESIRED, actual, SCOPE, {Q: QueueStats(messages=1)})
     assert plan.errors == (
-        f"queue {Q} holds 1 message: replacing it loses them; rerun with --allow-data-loss to accept losing them",
+        f"queue {Q} holds 1 message: replacing it loses them; rerun with --move-messages to keep them, or with --allow-data-loss to accept losing them",
     )
 
 

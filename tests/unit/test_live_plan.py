@@ -86,7 +86,7 @@ def test_markdown_puts_the_summary_first_and_folds_the_details() -> None:
     assert "> :warning: **Warning:** queue " + OLD + " holds 4 messages" in text
     assert "| add | 0 | 0 | 6 | 8 |" in lines
     assert text.index("<details>") < text.index("```diff") < text.index("</details>")
-    assert f"- queue {OLD}  (4 messages, 1 consumers)" in lines
+    assert f"- queue {OLD}  (4 messages, 1 consumer)" in lines
     assert f"+ queue {Q}" in lines
 
 

@@ -145,7 +145,7 @@ SUBSCRIBER = PETISCO + "        subscribers:\n          send_mail_handler:\n"
 ERRORS = {
     "unknown top-level key": (
         "organization: alice\nservise: {}\n",
-        "spec.yaml:2 servise: unknown key (expected one of: defaults, name, organization, services, store, vhost)",
+        "spec.yaml:2 servise: unknown key (expected one of: defaults, name, organization, queue_settings, services, store, vhost)",
     ),
     "unknown nested key": (
         PETISCO + "        versoin: 2\n",
@@ -306,8 +306,8 @@ ERRORS = {
     ),
     "jinja undefined environment variable": (
         "organization: alice\nvhost: '{{ env.RABBITFORM_TEST_SURELY_UNSET }}'\n",
-        "spec.yaml:2: 'dict object' has no attribute 'RABBITFORM_TEST_SURELY_UNSET' "
-        "(pass it with --var KEY=VALUE or --var-file)",
+        "spec.yaml:2: environment variable RABBITFORM_TEST_SURELY_UNSET is not set "
+        "(set it, or give a default: {{ env.NAME | default('...') }})",
     ),
     "jinja syntax error": (
         "organization: alice\nvhost: {{ env_name\n",

@@ -3,8 +3,11 @@
 `schedule` (pure) turns a plan into ordered steps: vhost, then deletions in reverse order
 (bindings, queues, exchanges), then creations (exchanges, queues, bindings) in bulk through
 `POST /api/definitions/{vhost}`. A replace is its deletion plus its creation, and the
-bindings of a replaced queue are recreated with it. `execute` runs the steps: deleting
-something already gone counts as done, so an interrupted apply is finished by running again.
+bindings of a replaced queue are recreated with it. Policies are set (`PUT`, which creates
+or updates in place) before anything else and deleted last; queues replaced with their
+messages moved (`--move-messages`) are left to `topology.apply.move` after the creations.
+`execute` runs the steps: deleting something already gone counts as done, so an interrupted
+apply is finished by running again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from topology.plan.model import Change, Plan
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in total) as the apply advances."""
+Mover = Callable[[Change, list[Binding]], None]
+"""Replaces one queue, moving its messages (see `topology.apply.move`)."""
 
 CHUNK_SIZE = 5000  # objects per definitions import: bounded request bodies, visible progress
 SECTIONS = ("exchanges", "queues", "bindings")
@@ -38,11 +43,17 @@ class Schedule:
     delete_queues: tuple[str, ...] = ()
     delete_exchanges: tuple[str, ...] = ()
     create: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
+    put_policies: tuple[dict[str, Any], ...] = ()
+    delete_policies: tuple[str, ...] = ()
+    moves: tuple[tuple[Change, tuple[Binding, ...]], ...] = ()
 
     @property
     def steps(self) -> int:
         return (
             int(self.create_vhost)
+            + len(self.put_policies)
+            + len(self.delete_policies)
+            + len(self.moves)
             + len(self.delete_bindings)
             + len(self.delete_queues)
             + len(self.delete_exchanges)
@@ -56,12 +67,15 @@ class ApplyResult:
     replaced: int = 0
     destroyed: int = 0
     seconds: float = 0.0
+    updated: int = 0
 
     @property
     def summary_line(self) -> str:
         seconds = f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
+        updated = f"{self.updated} updated, " if self.updated else ""
         return (
-            f"Apply complete: {self.added} added, {self.replaced} replaced, {self.destroyed} destroyed in {seconds} s"
+            f"Apply complete: {self.added} added, {updated}{self.replaced} replaced, {self.destroyed} destroyed "
+            f"in {seconds} s"
         )
 
 
@@ -71,8 +85,25 @@ class ApplyError(RabbitformError):
 
 def schedule(plan: Plan) -> Schedule:
     """Order a plan's changes into steps (pure)."""
-    removed = [c for c in plan.changes if c.action in ("delete", "replace")]
-    added = [c for c in plan.changes if c.action in ("create", "replace")]
+    moved = {c.name for c in plan.changes if c.kind == "queue" and c.move}
+    moved_bindings: dict[str, list[Binding]] = {name: [] for name in moved}
+    for change in plan.changes:
+        if change.kind == "binding" and change.after and change.action in ("create", "replace"):
+            binding = binding_from_definition(change.after)
+            if binding.destination_type == "queue" and binding.destination in moved:
+                moved_bindings[binding.destination].append(binding)
+
+    def handled_by_move(change: Change) -> bool:
+        if change.kind == "queue":
+            return change.name in moved
+        if change.kind == "binding" and change.action != "delete":
+            definition = change.after or {}
+            return definition.get("destination_type", "queue") == "queue" and definition.get("destination") in moved
+        return False
+
+    plain = [c for c in plan.changes if c.kind != "policy" and not handled_by_move(c)]
+    removed = [c for c in plain if c.action in ("delete", "replace")]
+    added = [c for c in plain if c.action in ("create", "replace")]
     gone_queues = {c.name for c in removed if c.kind == "queue"}
     gone_exchanges = {c.name for c in removed if c.kind == "exchange"}
 
@@ -99,6 +130,11 @@ def schedule(plan: Plan) -> Schedule:
         delete_queues=tuple(c.name for c in removed if c.kind == "queue"),
         delete_exchanges=tuple(c.name for c in removed if c.kind == "exchange"),
         create=create,
+        put_policies=tuple(
+            dict(c.after) for c in plan.changes if c.kind == "policy" and c.action != "delete" and c.after
+        ),
+        delete_policies=tuple(c.name for c in plan.changes if c.kind == "policy" and c.action == "delete"),
+        moves=tuple((c, tuple(moved_bindings[c.name])) for c in plan.changes if c.kind == "queue" and c.name in moved),
     )
 
 
@@ -108,10 +144,13 @@ def execute(
     *,
     progress: Progress | None = None,
     chunk_size: int = CHUNK_SIZE,
+    mover: Mover | None = None,
 ) -> ApplyResult:
     """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`."""
     started = time.monotonic()
     steps = schedule(plan)
+    if steps.moves and mover is None:
+        raise ApplyError("this plan moves messages between queues, which needs an AMQP connection to the broker")
     total = steps.steps
     done = 0
 
@@ -128,6 +167,9 @@ def execute(
         advance()
     else:
         queue_type = default_queue_type(read_vhost(client, vhost))
+    for policy in steps.put_policies:  # first: queues created below get their settings at once
+        put_policy(client, vhost, policy)
+        advance()
     for binding in steps.delete_bindings:
         delete_binding(client, vhost, binding)
         advance()
@@ -146,8 +188,15 @@ def execute(
                 "nothing else was changed after this step: fix the cause and run apply again"
             ) from None
         advance(sum(len(items) for items in chunk.values()))
+    for change, bindings in steps.moves:
+        assert mover is not None
+        mover(change, list(bindings))
+        advance()
+    for name in steps.delete_policies:  # last: the queues they governed are gone or re-set by now
+        client.delete("policies", vhost, name)
+        advance()
     summary = plan.summary
-    return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started)
+    return ApplyResult(summary.add, summary.replace, summary.destroy, time.monotonic() - started, summary.update)
 
 
 def chunks(
@@ -178,6 +227,15 @@ def wire_queue(item: dict[str, Any], vhost_default_type: str) -> dict[str, Any]:
     if vhost_default_type != CLASSIC and "x-queue-type" not in arguments:
         arguments["x-queue-type"] = CLASSIC
     return {**item, "durable": item.get("durable", True), "arguments": arguments}
+
+
+def put_policy(client: ManagementClient, vhost: str, policy: dict[str, Any]) -> None:
+    """Create or update a policy in place (`PUT /api/policies/{vhost}/{name}`)."""
+    body = {key: value for key, value in policy.items() if key not in ("name", "vhost")}
+    try:
+        client.put("policies", vhost, policy["name"], body=body)
+    except RequestRejected as exc:
+        raise ApplyError(f"the broker refused policy {policy['name']} on vhost {vhost!r}: {exc.reason}") from None
 
 
 def create_vhost(client: ManagementClient, vhost: str) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
 from topology.broker.management import ManagementClient
-from topology.broker.snapshot import Snapshot, read_queue_stats, read_snapshot
+from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
 from topology.compile.compiler import compile_spec
 from topology.compile.objects import Topology
 from topology.errors import RabbitformError
@@ -41,14 +42,16 @@ class NotConvergedError(ApplyError):
     """The broker does not show what was applied."""
 
 
-def plan_live(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+def plan_live(
+    spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False, move_messages: bool = False
+) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
     One definitions read and one read of the ownership records; queue counters only for the
     queues the plan would delete or replace (a plan with nothing at risk reads no counters).
     Objects the spec recorded before but no longer declares are planned for deletion.
     """
-    return _plan_owned(spec, client, compile_spec(spec), allow_data_loss)
+    return _plan_owned(spec, client, compile_spec(spec), allow_data_loss, move_messages=move_messages)
 
 
 def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
@@ -57,7 +60,13 @@ def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool 
 
 
 def _plan_owned(
-    spec: Spec, client: ManagementClient, desired: Topology, allow_data_loss: bool, destroy: bool = False
+    spec: Spec,
+    client: ManagementClient,
+    desired: Topology,
+    allow_data_loss: bool,
+    *,
+    move_messages: bool = False,
+    destroy: bool = False,
 ) -> Plan:
     snapshot = read_snapshot(client, spec.vhost)
     ownership = ownership_of(spec, snapshot.records)
@@ -65,11 +74,13 @@ def _plan_owned(
     if destroy and not snapshot.exists:
         plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
     else:
-        plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss)
+        plan = compute_plan(
+            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages
+        )
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
-        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss)
+        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
     problems = tuple(ownership.problems(desired, snapshot.topology))
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
@@ -102,6 +113,8 @@ def apply_plan(
     progress: Progress | None = None,
     chunk_size: int | None = None,
     verify: bool = True,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply exactly `plan`'s changes, then re-read the broker and check each one landed
     (`verify=False` leaves that to the caller, e.g. `converge`, which plans again instead)."""
@@ -109,8 +122,15 @@ def apply_plan(
         raise ApplyError("refusing to apply a plan with errors: " + "; ".join(plan.errors))
     if not plan.changes:
         return ApplyResult()
-    options = {} if chunk_size is None else {"chunk_size": chunk_size}
-    result = execute(plan, client, progress=progress, **options)
+    mover = None
+    if any(c.move for c in plan.changes):
+        queue_type = default_queue_type(read_vhost(client, plan.vhost))
+        params = amqp_parameters(client, plan.vhost, amqp_url)
+        mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
+    if chunk_size is None:
+        result = execute(plan, client, progress=progress, mover=mover)
+    else:
+        result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
     missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
@@ -122,10 +142,12 @@ def apply_plan(
     return result
 
 
-def apply_saved_plan(plan: Plan, client: ManagementClient, *, progress: Progress | None = None) -> ApplyResult:
+def apply_saved_plan(
+    plan: Plan, client: ManagementClient, *, progress: Progress | None = None, amqp_url: str | None = None
+) -> ApplyResult:
     """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
     check_fresh(plan, client)
-    return apply_plan(plan, client, progress=progress)
+    return apply_plan(plan, client, progress=progress, amqp_url=amqp_url)
 
 
 def converge(
@@ -134,11 +156,14 @@ def converge(
     plan: Plan | None = None,
     *,
     allow_data_loss: bool = False,
+    move_messages: bool = False,
     progress: Progress | None = None,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
-    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss)
-    result = apply_plan(plan, client, progress=progress, verify=False)
+    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages)
+    result = apply_plan(plan, client, progress=progress, verify=False, amqp_url=amqp_url, move_progress=move_progress)
     left = plan_live(spec, client, allow_data_loss=True)
     if left.changes:
         raise NotConvergedError(

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.compile.definitions import binding_from_definition, exchange_from_definition, queue_from_definition
-from topology.compile.objects import Exchange, Queue, Topology, freeze_arguments
+from topology.compile.definitions import (
+    binding_from_definition,
+    exchange_from_definition,
+    policy_from_definition,
+    queue_from_definition,
+)
+from topology.compile.objects import Exchange, Policy, Queue, Topology, freeze_arguments
 from topology.plan.model import Change, Plan
 
 
@@ -19,6 +24,7 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
     exchanges = {e.name: e for e in actual.exchanges}
     queues = {q.name: q for q in actual.queues}
     bindings = {b.key for b in actual.bindings}
+    policies = {p.name: p for p in actual.policies}
     missing: list[Change] = []
     for change in plan.changes:
         if change.kind == "vhost":
@@ -28,6 +34,8 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
             ok = _matches(exchanges.get(change.name), exchange_from_definition(wanted) if wanted else None)
         elif change.kind == "queue":
             ok = _matches(queues.get(change.name), queue_from_definition(wanted) if wanted else None)
+        elif change.kind == "policy":
+            ok = _matches(policies.get(change.name), policy_from_definition(wanted) if wanted else None)
         else:
             definition = wanted or change.before or {}
             present = binding_from_definition(definition).key in bindings
@@ -37,9 +45,14 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
     return missing
 
 
-def _matches(current: Exchange | Queue | None, wanted: Exchange | Queue | None) -> bool:
+def _matches(current: Exchange | Queue | Policy | None, wanted: Exchange | Queue | Policy | None) -> bool:
     """Equal objects, with argument types compared exactly (5000 is not "5000")."""
     if current is None or wanted is None:
         return current is wanted
+    if isinstance(current, Policy) and isinstance(wanted, Policy):
+        same_definition = freeze_arguments(current.definition) == freeze_arguments(wanted.definition)
+        return same_definition and replace(current, definition={}) == replace(wanted, definition={})
+    if isinstance(current, Policy) or isinstance(wanted, Policy):
+        return False
     same_arguments = freeze_arguments(current.arguments) == freeze_arguments(wanted.arguments)
     return same_arguments and replace(current, arguments={}) == replace(wanted, arguments={})

@@ -13,11 +13,12 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 
 from topology.errors import RabbitformError
+from topology.urls import UrlError, mask, parse_urls
 
 DEFAULT_URL = "http://localhost:15672"
 DEFAULT_USER = "guest"
@@ -65,17 +66,19 @@ class RequestRejected(ManagementError):
 
 def strip_credentials(url: str) -> str:
     """The URL without user, password, query or trailing slash: safe to print and to save."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    try:
+        endpoints = parse_urls(url, "management")
+    except UrlError:
+        return mask(url)
+    return ",".join(endpoint.display for endpoint in endpoints)
 
 
 class ManagementClient:
     """Calls to one broker's management API, as one user.
 
+    `url` may list several nodes, comma-separated: a connection failure moves on to the next,
+    and the first that answers is kept. A path in the URL is RabbitMQ's
+    `management.path_prefix` (behind a reverse proxy); a trailing `/api` is accepted too.
     `retries` extra attempts are made for transient failures, waiting `backoff`, then twice
     as long each time; tests pass `backoff=0` to keep unreachable-URL checks instant.
     """
@@ -91,16 +94,21 @@ class ManagementClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.25,
+        source: str = "the management URL",
     ) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RabbitformError(f"{strip_credentials(url)!r} is not an http(s) management URL; {CHECK_URL}")
-        self.display_url = strip_credentials(parts.geturl())
-        self.user = user or (unquote(parts.username) if parts.username else DEFAULT_USER)
-        self._password = password or (unquote(parts.password) if parts.password else DEFAULT_PASSWORD)
+        self.endpoints = parse_urls(url, "management", source)
+        first = self.endpoints[0]
+        self._active = 0
+        self._api_verified = False
+        self.user = user or (first.username if first.username is not None else DEFAULT_USER)
+        self._password = password or (first.password if first.password is not None else DEFAULT_PASSWORD)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.insecure = insecure
+        self.ca_cert = ca_cert
+        if ca_cert and not insecure and not os.path.isfile(ca_cert):
+            raise RabbitformError(f"--ca-cert {ca_cert}: no such file (the CA bundle to verify the broker with)")
         self._session = requests.Session()
         self._session.auth = (self.user, self._password)
         self._session.headers["content-type"] = "application/json"
@@ -112,32 +120,44 @@ class ManagementClient:
         elif ca_cert:
             self._session.verify = ca_cert
 
+    @property
+    def display_url(self) -> str:
+        """The node in use, without credentials."""
+        return self.endpoints[self._active].display
+
     @classmethod
     def from_env(
         cls,
         url: str | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        source: str | None = None,
         **options: Any,
     ) -> ManagementClient:
         """`url`, else `RABBITMQ_MANAGEMENT_URL`, else localhost; credentials from the URL,
         else `RABBITMQ_USER` / `RABBITMQ_PASSWORD`, else guest/guest."""
         env = os.environ if environ is None else environ
-        chosen = url or env.get(URL_ENV) or DEFAULT_URL
-        parts = urlsplit(chosen if "://" in chosen else f"http://{chosen}")
-        user = None if parts.username else env.get(USER_ENV)
-        password = None if parts.password else env.get(PASSWORD_ENV)
-        return cls(chosen, user, password, **options)
+        if url is not None:
+            chosen, where = url, source or "the management URL"
+        elif env.get(URL_ENV):
+            chosen, where = env[URL_ENV], URL_ENV
+        else:
+            chosen, where = DEFAULT_URL, "the default management URL"
+        first = parse_urls(chosen, "management", where)[0]
+        user = None if first.username is not None else env.get(USER_ENV)
+        password = None if first.password is not None else env.get(PASSWORD_ENV)
+        return cls(chosen, user, password, source=where, **options)
 
     def __repr__(self) -> str:
         return f"ManagementClient({self.display_url!r})"
 
+    @property
+    def password(self) -> str:
+        """For an AMQP connection to the same broker as the same user (never printed)."""
+        return self._password
+
     def close(self) -> None:
         self._session.close()
-
-    def credentials(self) -> tuple[str, str]:
-        """User and password, for the AMQP connection that holds the apply lock."""
-        return self.user, self._password
 
     # ------------------------------------------------------------------ calls
 
@@ -170,9 +190,17 @@ class ManagementClient:
         missing_ok: bool = False,
     ) -> requests.Response | None:
         path = self.path(*segments)
-        where = f"{method} {self.display_url}{path}"
+        response = self._send(method, path, params, body)
+        if response.status_code == 404 and not self._api_verified:
+            self._verify_api(path)
+        return self._checked(response, method, path, missing_ok)
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> requests.Response:
+        """One request with bounded retries; a connection failure tries the next node first."""
         attempt = 0
+        moved = 0
         while True:
+            where = f"{method} {self.display_url}{path}"
             try:
                 response = self._session.request(
                     method,
@@ -182,10 +210,7 @@ class ManagementClient:
                     timeout=self.timeout,
                 )
             except requests.exceptions.SSLError as exc:
-                raise BrokerUnreachable(
-                    f"TLS verification failed for {self.display_url} ({_tls_reason(exc)}); "
-                    "pass --ca-cert CA.pem (or --insecure to skip verification)"
-                ) from None
+                raise BrokerUnreachable(self._tls_message(exc)) from None
             except requests.exceptions.Timeout:
                 if self._may_retry(attempt):
                     attempt += 1
@@ -195,17 +220,65 @@ class ManagementClient:
                     f"{self.timeout:g} s ({where}, {attempt + 1} attempts); check that the broker is healthy and not overloaded"
                 ) from None
             except requests.exceptions.ConnectionError as exc:
+                if moved < len(self.endpoints) - 1:
+                    moved += 1
+                    self._active = (self._active + 1) % len(self.endpoints)
+                    continue
                 if self._may_retry(attempt):
                     attempt += 1
+                    moved = 0
                     continue
+                nodes = ", ".join(e.display for e in self.endpoints) if len(self.endpoints) > 1 else self.display_url
                 raise BrokerUnreachable(
-                    f"cannot reach the RabbitMQ management API at {self.display_url} "
+                    f"cannot reach the RabbitMQ management API at {nodes} "
                     f"({_connection_reason(exc)}, {attempt + 1} attempts); {CHECK_URL}"
                 ) from None
+            except requests.exceptions.InvalidURL:
+                raise RabbitformError(f"{self.display_url} is not a usable management URL; {CHECK_URL}") from None
             if response.status_code >= 500 and self._may_retry(attempt):
                 attempt += 1
                 continue
-            return self._checked(response, method, path, missing_ok)
+            return response
+
+    def _verify_api(self, path: str) -> None:
+        """A 404 means "no such object" only where the management API answers: check its root
+        once, so that a wrong URL or path prefix fails instead of planning "everything is missing"."""
+        probe = "/api/overview"
+        response = self._send("GET", probe, None, None) if path != probe else None
+        ok = False
+        if response is not None and response.status_code < 400:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            ok = isinstance(data, dict) and ("management_version" in data or "rabbitmq_version" in data)
+        if response is not None and response.status_code in (401, 403):
+            ok = True  # the API is there; the caller's request reports the credentials problem
+        if not ok:
+            status = "HTTP 404" if response is None else f"HTTP {response.status_code}"
+            raise ManagementError(
+                f"no RabbitMQ management API at {self.display_url}/api/ ({status} on GET {self.display_url}{probe}); "
+                "check --management-url (or " + URL_ENV + "): a path in it is RabbitMQ's management.path_prefix "
+                "(e.g. http://host/rabbitmq for a broker behind a reverse proxy), and the management plugin must be enabled"
+            )
+        self._api_verified = True
+
+    def _tls_message(self, exc: Exception) -> str:
+        reason = _tls_reason(exc)
+        if self.insecure:
+            return (
+                f"TLS handshake with {self.display_url} failed ({reason}) even with --insecure; "
+                "check that this port serves HTTPS (15671 by default) and the broker's TLS settings"
+            )
+        if self.ca_cert:
+            return (
+                f"TLS verification failed for {self.display_url} ({reason}) with --ca-cert {self.ca_cert}; "
+                "check that this CA signed the broker's certificate and that the host name matches it"
+            )
+        return (
+            f"TLS verification failed for {self.display_url} ({reason}); "
+            "pass --ca-cert CA.pem (or --insecure to skip verification)"
+        )
 
     def _may_retry(self, attempt: int) -> bool:
         if attempt >= self.retries:

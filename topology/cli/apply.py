@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from topology.apply.live import ApplyResult, check_fresh, plan_live
+from topology.apply.move import MoveProgressReporter
 from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
 from topology.cli.progress import ProgressReporter
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
+from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
 from topology.state.lifecycle import apply_owned, apply_saved_owned
 
 
@@ -31,6 +32,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help="AMQP, for the lock and --move-messages (default: the management host, port 5672, the same credentials)",
+    )
     add_lock_arguments(parser)
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
@@ -41,18 +47,29 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if saved is not None:
         return apply_saved(saved, args)
     spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
     client = client_from_args(args)
     try:
-        with held_lock(client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True):
-            plan = replace(plan_live(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
+        with held_lock(
+            client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
+        ):
+            planned = plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
+            plan = replace(planned, source=args.spec)
             if not show(plan, args):
                 return EXIT_ERROR
             if not plan.has_changes:
                 return EXIT_OK
             confirm(plan, client, args)
-            result = apply_owned(spec, client, plan, progress=ProgressReporter())
+            try:
+                result = apply_owned(
+                    spec,
+                    client,
+                    plan,
+                    progress=ProgressReporter(),
+                    amqp_url=args.amqp_url,
+                    move_progress=MoveProgressReporter(),
+                )
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
     finally:
         client.close()
     report(result, args)
@@ -61,12 +78,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
     """Apply exactly what was saved; refuse when the broker changed since."""
-    if args.vhost and args.vhost != plan.vhost:
-        raise RabbitformError(f"{args.spec} was planned for vhost {plan.vhost!r}, not {args.vhost!r}; plan again")
+    vhost = vhost_override(args)
+    if vhost is not None and vhost != plan.vhost:
+        raise RabbitformError(f"{args.spec} was planned for vhost {plan.vhost!r}, not {vhost!r}; plan again")
     if args.allow_data_loss and not plan.allow_data_loss:
         raise RabbitformError(
             f"{args.spec} was planned without --allow-data-loss; plan again with it to accept losing messages"
         )
+    if args.move_messages and not plan.move_messages:
+        raise RabbitformError(f"{args.spec} was planned without --move-messages; plan again with it to move messages")
     if args.var or args.var_file:
         raise RabbitformError(f"{args.spec} is a saved plan: --var and --var-file apply to specs only")
     client = client_from_args(args, plan.management_url)
@@ -83,34 +103,44 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         creates_vhost = any(c.kind == "vhost" for c in plan.changes)
         if creates_vhost:
             check_fresh(plan, client, source=args.spec)
-        with held_lock(client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True):
+        with held_lock(
+            client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
+        ):
             if not creates_vhost:
                 check_fresh(plan, client, source=args.spec)
-            result = apply_saved_owned(plan, client, progress=ProgressReporter())
+            try:
+                result = apply_saved_owned(
+                    plan,
+                    client,
+                    progress=ProgressReporter(),
+                    amqp_url=args.amqp_url,
+                    move_progress=MoveProgressReporter(),
+                )
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(_partly_applied(plan.vhost, plan.source or "SPEC")) from None
     finally:
         client.close()
     report(result, args)
     return EXIT_OK
 
 
+def _partly_applied(vhost: str, spec: str) -> str:
+    """What an interrupted apply leaves, and how to finish it (a saved plan is stale by then)."""
+    return (
+        f"vhost {vhost!r} may be partly applied; running `rabbitform apply {spec}` again completes it "
+        "(it plans from what is there now)"
+    )
+
+
 def read_saved_plan(path: str) -> Plan | None:
-    """The plan in `path` if it holds one (a JSON object with `format_version`), else None (a spec)."""
+    """The plan in `path` if it looks like one (topology.plan.saved), validated; else None (a spec)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None  # the spec loader reports unreadable files
-    if not text.lstrip().startswith("{"):
+    if not looks_like_saved_plan(text, path):
         return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or "format_version" not in data:
-        return None
-    try:
-        return Plan.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RabbitformError(f"{path}: not a valid saved plan: {exc}") from None
+    return parse_saved_plan(text, path)
 
 
 def confirm(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from topology.errors import RabbitformError
+from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
 from topology.spec.loader import load_spec, load_variables
 from topology.spec.model import Spec
 
@@ -29,7 +30,37 @@ def add_spec_arguments(
 
 
 def read_spec(args: argparse.Namespace) -> Spec:
-    return load_spec(args.spec, load_variables(args.var, args.var_file))
+    """The spec, on the vhost --vhost names when the command has that option.
+
+    A saved plan given where a spec is expected is named as such (never "invalid YAML").
+    """
+    _refuse_saved_plan(args.spec)
+    spec = load_spec(args.spec, load_variables(args.var, args.var_file))
+    vhost = vhost_override(args)
+    return spec.model_copy(update={"vhost": vhost}) if vhost is not None else spec
+
+
+def _refuse_saved_plan(path: str) -> None:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # the spec loader says why
+    if looks_like_saved_plan(text, path):
+        parse_saved_plan(text, path)  # a broken plan: say what is wrong with it
+        raise RabbitformError(f"{path} is a saved plan, not a spec: apply it with `rabbitform apply {path}`")
+
+
+def vhost_override(args: argparse.Namespace) -> str | None:
+    """--vhost, None when not given; an empty value is an error, never "the spec's vhost"
+    (`--vhost "$UNSET"` must not apply to another vhost)."""
+    vhost: str | None = getattr(args, "vhost", None)
+    if vhost is None:
+        return None
+    if not vhost.strip():
+        raise RabbitformError(f"--vhost is empty ({vhost!r}); name a vhost, or leave the option out to use the spec's")
+    if vhost != vhost.strip() or any(ord(c) < 32 for c in vhost):
+        raise RabbitformError(f"--vhost {vhost!r}: a vhost name has no leading/trailing spaces or control characters")
+    return vhost
 
 
 def write_output(text: str, path: str | None) -> None:

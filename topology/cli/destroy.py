@@ -31,18 +31,23 @@ def register(commands: Any) -> None:
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
     parser.add_argument("--auto-approve", action="store_true", help="destroy without asking for confirmation")
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help="AMQP, for the lock (default: the management host, port 5672, the same credentials)",
+    )
     add_lock_arguments(parser)
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_destroy)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
+    spec = read_spec(args)  # on --vhost when given
     client = client_from_args(args)
     try:
-        with held_lock(client, spec.vhost, spec.owner, "destroy", args.lock_timeout, create_missing=False) as held:
+        with held_lock(
+            client, spec.vhost, spec.owner, "destroy", args.lock_timeout, create_missing=False, amqp_url=args.amqp_url
+        ) as held:
             if not held:  # no vhost: nothing to delete, but a record left by a deleted vhost goes
                 removed = delete_record(client, spec.vhost, spec.owner)
                 note = "; removed its ownership record" if removed else ""

@@ -20,7 +20,5 @@ def register(commands: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
     write_output(dumps(to_definitions(compile_spec(spec))), args.output)
     return EXIT_OK

@@ -24,8 +24,8 @@ def register(commands: Any) -> None:
 
 
 def cmd_force_unlock(args: argparse.Namespace) -> int:
-    spec = read_spec(args)
-    vhost = args.vhost or spec.vhost
+    spec = read_spec(args)  # on --vhost when given
+    vhost = spec.vhost
     client = client_from_args(args)
     try:
         holder = force_unlock(client, vhost, spec.owner)

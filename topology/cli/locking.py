@@ -37,7 +37,14 @@ def _seconds(text: str) -> float:
 
 @contextmanager
 def held_lock(
-    client: ManagementClient, vhost: str, owner: str, command: str, timeout: float, *, create_missing: bool
+    client: ManagementClient,
+    vhost: str,
+    owner: str,
+    command: str,
+    timeout: float,
+    *,
+    create_missing: bool,
+    amqp_url: str | None = None,
 ) -> Iterator[bool]:
     """Hold the (vhost, owner) lock; yields False (and holds nothing) when the vhost is missing
     and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one first."""
@@ -48,7 +55,7 @@ def held_lock(
         # Records outlive a deleted vhost; the objects they name went with it.
         forget_records(client, vhost)
         create_vhost(client, vhost)
-    lock = BrokerLock(client, vhost, owner, command, timeout)
+    lock = BrokerLock(client, vhost, owner, command, timeout, amqp_url)
     with lock:
         yield True
     if lock.lost:

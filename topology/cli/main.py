@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -11,27 +13,63 @@ from topology import __version__
 from topology.cli import apply, asyncapi, destroy, export, force_unlock, plan, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
+from topology.urls import mask_text, secret_parts
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+DEBUG_ENV = "RABBITFORM_DEBUG"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return EXIT_ERROR
+    """Run one command. Whatever escapes it becomes one `error:` line on stderr with every
+    password masked; the traceback only with --debug or RABBITFORM_DEBUG=1."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    arguments = [argument for argument in arguments if argument != "--debug"]  # accepted anywhere
     try:
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        handler: Handler | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help(sys.stderr)
+            return EXIT_ERROR
         return handler(args)
     except RabbitformError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(str(exc), arguments, debug)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {_masked(str(exc), arguments)}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except SystemExit:
+        raise
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        _print_error(f"unexpected {detail}{hint}", arguments, debug)
+        return EXIT_ERROR
+
+
+def _print_error(message: str, arguments: list[str], debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(f"error: {_masked(message, arguments)}", file=sys.stderr)
+
+
+def _masked(message: str, arguments: list[str]) -> str:
+    """One line, with every password we may have been given replaced by ***."""
+    secrets: list[str] = []
+    for value in [*arguments, *(os.environ.get(name, "") for name in URL_VARIABLES)]:
+        if "://" in value or "@" in value:
+            secrets.extend(secret_parts(value))
+    secrets.extend(os.environ.get(name, "") for name in PASSWORD_VARIABLES)
+    return " ".join(mask_text(message, secrets).split())
+
+
+URL_VARIABLES = ("RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL")
+PASSWORD_VARIABLES = ("RABBITMQ_PASSWORD",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan and apply RabbitMQ event-bus topology from a declarative spec.",
     )
     parser.add_argument("--version", action="version", version=f"rabbitform {__version__}")
+    parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (also {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for register in [*COMMANDS, *_plugin_commands()]:
         register(commands)

@@ -37,12 +37,10 @@ def register(commands: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
     if args.offline:
-        plan = offline_plan(spec, None, args.allow_data_loss)
+        plan = offline_plan(spec, None, args.allow_data_loss, args.move_messages)
     elif args.state:
-        plan = offline_plan(spec, read_state(args.state), args.allow_data_loss)
+        plan = offline_plan(spec, read_state(args.state), args.allow_data_loss, args.move_messages)
     else:
         plan = live_plan(spec, args)
     plan = _with_source(plan, args.spec)
@@ -53,7 +51,9 @@ def _with_source(plan: Plan, source: str) -> Plan:
     return replace(plan, source=source)
 
 
-def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False) -> Plan:
+def offline_plan(
+    spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False, move_messages: bool = False
+) -> Plan:
     """Plan against a definitions document (or an empty broker when `state` is None)."""
     desired = compile_spec(spec)
     if state is None:
@@ -62,7 +62,11 @@ def offline_plan(spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool
         vhosts = {v.get("name") for v in state.get("vhosts", [])}
         exists = not state.get("vhosts") or spec.vhost in vhosts
         actual = from_definitions(state, spec.vhost) if exists else None
-    return compute_plan(desired, actual, Scope.of_spec(spec), allow_data_loss=allow_data_loss)
+    scope = Scope.of_spec(spec)
+    return compute_plan(desired, actual, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
+
+
+DEFINITIONS_KEYS = ("vhosts", "exchanges", "queues", "bindings")
 
 
 def read_state(path: str) -> dict[str, Any]:
@@ -76,6 +80,16 @@ def read_state(path: str) -> dict[str, Any]:
         raise RabbitformError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if not isinstance(data, dict):
         raise RabbitformError(f"{path}: a definitions file is a JSON object with exchanges, queues, bindings")
+    if "format_version" in data and "changes" in data:
+        raise RabbitformError(
+            f"{path}: this is a saved plan, not RabbitMQ definitions; apply it with `rabbitform apply {path}`, "
+            "or pass --state a definitions export (GET /api/definitions)"
+        )
+    if not any(key in data for key in DEFINITIONS_KEYS):
+        raise RabbitformError(
+            f"{path}: not RabbitMQ definitions: none of {', '.join(DEFINITIONS_KEYS)} in it "
+            "(expected an export like GET /api/definitions or `rabbitform export`)"
+        )
     problem = definitions_problem(data)
     if problem is not None:
         raise RabbitformError(f"{path}: not RabbitMQ definitions: {problem}")
@@ -86,6 +100,6 @@ def live_plan(spec: Spec, args: argparse.Namespace) -> Plan:
     """`rabbitform plan SPEC` without --offline/--state."""
     client = client_from_args(args)
     try:
-        return plan_live(spec, client, allow_data_loss=args.allow_data_loss)
+        return plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
     finally:
         client.close()

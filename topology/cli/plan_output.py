@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color
+from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color, write_output
 from topology.plan.model import Plan
 from topology.plan.render.markdown import render_markdown
 from topology.plan.render.text import render_text
@@ -19,6 +18,11 @@ def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-data-loss",
         action="store_true",
         help="allow deleting or replacing queues that hold messages",
+    )
+    parser.add_argument(
+        "--move-messages",
+        action="store_true",
+        help="replace queues by moving their messages into the new queue (nothing lost; see docs/queue-settings.md)",
     )
     parser.add_argument("--format", choices=PLAN_FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--no-color", action="store_true", help="never colour the text output")
@@ -36,15 +40,12 @@ def add_plan_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report_plan(plan: Plan, args: argparse.Namespace) -> int:
     """Print the plan in the chosen format, save it if asked, and pick the exit status."""
-    renderer = PLAN_RENDERERS[args.format]
-    sys.stdout.write(renderer(plan, use_color(args)))
-    if plan.errors:
-        if args.format != "text":
-            for error in plan.errors:
-                print(f"error: {error}", file=sys.stderr)
+    if not show(plan, args):
+        if getattr(args, "out", None):
+            print(f"error: the plan has errors: it was not saved to {args.out}", file=sys.stderr)
         return EXIT_ERROR
     if getattr(args, "out", None):
-        Path(args.out).write_text(plan.to_json(), encoding="utf-8")
+        write_output(plan.to_json(), args.out)
         print(f"Saved the plan to {args.out}: apply it with `rabbitform apply {args.out}`", file=sys.stderr)
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
@@ -68,8 +69,7 @@ def show(plan: Plan, args: argparse.Namespace) -> bool:
     sys.stdout.write(PLAN_RENDERERS[args.format](plan, use_color(args)))
     sys.stdout.flush()
     if plan.errors:
-        if args.format != "text":
-            for error in plan.errors:
-                print(f"error: {error}", file=sys.stderr)
+        for error in plan.errors:  # failures go to stderr too, whatever the format
+            print(f"error: {error}", file=sys.stderr)
         return False
     return True

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from topology import naming
 from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.compile.policies import with_policies
 from topology.spec.model import QueueType, ResolvedStore, ResolvedSubscriber, Spec
 
 DEFAULT_EXCHANGE = ""
@@ -30,7 +31,11 @@ def compile_spec(spec: Spec) -> Topology:
         q, b = _store_objects(org, sorted(spec.services), store)
         queues.extend(q)
         bindings.extend(b)
-    return Topology.of(spec.vhost, exchanges, queues, bindings)
+    topology = Topology.of(spec.vhost, exchanges, queues, bindings)
+    if spec.queue_settings == "policies":
+        default_tier = (spec.defaults.retry.delay_ms, spec.defaults.queue_type)
+        return with_policies(topology, org, spec.services, default_tier)
+    return topology
 
 
 def _type_arguments(queue_type: QueueType) -> dict[str, str]:

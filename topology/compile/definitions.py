@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from topology.compile.objects import Binding, Exchange, Queue, Topology
+from topology.compile.objects import ApplyTo, Binding, Exchange, Policy, Queue, Topology
 
 CLASSIC = "classic"
 
@@ -24,6 +24,8 @@ def to_definitions(topology: Topology, include_vhost: bool = True) -> dict[str, 
     definitions["exchanges"] = [exchange_definition(e, vhost) for e in topology.exchanges]
     definitions["queues"] = [queue_definition(q, vhost) for q in topology.queues]
     definitions["bindings"] = [binding_definition(b, vhost) for b in topology.bindings]
+    if topology.policies:  # absent rather than empty: `arguments` exports stay as they were
+        definitions["policies"] = [policy_definition(p, vhost) for p in topology.policies]
     return definitions
 
 
@@ -71,11 +73,27 @@ def binding_definition(binding: Binding, vhost: str | None = None) -> dict[str, 
     return item
 
 
-def object_definition(obj: Exchange | Queue | Binding) -> dict[str, Any]:
+def policy_definition(policy: Policy, vhost: str | None = None) -> dict[str, Any]:
+    """As RabbitMQ exports it (and `PUT /api/policies/{vhost}/{name}` takes it, without name and vhost)."""
+    item: dict[str, Any] = {
+        "name": policy.name,
+        "pattern": policy.pattern,
+        "apply-to": policy.apply_to,
+        "priority": policy.priority,
+        "definition": dict(policy.definition),
+    }
+    if vhost is not None:
+        item["vhost"] = vhost
+    return item
+
+
+def object_definition(obj: Exchange | Queue | Binding | Policy) -> dict[str, Any]:
     if isinstance(obj, Exchange):
         return exchange_definition(obj)
     if isinstance(obj, Queue):
         return queue_definition(obj)
+    if isinstance(obj, Policy):
+        return policy_definition(obj)
     return binding_definition(obj)
 
 
@@ -84,6 +102,7 @@ _REQUIRED_KEYS = {
     "exchanges": ("name",),
     "queues": ("name",),
     "bindings": ("source", "destination"),
+    "policies": ("name", "pattern"),
 }
 
 
@@ -102,6 +121,8 @@ def definitions_problem(definitions: Mapping[str, Any]) -> str | None:
                     return f"{section}[{index}] needs a string {key!r}"
             if not isinstance(item.get("arguments") or {}, dict):
                 return f"{section}[{index}].arguments must be an object"
+            if not isinstance(item.get("definition") or {}, dict):
+                return f"{section}[{index}].definition must be an object"
     return None
 
 
@@ -130,7 +151,21 @@ def from_definitions(definitions: Mapping[str, Any], vhost: str, default_queue_t
         for item in definitions.get("bindings", [])
         if ours(item) and item.get("source", "") != ""
     ]
-    return Topology.of(vhost, exchanges, queues, bindings)
+    policies = [policy_from_definition(item) for item in definitions.get("policies", []) if ours(item)]
+    return Topology.of(vhost, exchanges, queues, bindings, policies)
+
+
+def policy_from_definition(item: Mapping[str, Any]) -> Policy:
+    given = str(item.get("apply-to", "all"))
+    # 3.12+ also has classic_queues, quorum_queues and streams: all of them apply to queues.
+    apply_to: ApplyTo = "exchanges" if given == "exchanges" else "all" if given == "all" else "queues"
+    return Policy(
+        name=item["name"],
+        pattern=item["pattern"],
+        definition=dict(item.get("definition") or {}),
+        priority=int(item.get("priority", 0)),
+        apply_to=apply_to if apply_to in ("queues", "exchanges") else "all",
+    )
 
 
 def exchange_from_definition(item: Mapping[str, Any]) -> Exchange:

@@ -13,7 +13,8 @@ from typing import Any, Literal
 ArgValue = Any  # str | int | bool | float | None: what queue/binding arguments hold on the wire
 Arguments = Mapping[str, ArgValue]
 DestinationType = Literal["queue", "exchange"]
-ObjectKind = Literal["vhost", "exchange", "queue", "binding"]
+ObjectKind = Literal["vhost", "exchange", "queue", "binding", "policy"]
+ApplyTo = Literal["queues", "exchanges", "all"]
 
 
 FrozenArguments = tuple[tuple[str, str, str], ...]
@@ -81,6 +82,22 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """A vhost policy: settings RabbitMQ applies to the queues (or exchanges) whose names match
+    `pattern`; of several matching policies only the highest `priority` applies."""
+
+    name: str
+    pattern: str
+    definition: Mapping[str, ArgValue] = field(default_factory=dict)
+    priority: int = 0
+    apply_to: ApplyTo = "queues"
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
 class Topology:
     """Everything one spec declares (or one vhost holds) that we compare."""
 
@@ -88,6 +105,7 @@ class Topology:
     exchanges: tuple[Exchange, ...] = ()
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
+    policies: tuple[Policy, ...] = ()
 
     @classmethod
     def of(
@@ -96,6 +114,7 @@ class Topology:
         exchanges: Iterable[Exchange] = (),
         queues: Iterable[Queue] = (),
         bindings: Iterable[Binding] = (),
+        policies: Iterable[Policy] = (),
     ) -> Topology:
         """Build a topology in canonical order (sorted, duplicates dropped)."""
         return cls(
@@ -103,11 +122,12 @@ class Topology:
             exchanges=tuple(sorted({e.name: e for e in exchanges}.values(), key=lambda e: e.name)),
             queues=tuple(sorted({q.name: q for q in queues}.values(), key=lambda q: q.name)),
             bindings=tuple(sorted({b.key: b for b in bindings}.values(), key=_binding_sort_key)),
+            policies=tuple(sorted({p.name: p for p in policies}.values(), key=lambda p: p.name)),
         )
 
     @property
     def object_count(self) -> int:
-        return len(self.exchanges) + len(self.queues) + len(self.bindings)
+        return len(self.exchanges) + len(self.queues) + len(self.bindings) + len(self.policies)
 
 
 def _binding_sort_key(binding: Binding) -> tuple[str, str, str, str, str]:

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from topology.compile.definitions import object_definition, to_definitions
-from topology.compile.objects import Binding, Exchange, Queue, QueueStats, Topology
+from topology.compile.objects import Binding, Exchange, Policy, Queue, QueueStats, Topology
+from topology.compile.policies import foreign_policy_conflicts
 from topology.plan.model import Change, Plan, change_sort_key, fingerprint
+from topology.plan.moves import holding_queues, with_moves
 from topology.plan.safety import check_safety, foreign_bindings_lost
 from topology.plan.scope import Scope
 
@@ -22,16 +24,23 @@ def compute_plan(
     scope: Scope,
     stats: Mapping[str, QueueStats] | None = None,
     allow_data_loss: bool = False,
+    move_messages: bool = False,
 ) -> Plan:
     """The plan that converges `actual` (the in-scope part of a vhost, or None when the vhost
-    does not exist) to `desired`, with the safety rules applied."""
+    does not exist) to `desired`, with the safety rules applied.
+
+    `move_messages` turns queue replaces into moves that keep the messages; a move left
+    unfinished (its holding queue still exists) is always part of the plan."""
     stats = stats or {}
     owned = scope.filter(actual) if actual is not None else Topology(vhost=desired.vhost)
     changes, unchanged = diff(desired, owned, stats)
+    changes, unchanged = with_moves(changes, unchanged, desired, actual, stats, move_messages)
     if actual is None:
         changes.insert(0, Change("create", "vhost", desired.vhost, after={"name": desired.vhost}))
     warnings, errors = check_safety(changes, allow_data_loss)
     warnings += foreign_bindings_lost(actual, scope, changes)
+    if actual is not None:
+        warnings += foreign_policy_conflicts(desired, actual.policies, [p.name for p in owned.policies])
     return Plan(
         vhost=desired.vhost,
         changes=tuple(changes),
@@ -41,6 +50,7 @@ def compute_plan(
         errors=tuple(errors),
         fingerprint=state_fingerprint(actual, scope, stats, at_risk_queues(changes)),
         allow_data_loss=allow_data_loss,
+        move_messages=move_messages,
     )
 
 
@@ -51,6 +61,27 @@ def diff(
     stats = stats or {}
     changes: list[Change] = []
     unchanged = 0
+
+    policies_now = {p.name: p for p in actual.policies}
+    for policy in desired.policies:
+        current_policy = policies_now.get(policy.name)
+        if current_policy is None:
+            changes.append(_create("policy", policy.name, policy))
+        elif (reason := _policy_difference(current_policy, policy)) is not None:
+            changes.append(
+                Change(
+                    "update",
+                    "policy",
+                    policy.name,
+                    before=object_definition(current_policy),
+                    after=object_definition(policy),
+                    reason=reason,
+                )
+            )
+        else:
+            unchanged += 1
+    wanted_policies = {p.name for p in desired.policies}
+    changes.extend(_delete("policy", p.name, p) for p in actual.policies if p.name not in wanted_policies)
 
     exchanges_now = {e.name: e for e in actual.exchanges}
     replaced_exchanges: set[str] = set()
@@ -108,20 +139,22 @@ def state_fingerprint(
     if actual is None:
         return fingerprint({"vhost_exists": False})
     owned = scope.filter(actual)
-    return fingerprint(
-        {
-            "vhost_exists": True,
-            "objects": to_definitions(owned, include_vhost=False),
-            "non_empty": [name for name in at_risk if stats.get(name, QueueStats()).messages > 0],
-        }
-    )
+    state: dict[str, Any] = {
+        "vhost_exists": True,
+        "objects": to_definitions(owned, include_vhost=False),
+        "non_empty": [name for name in at_risk if stats.get(name, QueueStats()).messages > 0],
+    }
+    moving = holding_queues(actual, scope)
+    if moving:  # only when present, so plans made without moves keep their fingerprints
+        state["moving"] = moving
+    return fingerprint(state)
 
 
-def _create(kind: Any, name: str, obj: Exchange | Queue | Binding) -> Change:
+def _create(kind: Any, name: str, obj: Exchange | Queue | Binding | Policy) -> Change:
     return Change("create", kind, name, after=object_definition(obj))
 
 
-def _delete(kind: Any, name: str, obj: Exchange | Queue | Binding, stats: QueueStats | None = None) -> Change:
+def _delete(kind: Any, name: str, obj: Exchange | Queue | Binding | Policy, stats: QueueStats | None = None) -> Change:
     return Change(
         "delete",
         kind,
@@ -185,6 +218,16 @@ def _exchange_difference(current: Exchange, wanted: Exchange) -> str | None:
         },
     )
     reasons += [f"arguments.{r}" for r in _property_changes(current.arguments, wanted.arguments)]
+    return "; ".join(reasons) or None
+
+
+def _policy_difference(current: Policy, wanted: Policy) -> str | None:
+    """Every property of a policy can change in place: the reason of an `update`."""
+    reasons = _property_changes(
+        {"pattern": current.pattern, "apply-to": current.apply_to, "priority": current.priority},
+        {"pattern": wanted.pattern, "apply-to": wanted.apply_to, "priority": wanted.priority},
+    )
+    reasons += [f"definition.{r}" for r in _property_changes(current.definition, wanted.definition)]
     return "; ".join(reasons) or None
 
 

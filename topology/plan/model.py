@@ -15,17 +15,19 @@ from topology.compile.objects import ObjectKind
 from topology.plan.scope import Scope
 
 FORMAT_VERSION = 1
-Action = Literal["create", "delete", "replace"]
-ACTIONS: tuple[Action, ...] = ("create", "delete", "replace")
-KINDS: tuple[ObjectKind, ...] = ("vhost", "exchange", "queue", "binding")
+Action = Literal["create", "update", "delete", "replace"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "replace")
+KINDS: tuple[ObjectKind, ...] = ("vhost", "policy", "exchange", "queue", "binding")
 
 
 @dataclass(frozen=True)
 class Change:
-    """One object to create, delete or replace.
+    """One object to create, update in place (policies), delete or replace.
 
     `before` / `after` are the object as definitions JSON (without `vhost`); `reason` says
-    why (for a replace: the property that forces it, with old and new value).
+    why (for a replace or an update: the properties that differ, with old and new value).
+    `move` marks a queue replace that moves the queue's messages (`--move-messages`);
+    `moving` says a move interrupted earlier is still in progress (its holding queue exists).
     """
 
     action: Action
@@ -36,6 +38,8 @@ class Change:
     reason: str | None = None
     messages: int | None = None
     consumers: int | None = None
+    move: bool = False
+    moving: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -50,6 +54,10 @@ class Change:
             data["messages"] = self.messages
         if self.consumers is not None:
             data["consumers"] = self.consumers
+        if self.move:
+            data["move"] = True
+        if self.moving:
+            data["moving"] = True
         return data
 
     @classmethod
@@ -63,27 +71,33 @@ class Change:
             reason=data.get("reason"),
             messages=data.get("messages"),
             consumers=data.get("consumers"),
+            move=bool(data.get("move", False)),
+            moving=bool(data.get("moving", False)),
         )
 
 
 @dataclass(frozen=True)
 class Summary:
     add: int = 0
+    update: int = 0
     replace: int = 0
     destroy: int = 0
     unchanged: int = 0
 
     @property
     def changes(self) -> int:
-        return self.add + self.replace + self.destroy
+        return self.add + self.update + self.replace + self.destroy
 
     def to_dict(self) -> dict[str, int]:
-        return {
+        counts = {
             "add": self.add,
             "replace": self.replace,
             "destroy": self.destroy,
             "unchanged": self.unchanged,
         }
+        if self.update:  # only policies update in place; plans without one keep their old form
+            counts["update"] = self.update
+        return counts
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ class Plan:
     errors: tuple[str, ...] = ()
     fingerprint: str | None = None
     allow_data_loss: bool = False
+    move_messages: bool = False
     source: str | None = None  # the spec file, for humans
     management_url: str | None = None  # never with credentials
     owner: str | None = None  # the spec's owner name: what apply PLAN.json locks and records
@@ -103,7 +118,13 @@ class Plan:
     @property
     def summary(self) -> Summary:
         count = {action: sum(1 for c in self.changes if c.action == action) for action in ACTIONS}
-        return Summary(add=count["create"], replace=count["replace"], destroy=count["delete"], unchanged=self.unchanged)
+        return Summary(
+            add=count["create"],
+            update=count["update"],
+            replace=count["replace"],
+            destroy=count["delete"],
+            unchanged=self.unchanged,
+        )
 
     @property
     def has_changes(self) -> bool:
@@ -132,6 +153,8 @@ class Plan:
             "errors": list(self.errors),
             "allow_data_loss": self.allow_data_loss,
         }
+        if self.move_messages:
+            data["move_messages"] = True
         if self.scope is not None:
             data["scope"] = self.scope.to_dict()
         if self.fingerprint is not None:
@@ -161,6 +184,7 @@ class Plan:
             errors=tuple(data.get("errors", ())),
             fingerprint=data.get("fingerprint"),
             allow_data_loss=bool(data.get("allow_data_loss", False)),
+            move_messages=bool(data.get("move_messages", False)),
             source=data.get("source"),
             management_url=data.get("management_url"),
             owner=data.get("owner"),

@@ -12,6 +12,7 @@ from topology.plan.model import Change
 from topology.plan.scope import Scope
 
 DATA_LOSS_HINT = "rerun with --allow-data-loss to accept losing them"
+MOVE_HINT = "rerun with --move-messages to keep them, or with --allow-data-loss to accept losing them"
 
 
 def check_safety(changes: Iterable[Change], allow_data_loss: bool) -> tuple[list[str], list[str]]:
@@ -26,12 +27,19 @@ def check_safety(changes: Iterable[Change], allow_data_loss: bool) -> tuple[list
         if change.kind != "queue" or change.action not in ("delete", "replace"):
             continue
         verb = "deleting" if change.action == "delete" else "replacing"
+        if change.move:
+            if change.consumers:
+                warnings.append(
+                    f"queue {change.name} has {_count(change.consumers, 'consumer')}: moving its messages while they "
+                    "consume may deliver some twice (stop them for an exactly-once move)"
+                )
+            continue
         if change.messages:
             text = f"queue {change.name} holds {_count(change.messages, 'message')}: {verb} it loses them"
             if allow_data_loss:
                 warnings.append(f"{text} (allowed by --allow-data-loss)")
             else:
-                errors.append(f"{text}; {DATA_LOSS_HINT}")
+                errors.append(f"{text}; {DATA_LOSS_HINT if change.action == 'delete' else MOVE_HINT}")
         if change.consumers:
             warnings.append(
                 f"queue {change.name} has {_count(change.consumers, 'consumer')}: {verb} it disconnects them"

@@ -2,7 +2,8 @@
 
 A spec owns the objects its naming rules produce for its organization and services: the
 service exchanges and their retry/dead-letter twins, the queues under those prefixes, its
-store queues, and the bindings between two owned objects. Everything else in the vhost is
+store queues, the policies named like its queues (`queue_settings: policies`), and the bindings
+between two owned objects. Everything else in the vhost is
 never touched, never deleted, and not shown as a change.
 """
 
@@ -50,6 +51,10 @@ class Scope:
     def owns_queue(self, name: str) -> bool:
         return name in self.store_queues or name.startswith(self.queue_prefixes)
 
+    def owns_policy(self, name: str) -> bool:
+        """Policies are owned by name, like queues: the spec names them after what they govern."""
+        return self.owns_queue(name)
+
     def owns_binding(self, binding: Binding) -> bool:
         destination_owned = (
             self.owns_queue(binding.destination)
@@ -68,6 +73,7 @@ class Scope:
             exchanges=tuple(e for e in topology.exchanges if e.name in exchanges),
             queues=tuple(q for q in topology.queues if q.name in stores or q.name.startswith(prefixes)),
             bindings=tuple(b for b in topology.bindings if self.owns_binding(b)),
+            policies=tuple(p for p in topology.policies if p.name in stores or p.name.startswith(prefixes)),
         )
 
     def to_dict(self) -> dict[str, Any]:

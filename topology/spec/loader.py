@@ -90,18 +90,42 @@ def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:
     return variables
 
 
+class EnvironmentVariables(dict[str, str]):
+    """`env` in a template: a missing key is "environment variable X is not set"."""
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message names an unset environment variable as such."""
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, EnvironmentVariables):
+            return f"environment variable {self._undefined_name} is not set"
+        return str(super()._undefined_message)
+
+
 def render_template(text: str, file: str, variables: Mapping[str, Any]) -> str:
-    """Render the spec as a jinja2 template; undefined variables are errors, not blanks."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    """Render the spec as a jinja2 template; undefined variables are errors, not blanks, and
+    any failure while rendering is one line naming the file and the template line."""
+    env = jinja2.Environment(undefined=_Undefined, keep_trailing_newline=True, autoescape=False)
     try:
         template = env.from_string(text)
         template.name = file
-        return template.render({"env": dict(os.environ), **variables})
+        return template.render({"env": EnvironmentVariables(os.environ), **variables})
     except jinja2.TemplateSyntaxError as exc:
         raise SpecError(file, f"template syntax error: {exc.message}", exc.lineno) from None
     except jinja2.UndefinedError as exc:
         line = _template_line(exc)
-        raise SpecError(file, f"{exc.message} (pass it with --var KEY=VALUE or --var-file)", line) from None
+        message = exc.message or "undefined variable"
+        if message.startswith("environment variable"):
+            hint = "set it, or give a default: {{ env.NAME | default('...') }}"
+        else:
+            hint = "pass it with --var KEY=VALUE or --var-file"
+        raise SpecError(file, f"{message} ({hint})", line) from None
+    except Exception as exc:  # a filter or an operator failing at render time (e.g. "5" // 3)
+        line = _template_line(exc)
+        hint = "; --var values are strings: convert with | int" if isinstance(exc, TypeError) else ""
+        raise SpecError(file, f"template error: {type(exc).__name__}: {exc}{hint}", line) from None
 
 
 def _template_line(exc: BaseException) -> int | None:

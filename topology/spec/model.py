@@ -16,6 +16,7 @@ from topology import naming
 from topology.naming import MessageKind
 
 QueueType = Literal["classic", "quorum"]
+QueueSettings = Literal["arguments", "policies"]
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
@@ -146,6 +147,9 @@ class Spec(_Strict):
     # distinct names (see docs/lifecycle.md); the organization when absent.
     name: OrganizationName | None = None
     vhost: VhostName = "/"
+    # `arguments`: TTL and dead-lettering as queue arguments (what petisco services redeclare);
+    # `policies`: as policies, which can change in place (see docs/queue-settings.md).
+    queue_settings: QueueSettings = "arguments"
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None

@@ -13,6 +13,7 @@ import socket
 
 from topology.apply.executor import Progress
 from topology.apply.live import ApplyResult, apply_plan, converge
+from topology.apply.move import MoveProgress
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
@@ -52,16 +53,31 @@ def claim(client: ManagementClient, record: OwnershipRecord) -> None:
             )
 
 
-def apply_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress | None = None) -> ApplyResult:
+def apply_owned(
+    spec: Spec,
+    client: ManagementClient,
+    plan: Plan,
+    *,
+    progress: Progress | None = None,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
+) -> ApplyResult:
     """`rabbitform apply SPEC`: record, converge, record again without what the spec dropped."""
     layout = layout_of(spec)
     claim(client, new_record(spec.vhost, spec.owner, plan.scope or Scope.of_spec(spec), layout, "apply"))
-    result = converge(spec, client, plan, progress=progress)
+    result = converge(spec, client, plan, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
     write_record(client, new_record(spec.vhost, spec.owner, Scope.of_spec(spec), layout, "apply"))
     return result
 
 
-def apply_saved_owned(plan: Plan, client: ManagementClient, *, progress: Progress | None = None) -> ApplyResult:
+def apply_saved_owned(
+    plan: Plan,
+    client: ManagementClient,
+    *,
+    progress: Progress | None = None,
+    amqp_url: str | None = None,
+    move_progress: MoveProgress | None = None,
+) -> ApplyResult:
     """`rabbitform apply PLAN.json`: record the plan's scope (what it may touch), then apply it.
 
     The next `apply SPEC` narrows the record to the spec; until then it still names what the
@@ -71,7 +87,7 @@ def apply_saved_owned(plan: Plan, client: ManagementClient, *, progress: Progres
         previous = {r.owner: r for r in read_records(client, plan.vhost)}.get(plan.owner)
         layout = previous.layout if previous else DEFAULT_LAYOUT
         claim(client, new_record(plan.vhost, plan.owner, plan.scope, layout, "apply"))
-    return apply_plan(plan, client, progress=progress)
+    return apply_plan(plan, client, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
 
 
 def destroy_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress | None = None) -> ApplyResult:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from topology.apply.move import amqp_parameters
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
 
@@ -31,9 +31,6 @@ LOCK_PREFIX = "rabbitform-lock:"  # ':' is in no organization, service or store 
 HOLDER_ARGUMENT = "rabbitform-holder"
 CONNECTION_ARGUMENT = "rabbitform-connection"
 SINCE_ARGUMENT = "rabbitform-since"
-AMQP_URL_ENV = "RABBITMQ_URL"
-DEFAULT_AMQP_PORT = 5672
-HEARTBEAT_S = 30
 RETRY_EVERY_S = 0.5
 TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for release
 
@@ -99,45 +96,21 @@ def locked_message(vhost: str, owner: str, holder: Holder | None, waited: float)
     )
 
 
-def amqp_parameters(client: ManagementClient, vhost: str, name: str, environ: Mapping[str, str] | None = None) -> Any:
-    """Where to open the lock's AMQP connection: `RABBITMQ_URL` if set, else the management
-    URL's host with the broker's AMQP listener port (read from `/api/overview`)."""
-    import pika
-
-    env = os.environ if environ is None else environ
-    user, password = client.credentials()
-    url = env.get(AMQP_URL_ENV)
-    if url:
-        params = pika.URLParameters(url)
-        parts = urlsplit(url)
-        if parts.username:
-            user, password = unquote(parts.username), unquote(parts.password or "")
-    else:
-        params = pika.ConnectionParameters(
-            host=urlsplit(client.display_url).hostname or "localhost", port=amqp_port(client)
-        )
-    params.virtual_host = vhost
-    params.credentials = pika.PlainCredentials(user, password)
-    params.heartbeat = HEARTBEAT_S
-    params.connection_attempts = 1
-    params.client_properties = {"connection_name": name}
-    return params
-
-
-def amqp_port(client: ManagementClient) -> int:
-    overview = client.get("overview") or {}
-    for listener in overview.get("listeners", []):
-        if listener.get("protocol") == "amqp":
-            return int(listener["port"])
-    return DEFAULT_AMQP_PORT
-
-
 class BrokerLock:
     """Hold the (vhost, owner) lock for a `with` block; a background thread keeps the
     connection alive (heartbeats) and owns it after acquisition (pika is not thread-safe)."""
 
-    def __init__(self, client: ManagementClient, vhost: str, owner: str, command: str, timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: ManagementClient,
+        vhost: str,
+        owner: str,
+        command: str,
+        timeout: float = 0.0,
+        amqp_url: str | None = None,
+    ) -> None:
         self.client = client
+        self.amqp_url = amqp_url
         self.vhost = vhost
         self.owner = owner
         self.timeout = timeout
@@ -158,14 +131,16 @@ class BrokerLock:
         import pika
         import pika.exceptions
 
-        params = amqp_parameters(self.client, self.vhost, self.holder.connection)
+        params = amqp_parameters(self.client, self.vhost, self.amqp_url)
+        params.connection_attempts = 1
+        params.client_properties = {"connection_name": self.holder.connection}
         started = time.monotonic()
         try:
             connection = pika.BlockingConnection(params)
         except pika.exceptions.AMQPError as exc:
             raise RabbitformError(
                 f"cannot take the lock on vhost {self.vhost!r}: AMQP connection to {params.host}:{params.port} failed "
-                f"({type(exc).__name__}); set {AMQP_URL_ENV} to the broker's AMQP URL"
+                f"({type(exc).__name__}); pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
             ) from None
         while True:
             try:

@@ -11,9 +11,10 @@ from functools import cache
 import jinja2
 
 from topology.plan.model import ACTIONS, KINDS, Change, Plan
+from topology.plan.render import change_details, summary_counts
 
-_SYMBOL = {"create": "+", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
-_LABEL = {"create": "add", "replace": "replace", "delete": "destroy"}
+_SYMBOL = {"create": "+", "update": "!", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
+_LABEL = {"create": "add", "update": "update", "replace": "replace", "delete": "destroy"}
 
 
 @cache
@@ -32,11 +33,15 @@ def render_markdown(plan: Plan, color: bool = False) -> str:
     counts = {action: dict.fromkeys(KINDS, 0) for action in ACTIONS}
     for change in plan.changes:
         counts[change.action][change.kind] += 1
+    # Policies (and updates, which only policies have) get a column (a row) when the plan has some.
+    kinds = [kind for kind in KINDS if kind != "policy" or any(counts[a]["policy"] for a in ACTIONS)]
+    shown = [a for a in ("create", "update", "replace", "delete") if a != "update" or plan.summary.update]
     text = _template().render(
         plan=plan,
         summary=plan.summary,
-        kinds=KINDS,
-        actions=[(action, _LABEL[action]) for action in ("create", "replace", "delete")],
+        summary_counts=summary_counts(plan.summary),
+        kinds=kinds,
+        actions=[(action, _LABEL[action]) for action in shown],
         counts=counts,
         symbols=_SYMBOL,
         details=_details,
@@ -45,9 +50,5 @@ def render_markdown(plan: Plan, color: bool = False) -> str:
 
 
 def _details(change: Change) -> str:
-    parts: list[str] = []
-    if change.action == "replace" and change.reason:
-        parts.append(change.reason if change.kind == "binding" else f"{change.reason} forces replacement")
-    if change.messages is not None or change.consumers is not None:
-        parts.append(f"{change.messages or 0} messages, {change.consumers or 0} consumers")
+    parts = change_details(change)
     return f"  ({'; '.join(parts)})" if parts else ""

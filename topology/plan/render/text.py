@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from topology.plan.model import Change, Plan
+from topology.plan.render import change_details, queue_counts, summary_counts
 
-_SYMBOL = {"create": "+", "delete": "-", "replace": "-/+"}
-_COLOR = {"create": "\033[32m", "delete": "\033[31m", "replace": "\033[33m"}
+__all__ = ["queue_counts", "render_text"]
+
+_SYMBOL = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
+_COLOR = {"create": "\033[32m", "update": "\033[33m", "delete": "\033[31m", "replace": "\033[33m"}
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
@@ -35,17 +38,12 @@ def render_text(plan: Plan, color: bool = False) -> str:
         lines.append(
             paint(
                 _BOLD,
-                f"Plan: {summary.add} to add, {summary.replace} to replace, {summary.destroy} to destroy.",
+                f"Plan: {summary_counts(summary)}.",
             )
         )
     return "\n".join(lines) + "\n"
 
 
 def _detail(change: Change) -> str:
-    parts: list[str] = []
-    if change.action == "replace" and change.reason:
-        forced = change.reason if change.kind == "binding" else f"{change.reason} forces replacement"
-        parts.append(forced)
-    if change.messages is not None or change.consumers is not None:
-        parts.append(f"{change.messages or 0} messages, {change.consumers or 0} consumers")
+    parts = change_details(change)
     return f"  ({'; '.join(parts)})" if parts else ""

@@ -1,0 +1,403 @@
+"""Replace a queue without losing its messages (`apply --move-messages`).
+
+Queue arguments and type are immutable, so a replace deletes the queue. A move keeps what it
+holds, and what is published meanwhile:
+
+1. a holding queue (`naming.holding_queue`) gets the queue's bindings and catches new publishes;
+2. the old queue is unbound and its messages are moved into the holding queue;
+3. the old queue is deleted only when empty (`if-empty`);
+4. the new queue is declared and bound, the holding queue unbound;
+5. the holding queue's messages are moved into the new queue, and the holding queue deleted.
+
+Each move republishes with publisher confirms and acks the original only once confirmed. A
+queue is bound to its replacement before it is unbound, so a publish in between reaches both:
+before each move the destination's messages are read (and put back) and a message whose
+`message_id` the destination already holds is not moved twice. The same rule makes the move
+restartable: killed anywhere, the next apply finds the holding queue, resumes at the step it
+stopped at, and the messages in flight at the kill (confirmed but not acked) are not duplicated.
+Messages without a `message_id` are never dropped (and could then arrive twice).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pika
+import pika.exceptions
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+
+from topology import naming
+from topology.broker.management import ManagementClient, RequestRejected
+from topology.compile.definitions import normalise_queue_arguments
+from topology.compile.objects import Binding, freeze_arguments
+from topology.errors import RabbitformError
+from topology.plan.model import Change
+
+PREFETCH = 2000  # messages in flight per move: enough to keep the broker busy, bounded memory
+IDLE_CHECK_SECONDS = 0.5
+DELETE_ATTEMPTS = 5
+MoveProgress = Callable[[str, int, int], None]
+"""Called with (what is moving, messages done, messages in total)."""
+
+
+class MoveError(RabbitformError):
+    """A move could not go on; what was moved stays moved, and the next apply resumes it."""
+
+
+def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
+    """AMQP connection parameters for the broker behind `client`: `amqp_url` (its vhost replaced by
+    `vhost`), else `$RABBITMQ_HOST` (default: the management host) and `$RABBITMQ_PORT` (default
+    5672), the variables the runtime reads, with the management client's credentials."""
+    if amqp_url:
+        parts = urlsplit(amqp_url)
+        query = f"?{parts.query}" if parts.query else ""
+        params = pika.URLParameters(f"{parts.scheme}://{parts.netloc}/{quote(vhost, safe='')}{query}")
+    else:
+        host = os.environ.get("RABBITMQ_HOST") or urlsplit(client.display_url).hostname or "localhost"
+        port = int(os.environ.get("RABBITMQ_PORT") or 5672)
+        credentials = pika.PlainCredentials(client.user, client.password)
+        params = pika.ConnectionParameters(host=host, port=port, virtual_host=vhost, credentials=credentials)
+    params.heartbeat = 30
+    params.blocked_connection_timeout = 60
+    return params
+
+
+@dataclass
+class TransferResult:
+    moved: int = 0
+    skipped: int = 0
+    seen: set[str] = field(default_factory=set)
+
+
+class _Transfer:
+    """Move up to `limit` messages from `source` to `destination` on one asynchronous connection:
+    publish with confirms, ack the originals once confirmed (in delivery order, `multiple`)."""
+
+    def __init__(
+        self,
+        params: pika.ConnectionParameters,
+        source: str,
+        destination: str,
+        limit: int,
+        seen: set[str],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.params = params
+        self.source = source
+        self.destination = destination
+        self.limit = limit
+        self.seen = seen
+        self.progress = progress
+        self.received = 0
+        self.moved = 0
+        self.skipped = 0
+        self.error: str | None = None
+        self._published = 0
+        self._confirmed_upto = 0
+        self._confirmed: set[int] = set()
+        self._pending: deque[tuple[int | None, int]] = deque()  # (publish seq or None if skipped, delivery tag)
+        self._channel: Channel | None = None
+        self._consumer_tag: str | None = None
+        self._cancelled = False
+        self._last_activity = time.monotonic()
+        self._connection: pika.SelectConnection | None = None
+
+    def run(self) -> None:
+        if self.limit <= 0:
+            return
+        self._connection = pika.SelectConnection(
+            self.params,
+            on_open_callback=self._on_open,
+            on_open_error_callback=lambda _c, exc: self._fail(f"cannot connect over AMQP: {exc!r}"),
+            on_close_callback=lambda _c, _reason: self._connection.ioloop.stop() if self._connection else None,
+        )
+        self._connection.ioloop.start()
+        if self.error:
+            raise MoveError(self.error)
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def _on_open(self, connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel: Channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._on_confirm_mode())
+
+    def _on_confirm_mode(self) -> None:
+        assert self._channel is not None
+        self._channel.basic_qos(prefetch_count=min(PREFETCH, max(self.limit, 1)), callback=lambda _f: self._consume())
+
+    def _consume(self) -> None:
+        assert self._channel is not None and self._connection is not None
+        self._consumer_tag = self._channel.basic_consume(self.source, self._on_message)
+        self._connection.ioloop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
+
+    def _on_message(self, channel: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+        self._last_activity = time.monotonic()
+        tag = method.delivery_tag
+        if self.received >= self.limit:  # past what we came for (e.g. our own republished copies)
+            channel.basic_nack(tag, requeue=True)
+            return
+        self.received += 1
+        message_id = properties.message_id
+        if message_id and message_id in self.seen:
+            self.skipped += 1
+            self._pending.append((None, tag))
+        else:
+            if message_id:
+                self.seen.add(message_id)
+            channel.basic_publish("", self.destination, body, properties, mandatory=True)
+            self._published += 1
+            self._pending.append((self._published, tag))
+        self._release()
+        if self.received >= self.limit:
+            self._cancel()
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        if isinstance(method, Basic.Nack):
+            self._fail(f"the broker refused a message moved into {self.destination} (basic.nack)")
+            return
+        if method.multiple:
+            self._confirmed_upto = max(self._confirmed_upto, method.delivery_tag)
+        else:
+            self._confirmed.add(method.delivery_tag)
+        while self._confirmed_upto + 1 in self._confirmed:
+            self._confirmed_upto += 1
+            self._confirmed.discard(self._confirmed_upto)
+        self._release()
+
+    def _release(self) -> None:
+        """Ack, in delivery order, every original whose copy is confirmed (or that was skipped)."""
+        last = None
+        while self._pending and (self._pending[0][0] is None or self._pending[0][0] <= self._confirmed_upto):
+            seq, last = self._pending.popleft()
+            if seq is not None:
+                self.moved += 1
+        if last is not None and self._channel is not None and self._channel.is_open:
+            self._channel.basic_ack(last, multiple=True)
+            if self.progress is not None:
+                self.progress(self.moved + self.skipped)
+        self._maybe_finish()
+
+    def _on_return(self, _channel: Channel, _method: Any, _properties: Any, _body: bytes) -> None:
+        self._fail(f"queue {self.destination} no longer exists: a message could not be moved into it")
+
+    def _check_idle(self) -> None:
+        """The source may hold fewer messages than counted (a consumer took some): stop when it is empty."""
+        if self._channel is None or not self._channel.is_open or self._connection is None:
+            return
+        if not self._pending and time.monotonic() - self._last_activity >= IDLE_CHECK_SECONDS:
+            self._channel.queue_declare(self.source, passive=True, callback=self._on_count)
+        else:
+            self._connection.ioloop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
+
+    def _on_count(self, frame: Any) -> None:
+        if frame.method.message_count == 0 and not self._pending:
+            self.limit = self.received
+            self._cancel()
+        elif self._connection is not None:
+            self._last_activity = time.monotonic()
+            self._connection.ioloop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
+
+    def _cancel(self) -> None:
+        if self._cancelled or self._channel is None or self._consumer_tag is None:
+            return
+        self._cancelled = True
+        self._channel.basic_cancel(self._consumer_tag, callback=lambda _f: self._maybe_finish())
+
+    def _maybe_finish(self) -> None:
+        done = self._cancelled and self.received >= self.limit and not self._pending
+        if done and self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
+        if self.error is None and not (self._cancelled and not self._pending):
+            self.error = f"the AMQP channel closed while moving {self.source} -> {self.destination}: {reason}"
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _fail(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+        elif self._connection is not None:
+            self._connection.ioloop.stop()
+
+
+def transfer(
+    params: pika.ConnectionParameters,
+    source: str,
+    destination: str,
+    limit: int,
+    seen: set[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TransferResult:
+    """Move up to `limit` messages from `source` to `destination`, skipping ids in `seen` (and
+    adding the ids it moves). With `source == destination` it reads a queue and puts it back."""
+    ids = seen if seen is not None else set()
+    pump = _Transfer(params, source, destination, limit, ids, progress)
+    pump.run()
+    return TransferResult(pump.moved, pump.skipped, ids)
+
+
+def message_count(params: pika.ConnectionParameters, queue: str) -> int | None:
+    """Ready messages in `queue` now (None when it does not exist), read over AMQP: the
+    management API's counts lag by seconds."""
+    connection = pika.BlockingConnection(params)
+    try:
+        channel = connection.channel()
+        try:
+            return int(channel.queue_declare(queue, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            raise
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def drain_into(
+    params: pika.ConnectionParameters,
+    source: str,
+    destination: str,
+    progress: MoveProgress | None = None,
+) -> TransferResult:
+    """Move every message of the (unbound) `source` into `destination`, without duplicates:
+    first read the destination's messages and put them back, noting their ids, then move."""
+    seen: set[str] = set()
+    waiting = message_count(params, destination) or 0
+    if waiting:
+        transfer(params, destination, destination, waiting, seen)
+    result = TransferResult(seen=seen)
+    while True:
+        total = message_count(params, source)
+        if not total:
+            return result
+        label = f"{source} -> {destination}"
+
+        def report(done: int, total: int = total, label: str = label) -> None:
+            if progress is not None:
+                progress(label, done, total)
+
+        step = transfer(params, source, destination, total, seen, report)
+        result.moved += step.moved
+        result.skipped += step.skipped
+
+
+class QueueMover:
+    """Carries out one queue's move through the management API (declare, bind, delete) and AMQP (messages)."""
+
+    def __init__(
+        self,
+        client: ManagementClient,
+        params: pika.ConnectionParameters,
+        vhost: str,
+        vhost_queue_type: str = "classic",
+        progress: MoveProgress | None = None,
+    ) -> None:
+        self.client = client
+        self.params = params
+        self.vhost = vhost
+        self.vhost_queue_type = vhost_queue_type
+        self.progress = progress
+
+    def __call__(self, change: Change, bindings: list[Binding]) -> None:
+        self.move(change, bindings)
+
+    def move(self, change: Change, bindings: list[Binding]) -> None:
+        name = change.name
+        wanted = change.after or {"name": name}
+        holding = naming.holding_queue(name)
+        current = self._queue(name)
+        if current is not None and self._is_wanted(current, wanted):
+            if self._queue(holding) is None:
+                return  # nothing left to do
+        else:
+            self._declare(holding, {"x-queue-type": "classic"})
+            for binding in bindings:
+                self._bind(holding, binding)
+            if current is not None:
+                self._unbind_all(name)
+                self._empty_and_delete(name, holding)
+            self._declare(name, dict(wanted.get("arguments") or {}))
+        for binding in bindings:
+            self._bind(name, binding)
+        self._unbind_all(holding)
+        self._empty_and_delete(holding, name)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _queue(self, name: str) -> dict[str, Any] | None:
+        found = self.client.get("queues", self.vhost, name, params={"disable_stats": "true"}, missing_ok=True)
+        return found if isinstance(found, dict) else None
+
+    def _is_wanted(self, current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+        have = normalise_queue_arguments(current.get("arguments") or {}, self.vhost_queue_type)
+        want = normalise_queue_arguments(wanted.get("arguments") or {}, "classic")
+        return freeze_arguments(have) == freeze_arguments(want)
+
+    def _declare(self, name: str, arguments: dict[str, Any]) -> None:
+        if self.vhost_queue_type != "classic" and "x-queue-type" not in arguments:
+            arguments = {**arguments, "x-queue-type": "classic"}
+        body = {"durable": True, "auto_delete": False, "arguments": arguments}
+        try:
+            self.client.put("queues", self.vhost, name, body=body)
+        except RequestRejected as exc:
+            raise MoveError(f"cannot declare queue {name} on vhost {self.vhost!r}: {exc.reason}") from None
+
+    def _bind(self, queue: str, binding: Binding) -> None:
+        body = {"routing_key": binding.routing_key, "arguments": dict(binding.arguments)}
+        self.client.post("bindings", self.vhost, "e", binding.source, "q", queue, body=body)
+
+    def _unbind_all(self, queue: str) -> None:
+        listed = self.client.get("queues", self.vhost, queue, "bindings", missing_ok=True) or []
+        for item in listed:
+            if item.get("source", "") == "":
+                continue  # the default exchange's implicit binding
+            self.client.delete("bindings", self.vhost, "e", item["source"], "q", queue, item["properties_key"])
+
+    def _empty_and_delete(self, source: str, destination: str) -> None:
+        """Move `source` into `destination` until the broker agrees it is empty and deletes it."""
+        for _ in range(DELETE_ATTEMPTS):
+            drain_into(self.params, source, destination, self.progress)
+            try:
+                self.client.delete("queues", self.vhost, source, params={"if-empty": "true"})
+                return
+            except RequestRejected as exc:
+                if exc.status != 400:
+                    raise
+        raise MoveError(
+            f"queue {source} on vhost {self.vhost!r} keeps receiving messages (a consumer requeueing them?): "
+            f"stop its consumers and run apply again to finish the move into {destination}"
+        )
+
+
+class MoveProgressReporter:
+    """Progress of large moves on stderr: a line every few seconds."""
+
+    def __init__(self, threshold: int = 5000, interval: float = 2.0) -> None:
+        self.threshold = threshold
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if total < self.threshold:
+            return
+        now = time.monotonic()
+        if done >= total or now - self._last >= self.interval:
+            self._last = now
+            print(f"Moving messages {what}: {done}/{total} ({100 * done // total}%)", file=sys.stderr, flush=True)
