@@ -50,6 +50,7 @@ cluster-test: install cluster
 	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
 bench: install rabbitmq
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -80,6 +80,12 @@ def register_consume(commands: Any) -> None:
     _add_broker_arguments(parser)
     parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, help="messages in hand (default 100)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="handler threads (default 8)")
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT (needs rabbitform[metrics])"
+    )
+    parser.add_argument(
+        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="the metrics listen address (default 127.0.0.1)"
+    )
     parser.set_defaults(handler=cmd_consume)
 
 
@@ -97,6 +103,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
         connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers
     )
     consumer.add_subscriptions(subs)
+    if args.metrics_port is not None:
+        _serve_metrics(args.metrics_addr, args.metrics_port)
     where = f"on vhost {connector.vhost!r} at {connector.display}"
     for sub in subs:
         print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
@@ -164,6 +172,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
         f"at {connector.display}: confirmed by the broker"
     )
     return EXIT_OK
+
+
+def _serve_metrics(addr: str, port: int) -> None:
+    if not 0 < port < 65536:
+        raise RabbitformError(f"--metrics-port {port} is not a TCP port (1-65535)")
+    from bus_runtime.errors import BusError
+    from bus_runtime.telemetry.metrics import serve_metrics
+
+    try:
+        serve_metrics(port, addr)
+    except BusError as exc:
+        raise RabbitformError(str(exc)) from None
+    except OSError as exc:
+        raise RabbitformError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from None
+    print(f"metrics on http://{addr}:{port}/metrics", file=sys.stderr)
 
 
 def _check_kind(spec: Spec, service: str, name: str, kind: MessageKind, where: str) -> None:

@@ -12,16 +12,21 @@ from typing import Any
 
 from meiga import Result
 
+from bus_runtime.async_handlers import resolve
 from bus_runtime.message import Message
 from bus_runtime.retry import Decision, Delivery, Failure, decide
 from bus_runtime.subscriber import Handler, Subscription
+from bus_runtime.telemetry import hooks
 from bus_runtime.wire import PoisonMessage, decode
 
 
 def run_handler(handler: Handler, message: Message) -> Failure | None:
-    """None on success. A failure Result, an exception, or a return that is not a Result all fail."""
+    """None on success. A failure Result, an exception, or a return that is not a Result all fail.
+
+    An `async def` handler's coroutine runs to completion on its event loop (`bus_runtime.async_handlers`).
+    """
     try:
-        result = handler(message)
+        result = resolve(handler(message))
     except Exception as exc:  # a handler's bug must not kill the consumer
         return Failure(type(exc).__name__, str(exc) or repr(exc))
     if not isinstance(result, Result):
@@ -49,13 +54,19 @@ def handle_delivery(
         routing_key=routing_key,
         headers=dict(headers or {}),
     )
-    try:
-        message = decode(body, subscription.message_class)
-    except PoisonMessage as exc:
-        poison = Failure("PoisonMessage", str(exc), poison=True)
-        return decide(delivery, poison, subscription.max_retries, now or _now()), None
-    failure = run_handler(subscription.handler, message)
-    return decide(delivery, failure, subscription.max_retries, now or _now()), message
+    with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
+        try:
+            message = decode(body, subscription.message_class)
+        except PoisonMessage as exc:
+            poison = Failure("PoisonMessage", str(exc), poison=True)
+            decision = decide(delivery, poison, subscription.max_retries, now or _now())
+            call.outcome = decision.action
+            return decision, None
+        call.event = message.message_type
+        failure = run_handler(subscription.handler, message)
+        decision = decide(delivery, failure, subscription.max_retries, now or _now())
+        call.outcome = decision.action
+        return decision, message
 
 
 def _now() -> datetime:

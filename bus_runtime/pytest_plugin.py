@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from bus_runtime.aio.memory import AsyncInMemoryBroker
     from bus_runtime.memory import InMemoryBroker
 
 SPEC_INI = "rabbitform_spec"
@@ -68,3 +69,21 @@ def make_memory_broker(request: pytest.FixtureRequest) -> MakeMemoryBroker:
 def memory_broker(make_memory_broker: MakeMemoryBroker) -> InMemoryBroker:
     """An in-memory broker from the configured spec, consuming with the spec's handlers."""
     return make_memory_broker()
+
+
+@pytest.fixture
+def make_async_memory_broker(make_memory_broker: MakeMemoryBroker) -> Callable[..., AsyncInMemoryBroker]:
+    """`make_memory_broker`'s asyncio face: `await broker.event_bus(s).publish(...)`,
+    `await broker.run_until_idle()`; `async def` handlers run on the test's loop (pytest-asyncio)."""
+    from bus_runtime.aio.memory import AsyncInMemoryBroker
+
+    def make(*args: Any, **kwargs: Any) -> AsyncInMemoryBroker:
+        return AsyncInMemoryBroker(make_memory_broker(*args, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+def async_memory_broker(make_async_memory_broker: Callable[..., AsyncInMemoryBroker]) -> AsyncInMemoryBroker:
+    """The configured spec's in-memory broker for asyncio tests, consuming with the spec's handlers."""
+    return make_async_memory_broker()

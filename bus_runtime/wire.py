@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bus_runtime.message import Command, Envelope, Event, Message, _new_id, decoding
+from bus_runtime.telemetry import hooks
 from topology import naming
 
 CONTENT_TYPE = "application/json"
@@ -61,13 +62,17 @@ def encode_body(message: Message, envelope: Envelope | None = None) -> bytes:
 
 def encode(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> WireMessage:
     env = message.envelope()
+    routing_key = naming.routing_key(organization, service, env.version, message.message_kind, env.name)
+    message_headers = dict(headers or {})
+    if hooks.active():  # e.g. tracing adds `traceparent`
+        hooks.publishing(naming.exchange(organization, service), routing_key, env.name, message_headers)
     return WireMessage(
         body=encode_body(message, env),
         message_id=env.id,
         type=env.name,
         timestamp=int(env.occurred_on.timestamp()),
-        routing_key=naming.routing_key(organization, service, env.version, message.message_kind, env.name),
-        headers=dict(headers or {}),
+        routing_key=routing_key,
+        headers=message_headers,
     )
 
 

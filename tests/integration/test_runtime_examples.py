@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from examples.rabbitmq import configure, publish
 from tests.integration.runtime_support import assert_all_empty
@@ -109,6 +111,30 @@ def test_cli_publish_and_consume_from_the_spec(
         code = consumer.terminate()
     assert code == 0, "".join(consumer.lines)
     assert_all_empty(management_url, amqp_url, vhost)
+
+
+def test_consume_serves_prometheus_metrics(env: dict[str, str], management_url: str, vhost: str) -> None:
+    import_topology(management_url, vhost, load_spec(ROOT / "specs" / "alice.yaml"))
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    consumer = Process([RABBITFORM, "consume", "specs/alice.yaml", "--vhost", vhost, "--metrics-port", str(port)], env)
+    try:
+        wait_for(lambda: consumer.count("metrics on http://127.0.0.1:") == 1, timeout=20, what="the metrics server")
+        published = run_cli(
+            ["publish", "specs/alice.yaml", "--vhost", vhost, "--service", "petisco", *PUBLISH_ONE], env
+        )
+        assert published.returncode == 0, published.stderr
+        handled = (
+            'rabbitform_messages_handled_total{event="user.created",outcome="ack",subscriber="send_mail_handler"} 1.0'
+        )
+        wait_for(
+            lambda: handled in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+            timeout=20,
+            what="the handled counter of send_mail_handler",
+        )
+    finally:
+        consumer.terminate()
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
