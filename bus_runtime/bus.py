@@ -20,9 +20,15 @@ from topology import naming
 CHUNK = 500  # messages encoded per hand-over to the I/O thread
 
 
-def outgoing(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> Outgoing:
+def outgoing(
+    message: Message,
+    organization: str,
+    service: str,
+    headers: Mapping[str, Any] | None = None,
+    layout: naming.Layout = naming.DEFAULT_LAYOUT,
+) -> Outgoing:
     """A message as the publisher sends it: wire body plus AMQP properties."""
-    wire = encode(message, organization, service, headers)
+    wire = encode(message, organization, service, headers, layout)
     properties = pika.BasicProperties(
         message_id=wire.message_id,
         type=wire.type,
@@ -52,6 +58,7 @@ class _MessageBus:
         on_unroutable: OnUnroutable = "log",
         timeout: float = 30.0,
         window: int = 20_000,
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
         if not naming.ORGANIZATION_PATTERN.match(organization) or not naming.SERVICE_PATTERN.match(service):
             raise ValueError(
@@ -60,6 +67,7 @@ class _MessageBus:
         self.connector = connector or RabbitMqConnector()
         self.organization = organization
         self.service = service
+        self.layout = layout  # whose routing keys: rabbitform's (`user.created`) or petisco's (`user_created`)
         self._publisher = ConfirmedPublisher(
             self.connector,
             purpose=f"{type(self).__name__}-{organization}.{service}",
@@ -98,7 +106,10 @@ class _MessageBus:
 
         def chunks() -> Iterator[list[Outgoing]]:
             for start in range(0, len(batch), CHUNK):
-                chunk = [outgoing(m, self.organization, self.service, headers) for m in batch[start : start + CHUNK]]
+                chunk = [
+                    outgoing(m, self.organization, self.service, headers, self.layout)
+                    for m in batch[start : start + CHUNK]
+                ]
                 items.extend(chunk)
                 yield chunk
 

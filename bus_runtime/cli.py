@@ -100,7 +100,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     connector = _connector(args, spec.vhost)
     connector.check()
     consumer = RabbitMqEventConsumer(
-        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers
+        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers, layout=spec.layout
     )
     consumer.add_subscriptions(subs)
     if args.metrics_port is not None:
@@ -153,7 +153,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     connector = _connector(args, spec.vhost)
     connector.check()
     bus_class = RabbitMqCommandBus if kind == "command" else RabbitMqEventBus
-    bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15)
+    bus = bus_class(connector, spec.organization, args.service, on_unroutable="raise", timeout=15, layout=spec.layout)
     exchange = naming.exchange(spec.organization, args.service)
     try:
         bus.publish(message, headers=headers or None)
@@ -166,7 +166,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise
     finally:
         bus.close()
-    routing_key = message.routing_key(spec.organization, args.service)
+    routing_key = message.routing_key(spec.organization, args.service, spec.layout)
     print(
         f"published {message.message_type} {message.id} (routing key {routing_key}) on vhost {connector.vhost!r} "
         f"at {connector.display}: confirmed by the broker"

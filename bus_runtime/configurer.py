@@ -40,6 +40,7 @@ class RabbitMqEventConfigurer:
         retry_ttl: int = 5000,
         management_url: str | None = None,
         store_queue: str = naming.DEFAULT_STORE_QUEUE,
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
         if retry_ttl < 1:
             raise ValueError("retry_ttl must be >= 1 ms")
@@ -48,6 +49,7 @@ class RabbitMqEventConfigurer:
         self.service = service
         self.retry_ttl = retry_ttl
         self.store_queue = store_queue
+        self.layout = layout  # `petisco`: the objects petisco 2.2.3's configurer creates
         self.management_url = self.connector.management_url(management_url)
         self.last_plan: Plan | None = None
 
@@ -61,6 +63,7 @@ class RabbitMqEventConfigurer:
             store=store,
             store_queue=self.store_queue,
             vhost=self.connector.vhost,
+            layout=self.layout,
         )
 
     def configure(self) -> ApplyResult:

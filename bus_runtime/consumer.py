@@ -31,10 +31,10 @@ from pika.channel import Channel
 from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.dispatch import handle_delivery
+from bus_runtime.dispatch import delivery_of, handle_delivery
 from bus_runtime.errors import BrokerUnavailable, BusError, TopologyMissing
 from bus_runtime.iothread import IoThread, backoff, describe_error, open_connection
-from bus_runtime.retry import Decision, Delivery, Failure, decide
+from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from topology import naming
 
@@ -79,6 +79,7 @@ class RabbitMqEventConsumer:
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_WORKERS,
         start_timeout: float = 30.0,
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -91,6 +92,7 @@ class RabbitMqEventConsumer:
         self.prefetch = prefetch
         self.workers = workers
         self.start_timeout = start_timeout
+        self.layout = layout  # whose queue names and store route: rabbitform's or petisco's
         self.subscriptions: list[Subscription] = []
         self.handled_count = 0  # deliveries settled (acked after success, retry or dead letter)
         self.retried_count = 0
@@ -129,14 +131,14 @@ class RabbitMqEventConsumer:
 
     def consume(self, subscribers: Iterable[EventSubscriber]) -> None:
         """Add subscribers: each handler consumes its own queue."""
-        self._add(subscriptions(self.organization, self.service, subscribers, self.max_retries))
+        self._add(subscriptions(self.organization, self.service, subscribers, self.max_retries, self.layout))
 
     def consume_store(
         self, handler: Handler, queue: str = naming.DEFAULT_STORE_QUEUE, max_retries: int | None = None
     ) -> None:
         """Run `handler` on the store queue, which hears every event and command."""
         retries = self.max_retries if max_retries is None else max_retries
-        self._add([store_subscription(self.organization, self.service, handler, retries, queue)])
+        self._add([store_subscription(self.organization, self.service, handler, retries, queue, self.layout)])
 
     def add_subscriptions(self, subs: Iterable[Subscription]) -> None:
         self._add(list(subs))
@@ -440,9 +442,7 @@ class RabbitMqEventConsumer:
             decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             log.exception("cannot handle a delivery on %s", sub.queue)
-            delivery = Delivery(
-                sub.organization, sub.service, sub.queue, sub.handler_name, routing_key, properties.headers or {}
-            )
+            delivery = delivery_of(sub, routing_key, properties.headers)
             failure = Failure(type(exc).__name__, str(exc))
             decision = decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
         self._results.append(_Result(generation, tag, decision, properties, body, sub))

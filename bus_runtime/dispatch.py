@@ -46,14 +46,7 @@ def handle_delivery(
     now: datetime | None = None,
 ) -> tuple[Decision, Message | None]:
     """Parse and handle one delivery; returns the decision and the parsed message (if any)."""
-    delivery = Delivery(
-        organization=subscription.organization,
-        service=subscription.service,
-        queue=subscription.queue,
-        handler=subscription.handler_name,
-        routing_key=routing_key,
-        headers=dict(headers or {}),
-    )
+    delivery = delivery_of(subscription, routing_key, headers)
     with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
         try:
             message = decode(body, subscription.message_class)
@@ -67,6 +60,20 @@ def handle_delivery(
         decision = decide(delivery, failure, subscription.max_retries, now or _now())
         call.outcome = decision.action
         return decision, message
+
+
+def delivery_of(subscription: Subscription, routing_key: str, headers: Mapping[str, Any] | None) -> Delivery:
+    """What the retry decision needs to know about a delivery on this subscription's queue."""
+    return Delivery(
+        organization=subscription.organization,
+        service=subscription.service,
+        queue=subscription.queue,
+        handler=subscription.handler_name,
+        routing_key=routing_key,
+        headers=dict(headers or {}),
+        layout=subscription.layout,
+        store=subscription.message_class is None,
+    )
 
 
 def _now() -> datetime:

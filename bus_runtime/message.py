@@ -57,6 +57,12 @@ def _message_name(class_name: str) -> str:
     return naming.message_name(class_name)  # computed once per class: publishing is a hot path
 
 
+@lru_cache(maxsize=4096)
+def _layout_names(class_name: str, layout: naming.Layout) -> tuple[str, str]:
+    """(routing name, wire name) of a class in a layout, computed once per class."""
+    return naming.routing_name(class_name, layout), naming.wire_name(class_name, layout)
+
+
 class Envelope(NamedTuple):
     id: str
     occurred_on: datetime
@@ -135,8 +141,25 @@ class Message(BaseModel):
         data = self._meta.get("info_id")
         return InfoId(**data) if isinstance(data, dict) else None
 
-    def routing_key(self, organization: str, service: str) -> str:
-        return naming.routing_key(organization, service, self.message_version, self.message_kind, self.message_type)
+    def routing_key(self, organization: str, service: str, layout: naming.Layout = naming.DEFAULT_LAYOUT) -> str:
+        name = self.layout_names(layout)[0]
+        return naming.routing_key(organization, service, self.message_version, self.message_kind, name)
+
+    def layout_names(self, layout: naming.Layout) -> tuple[str, str]:
+        """(routing name, wire name) in `layout`: `user.created` twice in rabbitform's, `user_created`
+        and `user.created` in petisco's. A message read off the wire keeps the sender's name."""
+        if self._name:
+            return naming.routing_name_of_wire_name(self._name, layout), self._name
+        if layout == naming.DEFAULT_LAYOUT:
+            name = self.message_name()
+            return name, name
+        return _layout_names(type(self).__name__, layout)
+
+    @classmethod
+    def wire_names(cls) -> frozenset[str]:
+        """The `data.type` names this class accepts: rabbitform's and petisco's
+        (`http.request.failed`, `h.t.t.p.request.failed`)."""
+        return frozenset(_layout_names(cls.__name__, layout)[1] for layout in naming.LAYOUTS)
 
     def envelope(self) -> Envelope:
         """Id, time, meta, name and version in one read of the private state (encoding is a

@@ -55,6 +55,8 @@ class Delivery:
     handler: str
     routing_key: str
     headers: Mapping[str, Any] = field(default_factory=dict)
+    layout: naming.Layout = naming.DEFAULT_LAYOUT
+    store: bool = False  # the store's retries travel by the layout's store route
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def decide(delivery: Delivery, failure: Failure | None, max_retries: int, now: d
         headers[RETRY_COUNT] = count + 1
         return Decision(
             "retry",
-            exchange=naming.retry_exchange(delivery.organization, delivery.service),
+            exchange=naming.store_retry_exchange(delivery.organization, delivery.service, delivery.layout)
+            if delivery.store
+            else naming.retry_exchange(delivery.organization, delivery.service),
             routing_key=naming.retry_queue(delivery.queue),
             headers=headers,
         )

@@ -139,7 +139,9 @@ def spec_subscriptions(
         handler = import_handler(sub.handler, where)
         cls = message_class(sub.message_class, sub.kind, sub.version, handler)
         result.append(
-            Subscription(spec.organization, sub.service, sub.queue, handler, sub.name, cls, sub.retry.max_retries)
+            Subscription(
+                spec.organization, sub.service, sub.queue, handler, sub.name, cls, sub.retry.max_retries, spec.layout
+            )
         )
     store = spec.resolved_store()
     store_wanted = (wanted is None and service is None) or (wanted is not None and store and store.queue in wanted)
@@ -150,7 +152,9 @@ def spec_subscriptions(
         elif spec.services:
             handler = import_handler(store.handler, where)
             via = sorted(spec.services)[0]  # every service's retry exchange routes retry.<store>
-            sub_store = store_subscription(spec.organization, via, handler, store.retry.max_retries, store.queue)
+            sub_store = store_subscription(
+                spec.organization, via, handler, store.retry.max_retries, store.queue, spec.layout
+            )
             result.append(sub_store)
     if wanted is not None:
         unknown = wanted - {s.name for s in chosen} - ({store.queue} if store else set())
@@ -175,7 +179,7 @@ def consumer_from_spec(
     where = str(Path(path))
     subs = spec_subscriptions(spec, service, subscribers, where)
     chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
-    consumer = cls(chosen, spec.organization, service or subs[0].service, **options)
+    consumer = cls(chosen, spec.organization, service or subs[0].service, **{"layout": spec.layout, **options})
     consumer.add_subscriptions(subs)
     return consumer
 

@@ -53,6 +53,7 @@ class Subscription:
     handler_name: str
     message_class: type[Message] | None  # None: any message (the store)
     max_retries: int
+    layout: naming.Layout = naming.DEFAULT_LAYOUT
 
 
 def handler_name(handler: Handler) -> str:
@@ -66,7 +67,11 @@ def handler_name(handler: Handler) -> str:
 
 
 def subscriptions(
-    organization: str, service: str, subscribers: Iterable[EventSubscriber], max_retries: int
+    organization: str,
+    service: str,
+    subscribers: Iterable[EventSubscriber],
+    max_retries: int,
+    layout: naming.Layout = naming.DEFAULT_LAYOUT,
 ) -> list[Subscription]:
     """Expand subscribers into one subscription per handler (one queue each)."""
     result: list[Subscription] = []
@@ -75,15 +80,20 @@ def subscriptions(
         owner = subscriber.service or service
         for handler in subscriber.handlers:
             name = handler_name(handler)
-            queue = naming.subscriber_queue(
-                organization, owner, cls.version, cls.message_kind, cls.message_name(), name
-            )
-            result.append(Subscription(organization, owner, queue, handler, name, cls, max_retries))
+            routing_name = naming.routing_name(cls.__name__, layout) if layout != "rabbitform" else cls.message_name()
+            queue = naming.subscriber_queue(organization, owner, cls.version, cls.message_kind, routing_name, name)
+            result.append(Subscription(organization, owner, queue, handler, name, cls, max_retries, layout))
     return result
 
 
 def store_subscription(
-    organization: str, service: str, handler: Handler, max_retries: int, queue: str = naming.DEFAULT_STORE_QUEUE
+    organization: str,
+    service: str,
+    handler: Handler,
+    max_retries: int,
+    queue: str = naming.DEFAULT_STORE_QUEUE,
+    layout: naming.Layout = naming.DEFAULT_LAYOUT,
 ) -> Subscription:
-    """The store hears every message; its retries go through `service`'s retry exchange."""
-    return Subscription(organization, service, queue, handler, handler_name(handler), None, max_retries)
+    """The store hears every message; its retries go through `service`'s retry exchange
+    (petisco's layout: `retry.<org>.store`)."""
+    return Subscription(organization, service, queue, handler, handler_name(handler), None, max_retries, layout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bus_runtime.subscriber import EventSubscriber, handler_name
+from topology import naming
 from topology.spec.model import Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
 
 
@@ -20,6 +21,7 @@ def spec_for_subscribers(
     store: bool = False,
     store_queue: str = "store",
     vhost: str = "/",
+    layout: naming.Layout = naming.DEFAULT_LAYOUT,
 ) -> Spec:
     """The spec that `subscribers` need: the service's exchanges, one queue (plus retry and
     dead-letter queues) per handler, and the store if asked for."""
@@ -40,6 +42,7 @@ def spec_for_subscribers(
     return Spec(
         organization=organization,
         vhost=vhost,
+        layout=layout,
         defaults=Defaults(retry=RetryPolicy(delay_ms=retry_ttl, max_retries=max_retries)),
         services={
             name: Service(

@@ -60,9 +60,20 @@ def encode_body(message: Message, envelope: Envelope | None = None) -> bytes:
     return _dumps(data).encode()
 
 
-def encode(message: Message, organization: str, service: str, headers: Mapping[str, Any] | None = None) -> WireMessage:
+def encode(
+    message: Message,
+    organization: str,
+    service: str,
+    headers: Mapping[str, Any] | None = None,
+    layout: naming.Layout = naming.DEFAULT_LAYOUT,
+) -> WireMessage:
+    """The message as published in `layout`: its routing key and `data.type` follow the layout's names."""
     env = message.envelope()
-    routing_key = naming.routing_key(organization, service, env.version, message.message_kind, env.name)
+    routing_name = env.name
+    if layout != naming.DEFAULT_LAYOUT:
+        routing_name, name = message.layout_names(layout)
+        env = env._replace(name=name)
+    routing_key = naming.routing_key(organization, service, env.version, message.message_kind, routing_name)
     message_headers = dict(headers or {})
     if hooks.active():  # e.g. tracing adds `traceparent`
         hooks.publishing(naming.exchange(organization, service), routing_key, env.name, message_headers)
@@ -102,7 +113,9 @@ def decode(body: bytes, expected: type[Message] | None = None) -> Message:
         target = Command if is_command else Event
     else:
         expected_kind = expected.message_kind
-        if (name, version, is_command) != (expected.message_name(), expected.version, expected_kind == "command"):
+        if (version, is_command) != (expected.version, expected_kind == "command") or (
+            name != expected.message_name() and name not in expected.wire_names()
+        ):
             raise PoisonMessage(
                 f"unexpected message type {name!r} v{version} ({wire_type}); this queue expects "
                 f"{expected.message_name()!r} v{expected.version} ({expected.wire_type()})"

@@ -26,8 +26,8 @@ def _admin() -> requests.Session:
 @pytest.fixture(scope="session")
 def management_url() -> str:
     """The management API of the test broker (credentials are guest/guest unless overridden)."""
-    try:
-        _admin().get(f"{MANAGEMENT_URL}/api/overview", timeout=5).raise_for_status()
+    try:  # generous: a busy broker answers slowly, which is not the same as not answering
+        _admin().get(f"{MANAGEMENT_URL}/api/overview", timeout=30).raise_for_status()
     except requests.RequestException as exc:
         pytest.fail(f"RabbitMQ management API at {MANAGEMENT_URL} is not reachable ({exc}); run scripts/rabbitmq-up")
     return MANAGEMENT_URL

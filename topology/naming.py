@@ -93,6 +93,93 @@ def store_queues(queue: str) -> tuple[str, str, str]:
     return (queue, retry_queue(queue), dead_letter_queue(queue))
 
 
+# --- Layouts -------------------------------------------------------------------------------
+# A layout is the set of objects a bus is built from. `rabbitform` is the one above; `petisco`
+# is exactly what petisco 2.2.3's RabbitMqMessageConfigurer creates (tests/fixtures/petisco_layout.json),
+# so services of both can share one bus. The names they share (exchanges, `retry.`/`dead_letter.`
+# queues and routing keys) are the functions above; what differs is below.
+
+Layout = Literal["rabbitform", "petisco"]
+LAYOUTS: tuple[Layout, ...] = ("rabbitform", "petisco")
+DEFAULT_LAYOUT: Layout = "rabbitform"
+
+# petisco's defaults (QueueConfig.default()): its main queues expire messages after 5 s too.
+PETISCO_MAIN_TTL_MS = 5000
+# petisco hard-codes its store queue names: one store per vhost, whatever the organization.
+PETISCO_STORE_QUEUE = "store"
+_PETISCO_CAPITAL = re.compile(r"(?<!^)(?=[A-Z])")
+_PETISCO_SEGMENT = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*\Z")
+_RABBITFORM_NAME = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)*\Z")
+
+
+def petisco_message_name(class_name: str) -> str:
+    """petisco 2.2.3's rule: an underscore before every capital, then lower case.
+
+    `UserCreated` -> `user_created`; `HTTPRequestFailed` -> `h_t_t_p_request_failed` (petisco
+    splits every capital, acronyms included)."""
+    if not MESSAGE_CLASS_PATTERN.match(class_name):
+        raise ValueError(f"{class_name!r} is not a CamelCase message class name")
+    return _PETISCO_CAPITAL.sub("_", class_name).lower()
+
+
+def routing_name(class_name: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """The message part of routing keys and queue names: `user.created` (rabbitform) or
+    `user_created` (petisco)."""
+    return petisco_message_name(class_name) if layout == "petisco" else message_name(class_name)
+
+
+def routing_name_of_wire_name(wire_name: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """The same for a message known only by its dotted wire name (a message read off the wire)."""
+    return wire_name.replace(".", "_") if layout == "petisco" else wire_name
+
+
+def wire_name(class_name: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """`data.type` in the body: petisco writes its underscored name with dots (`user.created`,
+    `h.t.t.p.request.failed`)."""
+    return petisco_message_name(class_name).replace("_", ".") if layout == "petisco" else message_name(class_name)
+
+
+def class_name_from_routing_name(name: str, layout: Layout = DEFAULT_LAYOUT) -> str | None:
+    """Rebuild a message class name from the name in a queue or routing key, or None when no
+    class name gives back exactly `name` (then the broker's name must be kept as it is).
+
+    `user.created` or `user_created` -> `UserCreated`; petisco's `h_t_t_p_request_failed` ->
+    `HTTPRequestFailed`. rabbitform's `http.request.failed` gives `HttpRequestFailed`, which
+    names the same queues as `HTTPRequestFailed`."""
+    pattern, separator = (_PETISCO_SEGMENT, "_") if layout == "petisco" else (_RABBITFORM_NAME, ".")
+    if not pattern.match(name):
+        return None
+    candidate = "".join(word[:1].upper() + word[1:] for word in name.split(separator))
+    if not MESSAGE_CLASS_PATTERN.match(candidate) or routing_name(candidate, layout) != name:
+        return None
+    return candidate
+
+
+def petisco_store_exchanges(organization: str) -> tuple[str, str]:
+    """petisco's store retries and dead letters travel through these two exchanges."""
+    return (f"{RETRY_PREFIX}{organization}.store", f"{DEAD_LETTER_PREFIX}{organization}.store")
+
+
+def petisco_store_patterns() -> list[str]:
+    """petisco binds the store with one word per part: its message names have no dots."""
+    return [f"*.*.*.{kind}.*" for kind in MESSAGE_KINDS]
+
+
+def store_retry_exchange(organization: str, service: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """Where the store's failed messages are republished with routing key `retry.<store>`."""
+    if layout == "petisco":
+        return petisco_store_exchanges(organization)[0]
+    return retry_exchange(organization, service)
+
+
+def layout_exchanges(organization: str, services: list[str], store: bool, layout: Layout = DEFAULT_LAYOUT) -> list[str]:
+    """Every exchange a spec owns: its services' three, plus petisco's two store exchanges."""
+    names = [name for service in services for name in service_exchanges(organization, service)]
+    if store and layout == "petisco":
+        names.extend(petisco_store_exchanges(organization))
+    return names
+
+
 POLICY_TIER_MARKER = "ttl-"
 HOLDING_PREFIX = "rabbitform-moving."
 

@@ -18,6 +18,7 @@ from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus, _MessageBus
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import OnUnroutable
+from topology.naming import DEFAULT_LAYOUT, Layout
 
 PUBLISH_THREADS = 4  # concurrent publish calls waiting for confirms; each batch is already pipelined
 
@@ -33,8 +34,9 @@ class _AsyncMessageBus:
         on_unroutable: OnUnroutable = "log",
         timeout: float = 30.0,
         window: int = 20_000,
+        layout: Layout = DEFAULT_LAYOUT,
     ) -> None:
-        self._bus = self.sync_bus(connector, organization, service, on_unroutable, timeout, window)
+        self._bus = self.sync_bus(connector, organization, service, on_unroutable, timeout, window, layout)
         self._pool = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix=f"rabbitform-aio-publish-{service}")
         self.organization = organization
         self.service = service

@@ -21,6 +21,7 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, RabbitMqEventConsumer
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription
 from topology import naming
+from topology.naming import DEFAULT_LAYOUT, Layout
 
 DEFAULT_ASYNC_WORKERS = 64  # threads waiting on async handlers are cheap: let many run on the loop at once
 
@@ -37,9 +38,10 @@ class AsyncRabbitMqEventConsumer:
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_ASYNC_WORKERS,
         start_timeout: float = 30.0,
+        layout: Layout = DEFAULT_LAYOUT,
     ) -> None:
         self._consumer = RabbitMqEventConsumer(
-            connector, organization, service, max_retries, prefetch, workers, start_timeout
+            connector, organization, service, max_retries, prefetch, workers, start_timeout, layout
         )
 
     @classmethod

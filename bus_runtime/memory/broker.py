@@ -39,9 +39,11 @@ from bus_runtime.subscriber import EventSubscriber
 from bus_runtime.wire import WireMessage, decode
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.compile.policies import effective_arguments
+from topology.naming import DEFAULT_LAYOUT, Layout
 from topology.spec.model import Spec
 
 if TYPE_CHECKING:
+    from bus_runtime.deadletters.api import DeadLetterQueues
     from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
 
 DEFAULT_MAX_STEPS = 10_000
@@ -139,8 +141,11 @@ class InMemoryBroker:
         *,
         spec: Spec | None = None,
         start: datetime | None = None,
+        layout: Layout | None = None,
     ) -> None:
         self.organization = organization or (spec.organization if spec else "")
+        # whose routing keys and queue names its buses and consumers use (the spec's by default)
+        self.layout: Layout = layout or (spec.layout if spec else DEFAULT_LAYOUT)
         self.vhost = topology.vhost if topology is not None else (spec.vhost if spec else "/")
         self.spec = spec
         self.clock = VirtualClock(start) if start else VirtualClock()
@@ -320,14 +325,20 @@ class InMemoryBroker:
         from bus_runtime.memory.clients import InMemoryEventBus
 
         self._require_organization()
-        return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable)
+        return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
 
     def command_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryCommandBus:
         """A bus that publishes commands to `service`'s exchange, like `RabbitMqCommandBus`."""
         from bus_runtime.memory.clients import InMemoryCommandBus
 
         self._require_organization()
-        return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable)
+        return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
+
+    def dead_letters(self) -> DeadLetterQueues:
+        """List, show, replay and purge dead letters as `rabbitform dlq` does on RabbitMQ."""
+        from bus_runtime.deadletters.api import DeadLetterQueues
+
+        return DeadLetterQueues.in_memory(self)
 
     def consumer(
         self, service: str, subscribers: Sequence[EventSubscriber] = (), max_retries: int = 5
@@ -336,7 +347,7 @@ class InMemoryBroker:
         from bus_runtime.memory.clients import InMemoryConsumer
 
         self._require_organization()
-        consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries)
+        consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries, layout=self.layout)
         if subscribers:
             consumer.consume(subscribers)
         consumer.start()
@@ -355,7 +366,9 @@ class InMemoryBroker:
         if spec is None:
             raise BrokerError("this broker was not built from a spec: use InMemoryBroker.from_spec(path)")
         owner = service or min(spec.services, default="")
-        consumer = InMemoryConsumer(self, self.organization, owner, max_retries=spec.defaults.retry.max_retries)
+        consumer = InMemoryConsumer(
+            self, self.organization, owner, max_retries=spec.defaults.retry.max_retries, layout=spec.layout
+        )
         store = spec.resolved_store()
         names_handler = any(s.handler for s in spec.subscribers()) or bool(store and store.handler)
         if subscribers is not None or names_handler:

@@ -11,12 +11,12 @@ from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from bus_runtime import retry
-from bus_runtime.dispatch import handle_delivery
+from bus_runtime.dispatch import delivery_of, handle_delivery
 from bus_runtime.errors import TopologyMissing, UnroutableError
 from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
 from bus_runtime.message import Command, Event, Message
-from bus_runtime.retry import Delivery, Failure, decide
+from bus_runtime.retry import Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.wire import encode
 from topology import naming
@@ -29,9 +29,15 @@ class _InMemoryBus:
     kind: ClassVar[type[Message]] = Message
 
     def __init__(
-        self, broker: InMemoryBroker, organization: str, service: str, on_unroutable: OnUnroutable = "log"
+        self,
+        broker: InMemoryBroker,
+        organization: str,
+        service: str,
+        on_unroutable: OnUnroutable = "log",
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
         self.broker = broker
+        self.layout = layout
         self.organization = organization
         self.service = service
         self.exchange = naming.exchange(organization, service)
@@ -48,7 +54,7 @@ class _InMemoryBus:
                 raise TypeError(f"{type(self).__name__} publishes {self.kind.__name__}s, not {type(message).__name__}")
         lost: list[tuple[Message, str]] = []
         for message in batch:
-            wire = encode(message, self.organization, self.service, headers)
+            wire = encode(message, self.organization, self.service, headers, self.layout)
             properties = replace(Properties.of(wire), app_id=self.service)
             queues = self.broker.publish(self.exchange, wire.routing_key, wire.body, wire.headers, properties)
             self.published_count += 1
@@ -96,8 +102,16 @@ class InMemoryConsumer:
     Deliveries happen when the broker runs (`run_until_idle`, `advance`), not in a thread.
     """
 
-    def __init__(self, broker: InMemoryBroker, organization: str, service: str, max_retries: int = 5) -> None:
+    def __init__(
+        self,
+        broker: InMemoryBroker,
+        organization: str,
+        service: str,
+        max_retries: int = 5,
+        layout: naming.Layout = naming.DEFAULT_LAYOUT,
+    ) -> None:
         self.broker = broker
+        self.layout = layout
         self.organization = organization
         self.service = service
         self.max_retries = max_retries
@@ -110,14 +124,18 @@ class InMemoryConsumer:
 
     def consume(self, subscribers: Iterable[EventSubscriber]) -> None:
         """One queue per handler, named as the topology names it."""
-        self.add_subscriptions(subscriptions(self.organization, self.service, subscribers, self.max_retries))
+        self.add_subscriptions(
+            subscriptions(self.organization, self.service, subscribers, self.max_retries, self.layout)
+        )
 
     def consume_store(
         self, handler: Handler, queue: str = naming.DEFAULT_STORE_QUEUE, max_retries: int | None = None
     ) -> None:
         """The store hears every message; its retries go through this service's retry exchange."""
         retries = self.max_retries if max_retries is None else max_retries
-        self.add_subscriptions([store_subscription(self.organization, self.service, handler, retries, queue)])
+        self.add_subscriptions(
+            [store_subscription(self.organization, self.service, handler, retries, queue, self.layout)]
+        )
 
     def add_subscriptions(self, items: Iterable[Subscription]) -> None:
         """Attach each subscription to its queue; raises `TopologyMissing` (as the RabbitMQ
@@ -149,9 +167,7 @@ class InMemoryConsumer:
                 subscription, message.body, message.routing_key, message.headers, now=broker.now()
             )
         except Exception as exc:  # a bug outside the handler: retried like a handler failure, as on RabbitMQ
-            delivery = Delivery(
-                subscription.organization, subscription.service, queue, name, message.routing_key, message.headers
-            )
+            delivery = delivery_of(subscription, message.routing_key, message.headers)
             decision = decide(delivery, Failure(type(exc).__name__, str(exc)), subscription.max_retries, broker.now())
             parsed = None
         called = parsed is not None

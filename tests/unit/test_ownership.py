@@ -180,3 +180,13 @@ def test_lock_options_are_checked_before_anything_runs(
         main(argv)
     assert caught.value.code == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_dropped_petisco_store_keeps_its_exchanges_in_scope() -> None:
+    before = Spec.model_validate(
+        {"organization": "alice", "vhost": "v", "layout": "petisco", "services": {"svc": SUBSCRIBER}, "store": {}}
+    )
+    after = before.model_copy(update={"store": None})
+    ownership = ownership_of(after, [record(before)])
+    assert ownership.planning_scope.store_exchanges == ("dead_letter.alice.store", "retry.alice.store")
+    assert OwnershipRecord.from_value(record(before).to_value()) == record(before)

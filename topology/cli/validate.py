@@ -20,6 +20,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     topology = compile_spec(spec)
     subscribers = sum(1 for _ in spec.subscribers())
     store = f", store queue {spec.store.queue!r}" if spec.store else ""
+    if spec.layout != "rabbitform":
+        store += f", layout {spec.layout}"
     print(
         f"{args.spec}: valid: organization {spec.organization!r}, vhost {spec.vhost!r}, "
         f"{len(spec.services)} service(s), {subscribers} subscriber(s){store}: "

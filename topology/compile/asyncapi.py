@@ -146,7 +146,9 @@ def _messages(spec: Spec) -> Iterable[_Message]:
                     class_name=class_name,
                     name=name,
                     version=version,
-                    routing_key=naming.routing_key(spec.organization, service_name, version, kind, name),
+                    routing_key=naming.routing_key(
+                        spec.organization, service_name, version, kind, naming.routing_name(class_name, spec.layout)
+                    ),
                 )
 
 

@@ -1,34 +1,32 @@
 """Compile a spec into the exchanges, queues and bindings that realise it.
 
-Pure: a `Spec` in, a `Topology` out. The README's naming table documents the result.
+Pure: a `Spec` in, a `Topology` out, built by the layout the spec names
+(`topology.compile.layouts`). docs/naming.md documents the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from topology import naming
+from topology.compile.layouts import strategy
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.compile.policies import with_policies
-from topology.spec.model import QueueType, ResolvedStore, ResolvedSubscriber, Spec
-
-DEFAULT_EXCHANGE = ""
+from topology.spec.model import Spec
 
 
 def compile_spec(spec: Spec) -> Topology:
-    exchanges: list[Exchange] = []
+    layout = strategy(spec.layout)
     queues: list[Queue] = []
     bindings: list[Binding] = []
     org = spec.organization
-    for service in spec.services:
-        exchanges.extend(Exchange(name) for name in naming.service_exchanges(org, service))
+    store = spec.resolved_store()
+    names = naming.layout_exchanges(org, sorted(spec.services), store is not None, spec.layout)
+    exchanges = [Exchange(name) for name in names]
     for subscriber in spec.subscribers():
-        q, b = _subscriber_objects(org, subscriber)
+        q, b = layout.subscriber_objects(org, subscriber)
         queues.extend(q)
         bindings.extend(b)
-    store = spec.resolved_store()
     if store is not None:
-        q, b = _store_objects(org, sorted(spec.services), store)
+        q, b = layout.store_objects(org, sorted(spec.services), store)
         queues.extend(q)
         bindings.extend(b)
     topology = Topology.of(spec.vhost, exchanges, queues, bindings)
@@ -36,83 +34,3 @@ def compile_spec(spec: Spec) -> Topology:
         default_tier = (spec.defaults.retry.delay_ms, spec.defaults.queue_type)
         return with_policies(topology, org, spec.services, default_tier)
     return topology
-
-
-def _type_arguments(queue_type: QueueType) -> dict[str, str]:
-    return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
-
-
-def _subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], list[Binding]]:
-    main_exchange, retry_exchange, dead_letter_exchange = naming.service_exchanges(org, sub.service)
-    queue = sub.queue
-    retry = naming.retry_queue(queue)
-    dead = naming.dead_letter_queue(queue)
-    typed = _type_arguments(sub.queue_type)
-    queues = [
-        # No TTL on the main queue: a consumer outage must never dead-letter real work.
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": dead_letter_exchange,
-                "x-dead-letter-routing-key": dead,
-                **typed,
-            },
-        ),
-        Queue(
-            retry,
-            arguments={
-                "x-message-ttl": sub.retry.delay_ms,
-                "x-dead-letter-exchange": main_exchange,
-                "x-dead-letter-routing-key": retry,
-                **typed,
-            },
-        ),
-        Queue(dead, arguments=dict(typed)),
-    ]
-    bindings = [
-        Binding(main_exchange, queue, sub.routing_key),
-        Binding(main_exchange, queue, retry),
-        Binding(retry_exchange, retry, retry),
-        Binding(dead_letter_exchange, dead, dead),
-    ]
-    return queues, bindings
-
-
-def _store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
-    """The store hears every service; its retries and dead letters travel by the default exchange.
-
-    The default exchange routes by queue name, so `retry.store` returns a message to the store
-    alone without depending on any one service's exchange.
-    """
-    queue, retry, dead = naming.store_queues(store.queue)
-    typed = _type_arguments(store.queue_type)
-    queues = [
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                "x-dead-letter-routing-key": dead,
-                **typed,
-            },
-        ),
-        Queue(
-            retry,
-            arguments={
-                "x-message-ttl": store.retry.delay_ms,
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                "x-dead-letter-routing-key": queue,
-                **typed,
-            },
-        ),
-        Queue(dead, arguments=dict(typed)),
-    ]
-    return queues, list(_store_bindings(org, services, queue, retry, dead))
-
-
-def _store_bindings(org: str, services: list[str], queue: str, retry: str, dead: str) -> Iterator[Binding]:
-    for service in services:
-        main_exchange, retry_exchange, dead_letter_exchange = naming.service_exchanges(org, service)
-        for pattern in naming.service_patterns(org, service):
-            yield Binding(main_exchange, queue, pattern)
-        yield Binding(retry_exchange, retry, retry)
-        yield Binding(dead_letter_exchange, dead, dead)

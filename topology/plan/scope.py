@@ -23,6 +23,7 @@ class Scope:
     organization: str
     services: tuple[str, ...]
     store_queues: tuple[str, ...] = ()
+    store_exchanges: tuple[str, ...] = ()  # layout petisco: `retry.<org>.store`, `dead_letter.<org>.store`
 
     @classmethod
     def of_spec(cls, spec: Spec) -> Scope:
@@ -31,13 +32,16 @@ class Scope:
             organization=spec.organization,
             services=tuple(sorted(spec.services)),
             store_queues=naming.store_queues(store.queue) if store else (),
+            store_exchanges=naming.petisco_store_exchanges(spec.organization)
+            if store and spec.layout == "petisco"
+            else (),
         )
 
     @cached_property  # computed once: planning asks for every binding of a vhost
     def exchanges(self) -> frozenset[str]:
         return frozenset(
             name for service in self.services for name in naming.service_exchanges(self.organization, service)
-        )
+        ) | frozenset(self.store_exchanges)
 
     @cached_property
     def queue_prefixes(self) -> tuple[str, ...]:
@@ -77,11 +81,14 @@ class Scope:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "organization": self.organization,
             "services": list(self.services),
             "store_queues": list(self.store_queues),
         }
+        if self.store_exchanges:
+            data["store_exchanges"] = list(self.store_exchanges)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scope:
@@ -89,4 +96,5 @@ class Scope:
             organization=str(data["organization"]),
             services=tuple(data.get("services", ())),
             store_queues=tuple(data.get("store_queues", ())),
+            store_exchanges=tuple(data.get("store_exchanges", ())),
         )

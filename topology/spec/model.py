@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from topology import naming
-from topology.naming import MessageKind
+from topology.naming import Layout, MessageKind
 
 QueueType = Literal["classic", "quorum"]
 QueueSettings = Literal["arguments", "policies"]
@@ -147,6 +147,7 @@ class Spec(_Strict):
     # distinct names (see docs/lifecycle.md); the organization when absent.
     name: OrganizationName | None = None
     vhost: VhostName = "/"
+    layout: Layout = naming.DEFAULT_LAYOUT
     # `arguments`: TTL and dead-lettering as queue arguments (what petisco services redeclare);
     # `policies`: as policies, which can change in place (see docs/queue-settings.md).
     queue_settings: QueueSettings = "arguments"
@@ -171,6 +172,7 @@ class Spec(_Strict):
                 for class_name in sorted(messages):
                     message = messages[class_name]
                     name = naming.message_name(class_name)
+                    queue_name = naming.routing_name(class_name, self.layout)
                     for sub_name in sorted(message.subscribers):
                         sub = message.subscribers[sub_name]
                         yield ResolvedSubscriber(
@@ -181,10 +183,10 @@ class Spec(_Strict):
                             version=message.version,
                             name=sub_name,
                             queue=naming.subscriber_queue(
-                                self.organization, service_name, message.version, kind, name, sub_name
+                                self.organization, service_name, message.version, kind, queue_name, sub_name
                             ),
                             routing_key=naming.routing_key(
-                                self.organization, service_name, message.version, kind, name
+                                self.organization, service_name, message.version, kind, queue_name
                             ),
                             handler=sub.handler,
                             retry=sub.retry.over(self.defaults.retry) if sub.retry else self.defaults.retry,
@@ -207,6 +209,28 @@ class Spec(_Strict):
             problems.extend(
                 (("store", "queue"), message) for message in _too_long(naming.dead_letter_queue(self.store.queue))
             )
+        return problems
+
+    def layout_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """(field path, message) for what the layout cannot declare. petisco 2.2.3 declares
+        classic queues only and names its store `store`; its services redeclare these queues on
+        start, so anything else would fail there (PRECONDITION_FAILED)."""
+        if self.layout != "petisco":
+            return []
+        problems: list[tuple[tuple[str, ...], str]] = []
+        if self.queue_settings != "arguments":
+            problems.append((("queue_settings",), "layout petisco keeps TTL and dead-lettering in queue arguments"))
+        if self.store is not None and self.store.queue != naming.PETISCO_STORE_QUEUE:
+            problems.append((("store", "queue"), f"layout petisco names its store {naming.PETISCO_STORE_QUEUE!r}"))
+        quorum = "quorum queues are not part of layout petisco (petisco 2.2.3 declares classic queues)"
+        if self.defaults.queue_type == "quorum":
+            problems.append((("defaults", "queue_type"), quorum))
+        for sub in self.subscribers():
+            if sub.queue_type == "quorum":
+                path = ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name)
+                problems.append(((*path, "queue_type"), quorum))
+        if self.store is not None and self.store.queue_type == "quorum":
+            problems.append((("store", "queue_type"), quorum))
         return problems
 
     def resolved_store(self) -> ResolvedStore | None:

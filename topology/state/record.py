@@ -84,11 +84,12 @@ def parameter_name(vhost: str, owner: str) -> str:
 
 
 def union(first: Scope, second: Scope) -> Scope:
-    """Both scopes' services and store queues (one organization)."""
+    """Both scopes' services, store queues and store exchanges (one organization)."""
     return replace(
         first,
         services=tuple(sorted(set(first.services) | set(second.services))),
         store_queues=tuple(sorted(set(first.store_queues) | set(second.store_queues))),
+        store_exchanges=tuple(sorted(set(first.store_exchanges) | set(second.store_exchanges))),
     )
 
 
@@ -157,14 +158,15 @@ def ownership_of(spec: Spec, records: Iterable[OwnershipRecord]) -> Ownership:
 
 
 def layout_of(spec: Spec) -> str:
-    """The spec's layout (`layout:` when the spec has that key)."""
-    return str(getattr(spec, "layout", None) or DEFAULT_LAYOUT)
+    """The spec's layout (`layout:`), kept in the record for `import` and for humans."""
+    return str(spec.layout or DEFAULT_LAYOUT)
 
 
 def scopes_overlap(first: Scope, second: Scope) -> list[str]:
-    """Services and store queues two scopes both claim, by name."""
+    """Services, store queues and store exchanges two scopes both claim, by name."""
     shared = []
     if first.organization == second.organization:
         shared += [f"service {s}" for s in sorted(set(first.services) & set(second.services))]
     shared += [f"store queue {q}" for q in sorted(set(first.store_queues) & set(second.store_queues))]
+    shared += [f"store exchange {e}" for e in sorted(set(first.store_exchanges) & set(second.store_exchanges))]
     return shared

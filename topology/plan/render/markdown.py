@@ -10,6 +10,7 @@ from functools import cache
 
 import jinja2
 
+from topology.graph import graph_of_plan, to_mermaid
 from topology.plan.model import ACTIONS, KINDS, Change, Plan
 from topology.plan.render import change_details, summary_counts
 
@@ -45,6 +46,7 @@ def render_markdown(plan: Plan, color: bool = False) -> str:
         counts=counts,
         symbols=_SYMBOL,
         details=_details,
+        diagram=to_mermaid(graph_of_plan(plan.changes)) if plan.has_changes else "",
     )
     return text.rstrip("\n") + "\n"
 
