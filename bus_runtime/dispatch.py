@@ -6,6 +6,7 @@ carry the returned `Decision` out (republish, then ack), so both behave the same
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -28,7 +29,23 @@ def run_handler(handler: Handler, message: Message) -> Failure | None:
     try:
         result = resolve(handler(message))
     except Exception as exc:  # a handler's bug must not kill the consumer
-        return Failure(type(exc).__name__, str(exc) or repr(exc))
+        return _raised(exc)
+    return failure_of(result)
+
+
+async def run_handler_async(handler: Handler, message: Message) -> Failure | None:
+    """`run_handler` on the event loop: awaits an async handler's coroutine where it runs."""
+    try:
+        result = handler(message)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:  # a handler's bug must not kill the consumer
+        return _raised(exc)
+    return failure_of(result)
+
+
+def failure_of(result: object) -> Failure | None:
+    """What a handler's return value means: a success Result is None, anything else a Failure."""
     if not isinstance(result, Result):
         return Failure("InvalidHandlerResult", f"handler returned {type(result).__name__}, not a meiga Result")
     if result.is_success:
@@ -36,6 +53,10 @@ def run_handler(handler: Handler, message: Message) -> Failure | None:
     error = result.value
     message_text = getattr(error, "message", None) or str(error)
     return Failure(type(error).__name__, str(message_text))
+
+
+def _raised(exc: Exception) -> Failure:
+    return Failure(type(exc).__name__, str(exc) or repr(exc))
 
 
 def handle_delivery(
@@ -48,18 +69,38 @@ def handle_delivery(
     """Parse and handle one delivery; returns the decision and the parsed message (if any)."""
     delivery = delivery_of(subscription, routing_key, headers)
     with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
-        try:
-            message = decode(body, subscription.message_class)
-        except PoisonMessage as exc:
-            poison = Failure("PoisonMessage", str(exc), poison=True)
-            decision = decide(delivery, poison, subscription.max_retries, now or _now())
-            call.outcome = decision.action
-            return decision, None
-        call.event = message.message_type
-        failure = run_handler(subscription.handler, message)
+        message, poison = _parse(subscription, body, call)
+        failure = poison or run_handler(subscription.handler, message)  # type: ignore[arg-type]
         decision = decide(delivery, failure, subscription.max_retries, now or _now())
         call.outcome = decision.action
         return decision, message
+
+
+async def handle_delivery_async(
+    subscription: Subscription,
+    body: bytes,
+    routing_key: str,
+    headers: Mapping[str, Any] | None,
+    now: datetime | None = None,
+) -> tuple[Decision, Message | None]:
+    """`handle_delivery` for an `async def` handler, run on its event loop (no thread hop)."""
+    delivery = delivery_of(subscription, routing_key, headers)
+    with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
+        message, poison = _parse(subscription, body, call)
+        failure = poison or await run_handler_async(subscription.handler, message)  # type: ignore[arg-type]
+        decision = decide(delivery, failure, subscription.max_retries, now or _now())
+        call.outcome = decision.action
+        return decision, message
+
+
+def _parse(subscription: Subscription, body: bytes, call: hooks.HandlerCall) -> tuple[Message | None, Failure | None]:
+    """The message, or the poison failure that sends it to the dead-letter queue at once."""
+    try:
+        message = decode(body, subscription.message_class)
+    except PoisonMessage as exc:
+        return None, Failure("PoisonMessage", str(exc), poison=True)
+    call.event = message.message_type
+    return message, None
 
 
 def delivery_of(subscription: Subscription, routing_key: str, headers: Mapping[str, Any] | None) -> Delivery:

@@ -6,6 +6,8 @@
 bindings of a replaced queue are recreated with it. Policies are set (`PUT`, which creates
 or updates in place) before anything else and deleted last; queues replaced with their
 messages moved (`--move-messages`) are left to `topology.apply.move` after the creations.
+Users, their permissions and topic permissions are set after the topology exists, so a
+service's credentials work once what they grant is there.
 `execute` runs the steps: deleting something already gone counts as done, so an interrupted
 apply is finished by running again.
 """
@@ -22,7 +24,7 @@ from topology.broker.snapshot import default_queue_type, read_vhost
 from topology.compile.definitions import CLASSIC, binding_from_definition
 from topology.compile.objects import Binding, freeze_arguments
 from topology.errors import RabbitformError
-from topology.plan.model import Change, Plan
+from topology.plan.model import UPDATABLE_KINDS, Change, Plan
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in total) as the apply advances."""
@@ -46,6 +48,10 @@ class Schedule:
     put_policies: tuple[dict[str, Any], ...] = ()
     delete_policies: tuple[str, ...] = ()
     moves: tuple[tuple[Change, tuple[Binding, ...]], ...] = ()
+    put_users: tuple[dict[str, Any], ...] = ()
+    put_permissions: tuple[dict[str, Any], ...] = ()
+    put_topic_permissions: tuple[dict[str, Any], ...] = ()
+    clear_topic_permissions: tuple[str, ...] = ()
 
     @property
     def steps(self) -> int:
@@ -54,6 +60,10 @@ class Schedule:
             + len(self.put_policies)
             + len(self.delete_policies)
             + len(self.moves)
+            + len(self.put_users)
+            + len(self.put_permissions)
+            + len(self.put_topic_permissions)
+            + len(self.clear_topic_permissions)
             + len(self.delete_bindings)
             + len(self.delete_queues)
             + len(self.delete_exchanges)
@@ -101,7 +111,7 @@ def schedule(plan: Plan) -> Schedule:
             return definition.get("destination_type", "queue") == "queue" and definition.get("destination") in moved
         return False
 
-    plain = [c for c in plan.changes if c.kind != "policy" and not handled_by_move(c)]
+    plain = [c for c in plan.changes if c.kind not in UPDATABLE_KINDS and not handled_by_move(c)]
     removed = [c for c in plain if c.action in ("delete", "replace")]
     added = [c for c in plain if c.action in ("create", "replace")]
     gone_queues = {c.name for c in removed if c.kind == "queue"}
@@ -135,7 +145,18 @@ def schedule(plan: Plan) -> Schedule:
         ),
         delete_policies=tuple(c.name for c in plan.changes if c.kind == "policy" and c.action == "delete"),
         moves=tuple((c, tuple(moved_bindings[c.name])) for c in plan.changes if c.kind == "queue" and c.name in moved),
+        put_users=_put("user", plan),
+        put_permissions=_put("permission", plan),
+        put_topic_permissions=_put("topic_permission", plan),
+        # topic permissions are cleared per user: an update clears, then sets each exchange again
+        clear_topic_permissions=tuple(
+            c.name for c in plan.changes if c.kind == "topic_permission" and c.action in ("update", "delete")
+        ),
     )
+
+
+def _put(kind: str, plan: Plan) -> tuple[dict[str, Any], ...]:
+    return tuple(dict(c.after) for c in plan.changes if c.kind == kind and c.action != "delete" and c.after)
 
 
 def execute(
@@ -192,6 +213,18 @@ def execute(
         assert mover is not None
         mover(change, list(bindings))
         advance()
+    for user in steps.put_users:
+        put_user(client, user)
+        advance()
+    for permission in steps.put_permissions:
+        put_permission(client, vhost, permission)
+        advance()
+    for name in steps.clear_topic_permissions:
+        client.delete("topic-permissions", vhost, name)
+        advance()
+    for topics in steps.put_topic_permissions:
+        put_topic_permissions(client, vhost, topics)
+        advance()
     for name in steps.delete_policies:  # last: the queues they governed are gone or re-set by now
         client.delete("policies", vhost, name)
         advance()
@@ -236,6 +269,41 @@ def put_policy(client: ManagementClient, vhost: str, policy: dict[str, Any]) -> 
         client.put("policies", vhost, policy["name"], body=body)
     except RequestRejected as exc:
         raise ApplyError(f"the broker refused policy {policy['name']} on vhost {vhost!r}: {exc.reason}") from None
+
+
+def put_user(client: ManagementClient, user: dict[str, Any]) -> None:
+    """Create or update a user from its salted hash (the password never travels), no tags."""
+    body = {
+        "password_hash": user["password_hash"],
+        "hashing_algorithm": user["hashing_algorithm"],
+        "tags": user.get("tags", ""),
+    }
+    try:
+        client.put("users", user["name"], body=body)
+    except RequestRejected as exc:  # the reason never holds the hash: RabbitMQ does not echo it
+        raise ApplyError(f"the broker refused user {user['name']}: {exc.reason}") from None
+
+
+def put_permission(client: ManagementClient, vhost: str, permission: dict[str, Any]) -> None:
+    body = {key: permission[key] for key in ("configure", "write", "read")}
+    try:
+        client.put("permissions", vhost, permission["user"], body=body)
+    except RequestRejected as exc:
+        raise ApplyError(
+            f"the broker refused permissions of {permission['user']} on vhost {vhost!r}: {exc.reason}"
+        ) from None
+
+
+def put_topic_permissions(client: ManagementClient, vhost: str, topics: dict[str, Any]) -> None:
+    for item in topics.get("exchanges", []):
+        body = {key: item[key] for key in ("exchange", "write", "read")}
+        try:
+            client.put("topic-permissions", vhost, topics["user"], body=body)
+        except RequestRejected as exc:
+            raise ApplyError(
+                f"the broker refused topic permissions of {topics['user']} on {item['exchange']} "
+                f"in vhost {vhost!r}: {exc.reason}"
+            ) from None
 
 
 def create_vhost(client: ManagementClient, vhost: str) -> None:

@@ -11,13 +11,17 @@ from dataclasses import replace
 from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
+from topology.broker.access_snapshot import with_access
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
+from topology.compile import access
 from topology.compile.compiler import compile_spec
 from topology.compile.objects import Topology
+from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
+from topology.plan.scope import Scope
 from topology.spec.model import Spec
 from topology.state.record import ownership_of
 
@@ -51,7 +55,8 @@ def plan_live(
     queues the plan would delete or replace (a plan with nothing at risk reads no counters).
     Objects the spec recorded before but no longer declares are planned for deletion.
     """
-    return _plan_owned(spec, client, compile_spec(spec), allow_data_loss, move_messages=move_messages)
+    desired = access.with_access(compile_spec(spec), spec, fresh_salt)
+    return _plan_owned(spec, client, desired, allow_data_loss, move_messages=move_messages)
 
 
 def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
@@ -71,6 +76,8 @@ def _plan_owned(
     snapshot = read_snapshot(client, spec.vhost)
     ownership = ownership_of(spec, snapshot.records)
     scope = ownership.planning_scope
+    if scope.users:  # the users in scope with their permissions, as read_state reads them
+        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
     if destroy and not snapshot.exists:
         plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
     else:
@@ -85,11 +92,19 @@ def _plan_owned(
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
 
+def read_state(client: ManagementClient, vhost: str, scope: Scope | None) -> Snapshot:
+    """The vhost's objects, plus the users in scope with their permissions (when there are any)."""
+    snapshot = read_snapshot(client, vhost)
+    if scope is None or not scope.users:
+        return snapshot
+    return replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
+
+
 def live_fingerprint(plan: Plan, client: ManagementClient, snapshot: Snapshot | None = None) -> str:
     """The fingerprint of the broker's current state, computed the way `plan` computed the plan's."""
     if plan.scope is None:
         raise RabbitformError("the saved plan has no scope: it cannot be checked against the broker")
-    snapshot = snapshot or read_snapshot(client, plan.vhost)
+    snapshot = snapshot or read_state(client, plan.vhost, plan.scope)
     at_risk = at_risk_queues(list(plan.changes))
     stats = read_queue_stats(client, plan.vhost, at_risk) if snapshot.exists and at_risk else {}
     return state_fingerprint(snapshot.topology, plan.scope, stats, at_risk)
@@ -133,7 +148,7 @@ def apply_plan(
         result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
-    missing = unconverged(plan, read_snapshot(client, plan.vhost).topology)
+    missing = unconverged(plan, read_state(client, plan.vhost, plan.scope).topology)
     if missing:
         raise NotConvergedError(
             f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "

@@ -10,8 +10,11 @@ from dataclasses import replace
 from topology.compile.definitions import (
     binding_from_definition,
     exchange_from_definition,
+    permission_from_definition,
     policy_from_definition,
     queue_from_definition,
+    topic_permissions_from_definition,
+    user_from_definition,
 )
 from topology.compile.objects import Exchange, Policy, Queue, Topology, freeze_arguments
 from topology.plan.model import Change, Plan
@@ -25,6 +28,9 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
     queues = {q.name: q for q in actual.queues}
     bindings = {b.key for b in actual.bindings}
     policies = {p.name: p for p in actual.policies}
+    users = {u.name: u for u in actual.users}
+    permissions = {p.user: p for p in actual.permissions}
+    topics = {t.user: t for t in actual.topic_permissions}
     missing: list[Change] = []
     for change in plan.changes:
         if change.kind == "vhost":
@@ -34,6 +40,12 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
             ok = _matches(exchanges.get(change.name), exchange_from_definition(wanted) if wanted else None)
         elif change.kind == "queue":
             ok = _matches(queues.get(change.name), queue_from_definition(wanted) if wanted else None)
+        elif change.kind == "user":  # the broker keeps the very hash apply sent
+            ok = wanted is None or users.get(change.name) == user_from_definition(wanted)
+        elif change.kind == "permission":
+            ok = permissions.get(change.name) == (permission_from_definition(wanted) if wanted else None)
+        elif change.kind == "topic_permission":
+            ok = topics.get(change.name) == (topic_permissions_from_definition(wanted) if wanted else None)
         elif change.kind == "policy":
             ok = _matches(policies.get(change.name), policy_from_definition(wanted) if wanted else None)
         else:

@@ -12,8 +12,10 @@ from topology.apply.live import plan_live
 from topology.cli.common import add_spec_arguments, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.plan_output import add_plan_output_arguments, report_plan
+from topology.compile.access import with_access
 from topology.compile.compiler import compile_spec
 from topology.compile.definitions import definitions_problem, from_definitions
+from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import compute_plan
 from topology.plan.model import Plan
@@ -55,7 +57,7 @@ def offline_plan(
     spec: Spec, state: dict[str, Any] | None, allow_data_loss: bool = False, move_messages: bool = False
 ) -> Plan:
     """Plan against a definitions document (or an empty broker when `state` is None)."""
-    desired = compile_spec(spec)
+    desired = with_access(compile_spec(spec), spec, fresh_salt)
     if state is None:
         actual = None
     else:

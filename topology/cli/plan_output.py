@@ -53,7 +53,8 @@ def report_plan(plan: Plan, args: argparse.Namespace) -> int:
 
 
 def _render_json(plan: Plan, color: bool) -> str:
-    return plan.to_json()
+    """The plan as saved, except that users' salted password hashes are not shown."""
+    return plan.to_json(redacted=True)
 
 
 PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {

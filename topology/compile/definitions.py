@@ -10,7 +10,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from topology.compile.objects import ApplyTo, Binding, Exchange, Policy, Queue, Topology
+from topology.compile.objects import (
+    ApplyTo,
+    Binding,
+    Exchange,
+    Permission,
+    Policy,
+    Queue,
+    TopicPermissions,
+    Topology,
+    User,
+)
+from topology.compile.passwords import SHA256
 
 CLASSIC = "classic"
 
@@ -87,7 +98,73 @@ def policy_definition(policy: Policy, vhost: str | None = None) -> dict[str, Any
     return item
 
 
-def object_definition(obj: Exchange | Queue | Binding | Policy) -> dict[str, Any]:
+def user_definition(user: User, with_hash: bool = True) -> dict[str, Any]:
+    """As `PUT /api/users/{name}` takes it (plus the name). With the salted hash only for
+    what apply sends; the password itself is never part of a definition."""
+    item: dict[str, Any] = {"name": user.name, "tags": user.tags}
+    if with_hash:
+        item["password_hash"] = user.password_hash
+        item["hashing_algorithm"] = user.hashing_algorithm
+    return item
+
+
+def permission_definition(permission: Permission) -> dict[str, Any]:
+    return {
+        "user": permission.user,
+        "configure": permission.configure,
+        "write": permission.write,
+        "read": permission.read,
+    }
+
+
+def topic_permissions_definition(topics: TopicPermissions) -> dict[str, Any]:
+    return {
+        "user": topics.user,
+        "exchanges": [{"exchange": e, "write": w, "read": r} for e, w, r in topics.exchanges],
+    }
+
+
+def user_from_definition(item: Mapping[str, Any]) -> User:
+    """From a plan's definition or `GET /api/users/{name}` (whose tags are a list since 3.9)."""
+    tags = item.get("tags") or ""
+    if isinstance(tags, list):
+        tags = ",".join(sorted(str(tag) for tag in tags))
+    return User(
+        name=item["name"],
+        tags=str(tags),
+        password_hash=str(item.get("password_hash") or ""),
+        hashing_algorithm=str(item.get("hashing_algorithm") or SHA256),
+    )
+
+
+def permission_from_definition(item: Mapping[str, Any]) -> Permission:
+    return Permission(user=item["user"], configure=item["configure"], write=item["write"], read=item["read"])
+
+
+def topic_permissions_from_definition(item: Mapping[str, Any]) -> TopicPermissions:
+    exchanges = [(e["exchange"], e["write"], e["read"]) for e in item.get("exchanges", [])]
+    return TopicPermissions(user=item["user"], exchanges=tuple(sorted(exchanges)))
+
+
+def access_definitions(topology: Topology) -> dict[str, Any]:
+    """The access objects as plain data (for fingerprints); hashes included, never a password."""
+    return {
+        "users": [user_definition(u) for u in topology.users],
+        "permissions": [permission_definition(p) for p in topology.permissions],
+        "topic_permissions": [topic_permissions_definition(t) for t in topology.topic_permissions],
+    }
+
+
+AnyObject = Exchange | Queue | Binding | Policy | User | Permission | TopicPermissions
+
+
+def object_definition(obj: AnyObject) -> dict[str, Any]:
+    if isinstance(obj, User):
+        return user_definition(obj)
+    if isinstance(obj, Permission):
+        return permission_definition(obj)
+    if isinstance(obj, TopicPermissions):
+        return topic_permissions_definition(obj)
     if isinstance(obj, Exchange):
         return exchange_definition(obj)
     if isinstance(obj, Queue):

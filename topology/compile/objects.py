@@ -10,10 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
+from topology.compile.passwords import SHA256
+
 ArgValue = Any  # str | int | bool | float | None: what queue/binding arguments hold on the wire
 Arguments = Mapping[str, ArgValue]
 DestinationType = Literal["queue", "exchange"]
-ObjectKind = Literal["vhost", "exchange", "queue", "binding", "policy"]
+ObjectKind = Literal["vhost", "exchange", "queue", "binding", "policy", "user", "permission", "topic_permission"]
 ApplyTo = Literal["queues", "exchanges", "all"]
 
 
@@ -97,6 +101,54 @@ class Policy:
         return self.name
 
 
+NOTHING = "^$"  # a permission regex that matches no name
+
+
+@dataclass(frozen=True)
+class User:
+    """A broker user (cluster-wide). Read from the broker it carries the stored salted hash;
+    compiled from a spec it also carries the password (a secret, never shown) and a freshly
+    salted hash of it, which is what apply sends: the password itself never leaves the process."""
+
+    name: str
+    tags: str = ""
+    password_hash: str = field(default="", repr=False)
+    hashing_algorithm: str = SHA256
+    password: SecretStr | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A user's configure/write/read regexes in the topology's vhost."""
+
+    user: str
+    configure: str = NOTHING
+    write: str = NOTHING
+    read: str = NOTHING
+
+    @property
+    def key(self) -> str:
+        return self.user
+
+
+@dataclass(frozen=True)
+class TopicPermissions:
+    """All of a user's topic permissions in the vhost, as (exchange, write, read), sorted.
+
+    One object per user because the management API clears them per user, not per exchange."""
+
+    user: str
+    exchanges: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.user
+
+
 @dataclass(frozen=True)
 class Topology:
     """Everything one spec declares (or one vhost holds) that we compare."""
@@ -106,6 +158,9 @@ class Topology:
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
     policies: tuple[Policy, ...] = ()
+    users: tuple[User, ...] = ()
+    permissions: tuple[Permission, ...] = ()
+    topic_permissions: tuple[TopicPermissions, ...] = ()
 
     @classmethod
     def of(
@@ -115,6 +170,9 @@ class Topology:
         queues: Iterable[Queue] = (),
         bindings: Iterable[Binding] = (),
         policies: Iterable[Policy] = (),
+        users: Iterable[User] = (),
+        permissions: Iterable[Permission] = (),
+        topic_permissions: Iterable[TopicPermissions] = (),
     ) -> Topology:
         """Build a topology in canonical order (sorted, duplicates dropped)."""
         return cls(
@@ -123,11 +181,22 @@ class Topology:
             queues=tuple(sorted({q.name: q for q in queues}.values(), key=lambda q: q.name)),
             bindings=tuple(sorted({b.key: b for b in bindings}.values(), key=_binding_sort_key)),
             policies=tuple(sorted({p.name: p for p in policies}.values(), key=lambda p: p.name)),
+            users=tuple(sorted({u.name: u for u in users}.values(), key=lambda u: u.name)),
+            permissions=tuple(sorted({p.user: p for p in permissions}.values(), key=lambda p: p.user)),
+            topic_permissions=tuple(sorted({t.user: t for t in topic_permissions}.values(), key=lambda t: t.user)),
         )
 
     @property
     def object_count(self) -> int:
-        return len(self.exchanges) + len(self.queues) + len(self.bindings) + len(self.policies)
+        return (
+            len(self.exchanges)
+            + len(self.queues)
+            + len(self.bindings)
+            + len(self.policies)
+            + len(self.users)
+            + len(self.permissions)
+            + len(self.topic_permissions)
+        )
 
 
 def _binding_sort_key(binding: Binding) -> tuple[str, str, str, str, str]:

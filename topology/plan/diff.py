@@ -9,10 +9,27 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from topology.compile.definitions import object_definition, to_definitions
-from topology.compile.objects import Binding, Exchange, Policy, Queue, QueueStats, Topology
+from topology.compile.definitions import (
+    AnyObject,
+    access_definitions,
+    object_definition,
+    to_definitions,
+    user_definition,
+)
+from topology.compile.objects import (
+    Binding,
+    Exchange,
+    Permission,
+    Policy,
+    Queue,
+    QueueStats,
+    TopicPermissions,
+    Topology,
+    User,
+)
+from topology.compile.passwords import password_matches
 from topology.compile.policies import foreign_policy_conflicts
-from topology.plan.model import Change, Plan, change_sort_key, fingerprint
+from topology.plan.model import PASSWORD_CHANGED, Change, Plan, change_sort_key, fingerprint
 from topology.plan.moves import holding_queues, with_moves
 from topology.plan.safety import check_safety, foreign_bindings_lost
 from topology.plan.scope import Scope
@@ -122,8 +139,77 @@ def diff(
     wanted_bindings = {b.key for b in desired.bindings}
     changes.extend(_delete("binding", b.label, b) for b in actual.bindings if b.key not in wanted_bindings)
 
+    access_changes, access_unchanged = diff_access(desired, actual)
+    changes += access_changes
+    unchanged += access_unchanged
+
     changes.sort(key=change_sort_key)
     return changes, unchanged
+
+
+def diff_access(desired: Topology, actual: Topology) -> tuple[list[Change], int]:
+    """Users, permissions and topic permissions: created, or updated in place; never deleted
+    (a user leaves the scope when the spec stops naming it). A user's password is compared
+    with the broker's salted hash, so no plan ever needs to hold the password."""
+    changes: list[Change] = []
+    unchanged = 0
+    users_now = {u.name: u for u in actual.users}
+    for user in desired.users:
+        current_user = users_now.get(user.name)
+        if current_user is None:
+            changes.append(_create("user", user.name, user))
+        elif (reason := _user_difference(current_user, user)) is not None:
+            before = user_definition(current_user, with_hash=False)
+            changes.append(
+                Change("update", "user", user.name, before=before, after=object_definition(user), reason=reason)
+            )
+        else:
+            unchanged += 1
+    permissions_now = {p.user: p for p in actual.permissions}
+    for permission in desired.permissions:
+        current_permission = permissions_now.get(permission.user)
+        if current_permission is None:
+            changes.append(_create("permission", permission.user, permission))
+        elif current_permission != permission:
+            reason = "; ".join(_property_changes(_regexes(current_permission), _regexes(permission)))
+            changes.append(_update("permission", permission.user, current_permission, permission, reason))
+        else:
+            unchanged += 1
+    topics_now = {t.user: t for t in actual.topic_permissions}
+    for topics in desired.topic_permissions:
+        current_topics = topics_now.get(topics.user)
+        if current_topics is None:
+            changes.append(_create("topic_permission", topics.user, topics))
+        elif current_topics != topics:
+            reason = "; ".join(_property_changes(_by_exchange(current_topics), _by_exchange(topics)))
+            changes.append(_update("topic_permission", topics.user, current_topics, topics, reason))
+        else:
+            unchanged += 1
+    wanted_topics = {t.user for t in desired.topic_permissions}
+    changes.extend(
+        _delete("topic_permission", t.user, t) for t in actual.topic_permissions if t.user not in wanted_topics
+    )
+    return changes, unchanged
+
+
+def _user_difference(current: User, wanted: User) -> str | None:
+    reasons = _property_changes({"tags": current.tags}, {"tags": wanted.tags})
+    secret = wanted.password.get_secret_value() if wanted.password is not None else None
+    if secret is not None and not password_matches(secret, current.password_hash, current.hashing_algorithm):
+        reasons.insert(0, PASSWORD_CHANGED)
+    return "; ".join(reasons) or None
+
+
+def _regexes(permission: Permission) -> dict[str, str]:
+    return {"configure": permission.configure, "write": permission.write, "read": permission.read}
+
+
+def _by_exchange(topics: TopicPermissions) -> dict[str, str]:
+    return {exchange: f"write {write}, read {read}" for exchange, write, read in topics.exchanges}
+
+
+def _update(kind: Any, name: str, before: AnyObject, after: AnyObject, reason: str) -> Change:
+    return Change("update", kind, name, before=object_definition(before), after=object_definition(after), reason=reason)
 
 
 def at_risk_queues(changes: list[Change]) -> list[str]:
@@ -144,17 +230,19 @@ def state_fingerprint(
         "objects": to_definitions(owned, include_vhost=False),
         "non_empty": [name for name in at_risk if stats.get(name, QueueStats()).messages > 0],
     }
+    if scope.users:  # only then, so plans without `access:` keep their fingerprints
+        state["access"] = access_definitions(owned)
     moving = holding_queues(actual, scope)
     if moving:  # only when present, so plans made without moves keep their fingerprints
         state["moving"] = moving
     return fingerprint(state)
 
 
-def _create(kind: Any, name: str, obj: Exchange | Queue | Binding | Policy) -> Change:
+def _create(kind: Any, name: str, obj: AnyObject) -> Change:
     return Change("create", kind, name, after=object_definition(obj))
 
 
-def _delete(kind: Any, name: str, obj: Exchange | Queue | Binding | Policy, stats: QueueStats | None = None) -> Change:
+def _delete(kind: Any, name: str, obj: AnyObject, stats: QueueStats | None = None) -> Change:
     return Change(
         "delete",
         kind,

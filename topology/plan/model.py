@@ -17,12 +17,24 @@ from topology.plan.scope import Scope
 FORMAT_VERSION = 1
 Action = Literal["create", "update", "delete", "replace"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "replace")
-KINDS: tuple[ObjectKind, ...] = ("vhost", "policy", "exchange", "queue", "binding")
+KINDS: tuple[ObjectKind, ...] = (
+    "vhost",
+    "policy",
+    "exchange",
+    "queue",
+    "binding",
+    "user",
+    "permission",
+    "topic_permission",
+)
+ACCESS_KINDS: tuple[ObjectKind, ...] = ("user", "permission", "topic_permission")
+UPDATABLE_KINDS: tuple[ObjectKind, ...] = ("policy", *ACCESS_KINDS)
+SECRET_KEYS = ("password_hash", "hashing_algorithm")
 
 
 @dataclass(frozen=True)
 class Change:
-    """One object to create, update in place (policies), delete or replace.
+    """One object to create, update in place (policies, users, permissions), delete or replace.
 
     `before` / `after` are the object as definitions JSON (without `vhost`); `reason` says
     why (for a replace or an update: the properties that differ, with old and new value).
@@ -41,13 +53,15 @@ class Change:
     move: bool = False
     moving: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, redacted: bool = False) -> dict[str, Any]:
+        """`redacted` (for display) shows a user's password as `(set)` or `(changed)`, never
+        the salted hash a saved plan carries for apply."""
         data: dict[str, Any] = {
             "action": self.action,
             "kind": self.kind,
             "name": self.name,
-            "before": self.before,
-            "after": self.after,
+            "before": _without_secrets(self.before, None) if redacted else self.before,
+            "after": _without_secrets(self.after, self.password_shown) if redacted else self.after,
             "reason": self.reason,
         }
         if self.messages is not None:
@@ -59,6 +73,15 @@ class Change:
         if self.moving:
             data["moving"] = True
         return data
+
+    @property
+    def password_shown(self) -> str | None:
+        """What a display says of this change's password: `(set)`, `(changed)` or nothing."""
+        if self.kind != "user" or self.after is None:
+            return None
+        if self.action == "create":
+            return "(set)"
+        return "(changed)" if self.reason and PASSWORD_CHANGED in self.reason else "(unchanged)"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Change:
@@ -95,7 +118,7 @@ class Summary:
             "destroy": self.destroy,
             "unchanged": self.unchanged,
         }
-        if self.update:  # only policies update in place; plans without one keep their old form
+        if self.update:  # only policies and access update in place; plans without one keep their old form
             counts["update"] = self.update
         return counts
 
@@ -143,11 +166,12 @@ class Plan:
             errors=(),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, redacted: bool = False) -> dict[str, Any]:
+        """The saved form; `redacted` is the displayed form (no salted password hashes)."""
         data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "vhost": self.vhost,
-            "changes": [c.to_dict() for c in self.changes],
+            "changes": [c.to_dict(redacted) for c in self.changes],
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
@@ -167,8 +191,8 @@ class Plan:
             data["owner"] = self.owner
         return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    def to_json(self, redacted: bool = False) -> str:
+        return json.dumps(self.to_dict(redacted), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -189,6 +213,18 @@ class Plan:
             management_url=data.get("management_url"),
             owner=data.get("owner"),
         )
+
+
+PASSWORD_CHANGED = "password changed"
+
+
+def _without_secrets(definition: dict[str, Any] | None, password: str | None) -> dict[str, Any] | None:
+    if definition is None:
+        return None
+    shown = {key: value for key, value in definition.items() if key not in SECRET_KEYS}
+    if password is not None:
+        shown["password"] = password
+    return shown
 
 
 def fingerprint(state: Any) -> str:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from topology.errors import RabbitformError
-from topology.plan.model import FORMAT_VERSION, Plan
+from topology.plan.model import FORMAT_VERSION, UPDATABLE_KINDS, Plan
 
 PLAN_KEYS = ("format_version",)
 
@@ -35,7 +35,11 @@ _REQUIRED = {
     "queue": ("name",),
     "binding": ("source", "destination", "destination_type"),
     "policy": ("name", "pattern"),
+    "user": ("name", "tags"),
+    "permission": ("user", "configure", "write", "read"),
+    "topic_permission": ("user",),
 }
+_NAME_KEY = {"permission": "user", "topic_permission": "user"}
 
 
 class _Strict(BaseModel):
@@ -44,7 +48,7 @@ class _Strict(BaseModel):
 
 class SavedChange(_Strict):
     action: Literal["create", "update", "delete", "replace"]
-    kind: Literal["vhost", "policy", "exchange", "queue", "binding"]
+    kind: Literal["vhost", "policy", "exchange", "queue", "binding", "user", "permission", "topic_permission"]
     name: StrictStr
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
@@ -58,8 +62,15 @@ class SavedChange(_Strict):
     def _objects_match_the_action(self) -> SavedChange:
         """What the executor reads: `after` to create or update, `before` to delete, both to
         replace (a move finishing where the old queue is already gone has no `before`)."""
-        if self.action == "update" and self.kind != "policy":
-            raise ValueError("only a policy is updated in place")
+        if self.action == "update" and self.kind not in UPDATABLE_KINDS:
+            raise ValueError("only policies, users and permissions are updated in place")
+        if self.action in ("delete", "replace") and self.kind in ("user", "permission"):
+            raise ValueError(f"a {self.kind} is created or updated, never deleted or replaced")
+        if self.kind == "user" and self.after is not None:
+            # apply sends the salted hash: the saved plan holds it (never the password)
+            for key in ("password_hash", "hashing_algorithm"):
+                if not isinstance(self.after.get(key), str) or not self.after[key]:
+                    raise ValueError(f"a user needs a string {key!r}")
         if self.action in ("create", "update", "replace") and self.after is None:
             raise ValueError(f"a {self.action} needs `after`")
         needs_before = self.action in ("delete", "update") or (self.action == "replace" and not self.moving)
@@ -72,8 +83,11 @@ class SavedChange(_Strict):
             missing = [key for key in required if not isinstance(side.get(key), str)]
             if missing:
                 raise ValueError(f"a {self.kind} needs a string {missing[0]!r}")
-            if self.kind != "binding" and side["name"] != self.name:
-                raise ValueError(f"names {side['name']!r}, not {self.name!r}")
+            name_key = _NAME_KEY.get(self.kind, "name")
+            if self.kind != "binding" and side[name_key] != self.name:
+                raise ValueError(f"names {side[name_key]!r}, not {self.name!r}")
+            if self.kind == "topic_permission" and not _topic_list(side.get("exchanges")):
+                raise ValueError("exchanges must be a list of {exchange, write, read} strings")
             if not isinstance(side.get("arguments") or {}, dict):
                 raise ValueError("arguments must be an object")
             if not isinstance(side.get("definition") or {}, dict):
@@ -81,10 +95,18 @@ class SavedChange(_Strict):
         return self
 
 
+def _topic_list(value: Any) -> bool:
+    keys = ("exchange", "write", "read")
+    return isinstance(value, list) and all(
+        isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys) for item in value
+    )
+
+
 class SavedScope(_Strict):
     organization: StrictStr = Field(min_length=1)
     services: list[StrictStr] = []
     store_queues: list[StrictStr] = []
+    users: list[StrictStr] = []
 
 
 class SavedSummary(_Strict):

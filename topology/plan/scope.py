@@ -3,8 +3,12 @@
 A spec owns the objects its naming rules produce for its organization and services: the
 service exchanges and their retry/dead-letter twins, the queues under those prefixes, its
 store queues, the policies named like its queues (`queue_settings: policies`), and the bindings
-between two owned objects. Everything else in the vhost is
+between two owned objects, and the users named in its `access:` section with their
+permissions and topic permissions in the vhost. Everything else in the vhost is
 never touched, never deleted, and not shown as a change.
+
+Users are cluster-wide and owned by name only while the spec names them: a user dropped from
+`access:` leaves the scope and is left on the broker as it is (not deleted).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class Scope:
     organization: str
     services: tuple[str, ...]
     store_queues: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
     store_exchanges: tuple[str, ...] = ()  # layout petisco: `retry.<org>.store`, `dead_letter.<org>.store`
 
     @classmethod
@@ -32,6 +37,7 @@ class Scope:
             organization=spec.organization,
             services=tuple(sorted(spec.services)),
             store_queues=naming.store_queues(store.queue) if store else (),
+            users=tuple(sorted(spec.access)),
             store_exchanges=naming.petisco_store_exchanges(spec.organization)
             if store and spec.layout == "petisco"
             else (),
@@ -78,6 +84,9 @@ class Scope:
             queues=tuple(q for q in topology.queues if q.name in stores or q.name.startswith(prefixes)),
             bindings=tuple(b for b in topology.bindings if self.owns_binding(b)),
             policies=tuple(p for p in topology.policies if p.name in stores or p.name.startswith(prefixes)),
+            users=tuple(u for u in topology.users if u.name in self.users),
+            permissions=tuple(p for p in topology.permissions if p.user in self.users),
+            topic_permissions=tuple(t for t in topology.topic_permissions if t.user in self.users),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +95,8 @@ class Scope:
             "services": list(self.services),
             "store_queues": list(self.store_queues),
         }
+        if self.users:  # only when present, so plans without `access:` keep their form
+            data["users"] = list(self.users)
         if self.store_exchanges:
             data["store_exchanges"] = list(self.store_exchanges)
         return data
@@ -96,5 +107,6 @@ class Scope:
             organization=str(data["organization"]),
             services=tuple(data.get("services", ())),
             store_queues=tuple(data.get("store_queues", ())),
+            users=tuple(data.get("users", ())),
             store_exchanges=tuple(data.get("store_exchanges", ())),
         )

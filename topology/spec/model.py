@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from topology import naming
 from topology.naming import Layout, MessageKind
@@ -50,6 +50,10 @@ ImportPath = Annotated[
     Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"),
 ]
 VhostName = Annotated[str, Field(min_length=1)]
+UserName = Annotated[
+    str,
+    _matching(re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*\Z"), "user name: use letters, digits, '_', '.', '@' or '-'"),
+]
 
 
 class _Strict(BaseModel):
@@ -116,6 +120,16 @@ class Store(_Strict):
     queue_type: QueueType | None = None
 
 
+class Access(_Strict):
+    """A RabbitMQ user for one service, with least-privilege permissions derived from the naming
+    convention (see `topology.compile.access`). The password comes from the template, e.g.
+    `{{ env.BILLING_AMQP_PASSWORD }}`; it is never printed, logged or saved in a plan."""
+
+    service: ServiceName | None = None
+    store: bool = False  # also consume the store (the store's own service)
+    password: SecretStr
+
+
 @dataclass(frozen=True)
 class ResolvedSubscriber:
     """One subscriber with its names computed and its defaults applied."""
@@ -154,6 +168,7 @@ class Spec(_Strict):
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None
+    access: dict[UserName, Access] = Field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -209,6 +224,22 @@ class Spec(_Strict):
             problems.extend(
                 (("store", "queue"), message) for message in _too_long(naming.dead_letter_queue(self.store.queue))
             )
+        return problems
+
+    def access_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """(field path, message) for every `access` entry that names nothing it could use."""
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for user, entry in self.access.items():
+            path = ("access", user)
+            if entry.service is None and not entry.store:
+                problems.append((path, "give the user a service (service: NAME) or the store (store: true)"))
+            if entry.service is not None and entry.service not in self.services:
+                known = ", ".join(sorted(self.services)) or "none"
+                problems.append(((*path, "service"), f"unknown service {entry.service!r} (services: {known})"))
+            if entry.store and self.store is None:
+                problems.append(((*path, "store"), "the spec has no store"))
+            if not entry.password.get_secret_value():
+                problems.append(((*path, "password"), "the password is empty (is its environment variable set?)"))
         return problems
 
     def layout_problems(self) -> list[tuple[tuple[str, ...], str]]:

@@ -90,6 +90,7 @@ def union(first: Scope, second: Scope) -> Scope:
         services=tuple(sorted(set(first.services) | set(second.services))),
         store_queues=tuple(sorted(set(first.store_queues) | set(second.store_queues))),
         store_exchanges=tuple(sorted(set(first.store_exchanges) | set(second.store_exchanges))),
+        users=tuple(sorted(set(first.users) | set(second.users))),
     )
 
 
@@ -169,4 +170,5 @@ def scopes_overlap(first: Scope, second: Scope) -> list[str]:
         shared += [f"service {s}" for s in sorted(set(first.services) & set(second.services))]
     shared += [f"store queue {q}" for q in sorted(set(first.store_queues) & set(second.store_queues))]
     shared += [f"store exchange {e}" for e in sorted(set(first.store_exchanges) & set(second.store_exchanges))]
+    shared += [f"user {u}" for u in sorted(set(first.users) & set(second.users))]
     return shared

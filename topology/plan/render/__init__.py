@@ -6,7 +6,7 @@ from topology.plan.model import Change, Summary
 
 
 def summary_counts(summary: Summary) -> str:
-    """`1 to add, 2 to replace, 0 to destroy`; `N to update` appears only when a policy updates in place."""
+    """`1 to add, 2 to replace, 0 to destroy`; `N to update` appears only when something updates in place."""
     update = f"{summary.update} to update, " if summary.update else ""
     return f"{summary.add} to add, {update}{summary.replace} to replace, {summary.destroy} to destroy"
 
@@ -14,6 +14,8 @@ def summary_counts(summary: Summary) -> str:
 def change_details(change: Change) -> list[str]:
     """What a change line says after the object's name (shared by text and Markdown)."""
     parts: list[str] = []
+    if change.kind == "user" and change.action == "create":
+        parts.append(f"password: {change.password_shown}")  # never the password, nor its hash
     if change.action == "replace" and change.reason:
         forced = change.reason if change.kind == "binding" or change.moving else f"{change.reason} forces replacement"
         parts.append(forced)

@@ -11,7 +11,7 @@ from functools import cache
 import jinja2
 
 from topology.graph import graph_of_plan, to_mermaid
-from topology.plan.model import ACTIONS, KINDS, Change, Plan
+from topology.plan.model import ACCESS_KINDS, ACTIONS, KINDS, Change, Plan
 from topology.plan.render import change_details, summary_counts
 
 _SYMBOL = {"create": "+", "update": "!", "delete": "-", "replace": "!"}  # diff highlighting: green, red, orange
@@ -34,8 +34,10 @@ def render_markdown(plan: Plan, color: bool = False) -> str:
     counts = {action: dict.fromkeys(KINDS, 0) for action in ACTIONS}
     for change in plan.changes:
         counts[change.action][change.kind] += 1
-    # Policies (and updates, which only policies have) get a column (a row) when the plan has some.
-    kinds = [kind for kind in KINDS if kind != "policy" or any(counts[a]["policy"] for a in ACTIONS)]
+    # Policies and access objects (and updates, which only they have) get a column (a row) when
+    # the plan has some.
+    optional = ("policy", *ACCESS_KINDS)
+    kinds = [kind for kind in KINDS if kind not in optional or any(counts[a][kind] for a in ACTIONS)]
     shown = [a for a in ("create", "update", "replace", "delete") if a != "update" or plan.summary.update]
     text = _template().render(
         plan=plan,
