@@ -18,22 +18,33 @@ def subscriber_name(index: int) -> str:
     return f"handler_{index}"
 
 
-def generated_spec(subscribers: int, vhost: str, organization: str = "bench") -> Spec:
-    """A spec with exactly `subscribers` subscribers (7 broker objects each) and a store."""
+def generated_spec_data(subscribers: int, vhost: str, organization: str = "bench", drop: int = 0) -> dict[str, Any]:
+    """The spec document (as YAML would hold it) with `subscribers` subscribers, less `drop`
+    of them: the last events lose all their subscribers but the first, so every service stays
+    and a plan deletes exactly `drop` subscribers' queues."""
+    events_total = -(-subscribers // SUBSCRIBERS_PER_EVENT)
+    dropped_from = events_total - -(-drop // (SUBSCRIBERS_PER_EVENT - 1))
+    dropped = 0
     services: dict[str, Any] = {}
     for n in range(subscribers):
-        event, handler = divmod(n, SUBSCRIBERS_PER_EVENT)
-        service, event = divmod(event, EVENTS_PER_SERVICE)
+        event_index, handler = divmod(n, SUBSCRIBERS_PER_EVENT)
+        if handler and event_index >= dropped_from and dropped < drop:
+            dropped += 1
+            continue
+        service, event = divmod(event_index, EVENTS_PER_SERVICE)
         events = services.setdefault(f"service{service}", {"events": {}})["events"]
         events.setdefault(event_class(event), {"version": 1, "subscribers": {}})["subscribers"][
             subscriber_name(handler)
         ] = {}
-    return Spec.model_validate(
-        {
-            "organization": organization,
-            "vhost": vhost,
-            "defaults": {"queue_type": "classic", "retry": {"delay_ms": 5000, "max_retries": 5}},
-            "services": services,
-            "store": {"queue": "store"},
-        }
-    )
+    return {
+        "organization": organization,
+        "vhost": vhost,
+        "defaults": {"queue_type": "classic", "retry": {"delay_ms": 5000, "max_retries": 5}},
+        "services": services,
+        "store": {"queue": "store"},
+    }
+
+
+def generated_spec(subscribers: int, vhost: str, organization: str = "bench", drop: int = 0) -> Spec:
+    """A spec with exactly `subscribers - drop` subscribers (7 broker objects each) and a store."""
+    return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, drop))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 
 from topology.apply.executor import create_vhost
-from topology.broker.management import ManagementClient
+from topology.broker.management import BrokerTimeout, ManagementClient
+
+DELETE_DEADLINE = 1800.0  # deleting a vhost of 60,000 queues takes minutes on a busy broker
 
 
 @contextlib.contextmanager
@@ -20,4 +23,20 @@ def scratch_vhost(client: ManagementClient, label: str, create: bool = False) ->
     try:
         yield name
     finally:
-        client.delete("vhosts", name)
+        delete_vhost(client, name)
+
+
+def delete_vhost(client: ManagementClient, name: str, deadline: float = DELETE_DEADLINE) -> None:
+    """Delete a vhost however long it takes: the broker cuts an HTTP request that has sent
+    nothing for 60 s, while a large vhost takes longer than that to delete, so ask again until
+    the vhost is gone."""
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            client.delete("vhosts", name)
+            return
+        except BrokerTimeout:
+            if client.get("vhosts", name, missing_ok=True) is None:
+                return
+            if time.monotonic() > give_up:
+                raise

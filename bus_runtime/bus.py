@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pika
 
 from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.errors import PublishError
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import ConfirmedPublisher, OnUnroutable, Outgoing
 from bus_runtime.wire import encode
@@ -96,7 +97,8 @@ class _MessageBus:
 
         `headers` (e.g. `traceparent`) travel with the messages, through retries too;
         `timeout` overrides the bus's for this call.
-        Raises `PublishError` naming the messages the broker did not confirm.
+        Raises `PublishError` naming every message the broker did not confirm, with its reason;
+        its `messages` are those messages, to publish again.
         """
         batch = [messages] if isinstance(messages, Message) else list(messages)
         for message in batch:
@@ -113,7 +115,12 @@ class _MessageBus:
                 items.extend(chunk)
                 yield chunk
 
-        returned = {id(item) for item in self._publisher.publish_chunks(chunks(), timeout)}
+        try:
+            returned = {id(item) for item in self._publisher.publish_chunks(chunks(), timeout)}
+        except PublishError as error:
+            sent = {id(item): message for message, item in zip(batch, items, strict=False)}
+            error.messages = [sent.get(id(item), item) for item in error.messages]
+            raise
         return [message for message, item in zip(batch, items, strict=True) if id(item) in returned]
 
     def close(self) -> None:

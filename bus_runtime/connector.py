@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pika
 import pika.exceptions
 
-from bus_runtime.errors import BrokerUnavailable
+from bus_runtime.errors import BrokerUnavailable, describe_error
 from topology.urls import Endpoint, UrlError, parse_urls
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
@@ -193,6 +193,4 @@ def _connect_failed(where: str, timeout: float, exc: BaseException) -> str:
 
 
 def _root(exc: BaseException) -> str:
-    from bus_runtime.iothread import describe_error
-
     return describe_error(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from topology.errors import RabbitformError
 
@@ -16,14 +17,32 @@ class BrokerUnavailable(BusError):
 
 
 class PublishError(BusError):
-    """Some messages were not confirmed by the broker: they may not have been published."""
+    """Some messages were not confirmed by the broker: they may not have been published.
 
-    def __init__(self, reason: str, unconfirmed: Sequence[str]) -> None:
+    `unconfirmed` labels every message of the call that was not confirmed, `reasons` gives each
+    one's reason (same order), `messages` the messages themselves (same order) so a caller can
+    publish them again (at-least-once: one that timed out after it was sent may arrive twice).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        unconfirmed: Sequence[str],
+        items: Sequence[Any] = (),
+        reasons: Sequence[str] = (),
+    ) -> None:
         self.reason = reason
         self.unconfirmed = list(unconfirmed)
+        self.messages: list[Any] = list(items)
+        self.reasons = list(reasons) or [reason] * len(self.unconfirmed)
         shown = ", ".join(self.unconfirmed[:10])
         more = f" and {len(self.unconfirmed) - 10} more" if len(self.unconfirmed) > 10 else ""
         super().__init__(f"{reason}: {len(self.unconfirmed)} message(s) not confirmed: {shown}{more}")
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """(label, reason) for every message not confirmed."""
+        return list(zip(self.unconfirmed, self.reasons, strict=True))
 
 
 class UnroutableError(BusError):
@@ -49,3 +68,28 @@ class TopologyMissing(BusError):
             "create the topology first (`rabbitform plan SPEC` then `rabbitform apply SPEC`, "
             "or RabbitMqEventConfigurer.configure_subscribers)"
         )
+
+
+def describe_error(error: BaseException | str) -> str:
+    """The root cause of a pika connection error, in a few words.
+
+    pika nests causes (`AMQPConnectionError(AMQPConnectionWorkflowFailed(...
+    ConnectionRefusedError(111, ...)))`) and some of the wrappers print as nothing; a close by
+    the broker reads `ConnectionClosedByBroker: 320 CONNECTION_FORCED - ...`.
+    """
+    if isinstance(error, str):
+        return error
+    current: BaseException = error
+    for _ in range(10):
+        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
+        inner = (
+            list(getattr(current, "exceptions", None) or [])[-1:]
+            or ([wrapped] if isinstance(wrapped, BaseException) else [])
+            or [arg for arg in current.args if isinstance(arg, BaseException)]
+        )
+        if not inner:
+            break
+        current = inner[0]
+    code, reply = getattr(current, "reply_code", None), getattr(current, "reply_text", None)
+    text = f"{code} {reply}" if code is not None and reply is not None else str(current).strip()
+    return f"{type(current).__name__}: {text}" if text else type(current).__name__

@@ -17,6 +17,7 @@ import pika
 from pika.adapters.select_connection import IOLoop
 
 from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.errors import describe_error as describe_error  # where it used to live
 
 log = logging.getLogger("bus_runtime")
 
@@ -104,29 +105,6 @@ def open_connection(
         on_close_callback=on_close,
         custom_ioloop=io.ioloop,
     )
-
-
-def describe_error(error: BaseException | str) -> str:
-    """The root cause of a pika connection error, in a few words.
-
-    pika nests causes (`AMQPConnectionError(AMQPConnectionWorkflowFailed(...
-    ConnectionRefusedError(111, ...)))`) and some of the wrappers print as nothing.
-    """
-    if isinstance(error, str):
-        return error
-    current: BaseException = error
-    for _ in range(10):
-        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
-        inner = (
-            list(getattr(current, "exceptions", None) or [])[-1:]
-            or ([wrapped] if isinstance(wrapped, BaseException) else [])
-            or [arg for arg in current.args if isinstance(arg, BaseException)]
-        )
-        if not inner:
-            break
-        current = inner[0]
-    text = str(current).strip()
-    return f"{type(current).__name__}: {text}" if text else type(current).__name__
 
 
 def backoff(attempt: int, first: float = 0.1, cap: float = 5.0) -> float:

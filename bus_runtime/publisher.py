@@ -4,8 +4,9 @@ A per-message confirm on a blocking channel costs a round trip each (about 20x s
 confirms). Here one I/O thread keeps a window of unconfirmed messages in flight on a
 confirm-mode channel; `publish(batch)` hands the batch to that thread and blocks until the
 broker confirmed every message of it. Nothing is reported published that the broker did not
-confirm: a nack, a timeout or a connection that cannot be re-established raises
-`PublishError` naming the messages not confirmed. After a lost connection the unconfirmed
+confirm: every message of a batch is settled exactly once, on the I/O thread, as confirmed or
+failed with its reason (nacked, timed out before or after it was sent, channel closed,
+connection not re-established, publisher closed), and `PublishError` lists every failed one. After a lost connection the unconfirmed
 messages are published again on the new one (at-least-once: a consumer may see a duplicate).
 
 Messages are published `mandatory`: the broker returns the ones no queue is bound for
@@ -17,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any, Literal
@@ -28,10 +29,13 @@ from pika.channel import Channel
 from pika.frame import Method
 
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError
-from bus_runtime.iothread import IoThread, SelectConnection, backoff, describe_error, open_connection
+from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError, describe_error
+from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
 
 log = logging.getLogger("bus_runtime.publisher")
+
+NACKED = "nacked by the broker"
+CLOSED = "the publisher was closed"
 
 OnUnroutable = Literal["log", "raise"]
 
@@ -47,9 +51,16 @@ class Outgoing:
     label: str
 
 
+BatchDone = Callable[[dict[int, str], list[int]], None]
+
+
 @dataclass(eq=False)
 class _Batch:
+    """Messages published together. Each is settled exactly once, on the I/O thread: confirmed,
+    or failed with its reason. A failure is final: a confirm arriving later changes nothing."""
+
     items: Sequence[Outgoing]
+    on_done: BatchDone | None = None  # called on the I/O thread with (failures, unroutable)
     outstanding: int = 0
     failures: dict[int, str] = field(default_factory=dict)
     unroutable: list[int] = field(default_factory=list)
@@ -73,9 +84,11 @@ class _Batch:
         self.outstanding -= 1
         if self.outstanding == 0:
             self.done.set()
+            if self.on_done is not None:
+                self.on_done(self.failures, self.unroutable)
 
-    def unsettled_labels(self) -> list[str]:
-        return [item.label for i, item in enumerate(self.items) if not self.settled[i]]
+    def unsettled(self) -> list[int]:
+        return [i for i, settled in enumerate(self.settled) if not settled]
 
 
 Entry = tuple[_Batch, int]
@@ -129,35 +142,74 @@ class ConfirmedPublisher:
 
     def publish_chunks(self, chunks: Iterable[Sequence[Outgoing]], timeout: float | None = None) -> list[Outgoing]:
         """Like `publish`, for a batch produced chunk by chunk: each chunk goes to the I/O
-        thread as soon as it is built, so encoding the next chunk overlaps the broker's work."""
+        thread as soon as it is built, so encoding the next chunk overlaps the broker's work.
+
+        Every message ends either confirmed or in the `PublishError`, with its reason: nacked,
+        timed out (sent or not), channel closed, connection not re-established, publisher closed.
+        """
         with self._lock:
             if self._closed:
-                raise PublishError("the publisher is closed", [item.label for chunk in chunks for item in chunk])
+                items = [item for chunk in chunks for item in chunk]
+                raise PublishError(
+                    "the publisher is closed",
+                    [item.label for item in items],
+                    items=items,
+                    reasons=[CLOSED] * len(items),
+                )
             self._io.start()
         batches: list[_Batch] = []
-        for chunk in chunks:
-            if chunk:
-                batch = _Batch(chunk)
-                batches.append(batch)
-                self._io.call(self._submit, batch)
+        build_error: BaseException | None = None
+        try:
+            for chunk in chunks:
+                if chunk:
+                    batch = _Batch(chunk)
+                    batches.append(batch)
+                    self._io.call(self._submit, batch)
+        except Exception as exc:  # building a chunk failed: settle what was handed over, then say so
+            build_error = exc
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
-        unconfirmed: list[str] = []
         for batch in batches:
             if not batch.done.wait(max(0.0, deadline - time.monotonic())):
-                cancelled = threading.Event()
-                self._io.call(self._cancel, batch, cancelled)
-                cancelled.wait(5.0)
-                unconfirmed.extend(batch.unsettled_labels())
-        if unconfirmed:
-            raise PublishError(f"no broker confirm within {wait:g}s", unconfirmed)
-        failed = [(batch.items[i].label, reason) for batch in batches for i, reason in sorted(batch.failures.items())]
-        if failed:
-            raise PublishError("; ".join(sorted({reason for _, reason in failed})), [label for label, _ in failed])
+                self._expire(batch, wait)
+        failed = [(batch.items[i], reason) for batch in batches for i, reason in sorted(batch.failures.items())]
+        if failed or build_error is not None:
+            counts = Counter(reason for _, reason in failed)
+            summary = "; ".join(f"{n} {reason}" for reason, n in counts.most_common())
+            if build_error is not None:
+                summary = f"building the batch failed ({build_error}); the messages after it were not published" + (
+                    f"; {summary}" if summary else ""
+                )
+            raise PublishError(
+                summary,
+                [item.label for item, _ in failed],
+                items=[item for item, _ in failed],
+                reasons=[reason for _, reason in failed],
+            ) from build_error
         returned = [batch.items[i] for batch in batches for i in batch.unroutable]
         if returned and self.on_unroutable == "raise":
             raise UnroutableError([item.label for item in returned])
         return returned
+
+    def submit(self, items: Sequence[Outgoing], on_done: BatchDone) -> None:
+        """Publish without waiting and without a deadline: `on_done(failures, unroutable)` runs on
+        the publisher's I/O thread once every message is confirmed or failed (failures map an
+        index of `items` to its reason)."""
+        with self._lock:
+            if self._closed:
+                on_done(dict.fromkeys(range(len(items)), CLOSED), [])
+                return
+            self._io.start()
+        self._io.call(self._submit, _Batch(items, on_done))
+
+    def _expire(self, batch: _Batch, wait: float) -> None:
+        """The caller's deadline passed: settle every message of `batch` still open, on the I/O
+        thread, so that a confirm arriving later cannot make a message both failed and confirmed."""
+        expired = threading.Event()
+        self._io.call(self._expire_in_loop, batch, wait, expired)
+        if not expired.wait(5.0) and not batch.done.is_set():  # the I/O thread is gone or stuck
+            for index in batch.unsettled():
+                batch.failures.setdefault(index, f"no broker confirm within {wait:g}s (the I/O thread did not answer)")
 
     def close(self) -> None:
         with self._lock:
@@ -178,16 +230,29 @@ class ConfirmedPublisher:
     def _submit(self, batch: _Batch) -> None:
         if batch.cancelled:
             return
+        if self._closed:  # closed while the batch was on its way to this thread
+            for index in range(len(batch.items)):
+                batch.settle(index, CLOSED)
+            return
         self._queue.extend((batch, index) for index in range(len(batch.items)))
         if self._channel is not None:
             self._pump()
         else:
             self._ensure_connection()
 
-    def _cancel(self, batch: _Batch, cancelled: threading.Event) -> None:
+    def _expire_in_loop(self, batch: _Batch, wait: float, expired: threading.Event) -> None:
         batch.cancelled = True
-        self._queue = deque(entry for entry in self._queue if entry[0] is not batch)
-        cancelled.set()
+        if not batch.done.is_set():
+            self._queue = deque(entry for entry in self._queue if entry[0] is not batch)
+            for tag, (owner, index) in list(self._inflight.items()):
+                if owner is batch:
+                    del self._inflight[tag]
+                    batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
+            for index in batch.unsettled():
+                batch.settle(index, f"no broker confirm within {wait:g}s (not sent)")
+            if self._queue:
+                self._pump()
+        expired.set()
 
     def _pump(self) -> None:
         channel = self._channel
@@ -264,12 +329,12 @@ class ConfirmedPublisher:
         if self._closed:
             self._shut.set()
             return
-        self._last_error = str(reason)
+        self._last_error = describe_error(reason)
         if self._queue:
-            log.warning("publisher connection lost (%s); reconnecting", reason)
+            log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
             self._failed_attempts += 1
             if self._failed_attempts >= self.reconnect_attempts:
-                self._fail_all(f"connection lost and not re-established: {reason}")
+                self._fail_all(f"connection lost and not re-established: {self._last_error}")
                 self._failed_attempts = 0
                 return
             self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
@@ -310,7 +375,7 @@ class ConfirmedPublisher:
         tags = list(takewhile(lambda t: t <= tag, inflight)) if method.multiple else [tag] if tag in inflight else []
         for t in tags:
             batch, index = inflight.pop(t)
-            batch.settle(index, "nacked by the broker" if nack else None)
+            batch.settle(index, NACKED if nack else None)
         if self._queue:
             self._pump()
 
@@ -335,7 +400,7 @@ class ConfirmedPublisher:
         )
 
     def _close_connection(self) -> None:
-        self._fail_all("the publisher was closed")
+        self._fail_all(CLOSED)
         connection = self._connection
         if connection is not None and connection.is_open:
             connection.close()

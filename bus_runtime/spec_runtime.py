@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 from collections.abc import Iterable, Mapping
 from functools import cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.subscriber import Handler, Subscription, store_subscription
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
-from topology.spec.loader import load_spec
 from topology.spec.model import ResolvedSubscriber, Spec
-
-if TYPE_CHECKING:
-    from bus_runtime.consumer import RabbitMqEventConsumer
-
-C = TypeVar("C", bound="RabbitMqEventConsumer")
 
 
 def import_handler(path: str, where: str = "the spec") -> Handler:
@@ -163,25 +154,6 @@ def spec_subscriptions(
     if not result:
         raise RabbitformError(f"nothing to consume: no subscriber with a handler in {where}")
     return result
-
-
-def consumer_from_spec(
-    cls: type[C],
-    path: str | os.PathLike[str],
-    service: str | None = None,
-    subscribers: Iterable[str] | None = None,
-    connector: RabbitMqConnector | None = None,
-    variables: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> C:
-    """A consumer of the spec's handlers, on the spec's vhost (unless `connector` is given)."""
-    spec = load_spec(path, variables)
-    where = str(Path(path))
-    subs = spec_subscriptions(spec, service, subscribers, where)
-    chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
-    consumer = cls(chosen, spec.organization, service or subs[0].service, **{"layout": spec.layout, **options})
-    consumer.add_subscriptions(subs)
-    return consumer
 
 
 def message_from_spec(

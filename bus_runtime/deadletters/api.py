@@ -15,7 +15,7 @@ from bus_runtime.deadletters.targets import Target, resolve, targets_of
 from topology.spec.model import Spec
 
 if TYPE_CHECKING:
-    from bus_runtime.memory.broker import InMemoryBroker
+    from bus_runtime.deadletters.memory import MemoryBroker
 
 
 def _utc_now() -> datetime:
@@ -46,7 +46,7 @@ class DeadLetterQueues:
         return cls(loaded.model_copy(update={"vhost": chosen}), AmqpTransport(base.with_vhost(chosen)))
 
     @classmethod
-    def in_memory(cls, broker: InMemoryBroker) -> DeadLetterQueues:
+    def in_memory(cls, broker: MemoryBroker) -> DeadLetterQueues:
         """On an `InMemoryBroker` built from a spec; replayed-at stamps use its virtual clock."""
         from bus_runtime.deadletters.memory import MemoryTransport
 

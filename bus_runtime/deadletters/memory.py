@@ -5,16 +5,39 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from bus_runtime.deadletters.ops import Raw
 from bus_runtime.errors import BusError
-from bus_runtime.memory.broker import InMemoryBroker, QueuedMessage
+from bus_runtime.memory.messages import QueuedMessage
 from bus_runtime.memory.routing import DEFAULT_EXCHANGE
+from topology.spec.model import Spec
+
+
+class MemoryBroker(Protocol):
+    """What dead-letter handling uses of `InMemoryBroker` (which offers it as `dead_letters()`,
+    so this module depends on the protocol, not on the broker's module)."""
+
+    spec: Spec | None
+
+    def now(self) -> datetime: ...
+
+    def has_queue(self, name: str) -> bool: ...
+
+    def depth(self, queue: str) -> int: ...
+
+    def get(self, queue: str) -> tuple[int, QueuedMessage] | None: ...
+
+    def enqueue(self, message: QueuedMessage) -> list[str]: ...
+
+    def ack(self, tag: int) -> None: ...
+
+    def reject(self, tag: int, requeue: bool = False) -> None: ...
 
 
 class MemoryTransport:
-    def __init__(self, broker: InMemoryBroker) -> None:
+    def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self._held: list[int] = []
 

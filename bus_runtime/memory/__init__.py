@@ -9,19 +9,14 @@ assert broker.calls("send_mail_handler") == 1
 ```
 """
 
-from bus_runtime.memory.broker import (
-    BrokerError,
-    InMemoryBroker,
-    NotIdleError,
-    Properties,
-    QueuedMessage,
-)
+from bus_runtime.memory.broker import BrokerError, InMemoryBroker, NotIdleError
 from bus_runtime.memory.clients import (
     InMemoryCommandBus,
     InMemoryConsumer,
     InMemoryEventBus,
 )
 from bus_runtime.memory.clock import VirtualClock
+from bus_runtime.memory.messages import Properties, QueuedMessage
 from bus_runtime.memory.routing import topic_matches
 from bus_runtime.memory.trace import (
     DeadLettered,

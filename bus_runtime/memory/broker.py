@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from bus_runtime import retry
+from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
 from bus_runtime.memory.clock import VirtualClock
 from bus_runtime.memory.deadletter import death_time, with_death
+from bus_runtime.memory.messages import Listener, Properties, QueuedMessage
 from bus_runtime.memory.routing import DEFAULT_EXCHANGE, route
 from bus_runtime.memory.trace import (
     Expired,
@@ -34,9 +35,8 @@ from bus_runtime.memory.trace import (
     Unroutable,
     format_trace,
 )
-from bus_runtime.message import Message
+from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber
-from bus_runtime.wire import WireMessage, decode
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.compile.policies import effective_arguments
 from topology.naming import DEFAULT_LAYOUT, Layout
@@ -44,7 +44,6 @@ from topology.spec.model import Spec
 
 if TYPE_CHECKING:
     from bus_runtime.deadletters.api import DeadLetterQueues
-    from bus_runtime.memory.clients import InMemoryCommandBus, InMemoryConsumer, InMemoryEventBus
 
 DEFAULT_MAX_STEPS = 10_000
 
@@ -55,47 +54,6 @@ class BrokerError(Exception):
 
 class NotIdleError(BrokerError):
     """`run_until_idle` hit its step limit: something keeps producing work (an endless loop)."""
-
-
-@dataclass(frozen=True)
-class Properties:
-    """The AMQP basic properties our wire format sets."""
-
-    message_id: str = ""
-    type: str = ""
-    timestamp: int | None = None
-    content_type: str | None = None
-    delivery_mode: int | None = None
-    app_id: str | None = None
-
-    @classmethod
-    def of(cls, wire: WireMessage) -> Properties:
-        return cls(wire.message_id, wire.type, wire.timestamp, wire.content_type, wire.delivery_mode)
-
-
-@dataclass(frozen=True)
-class QueuedMessage:
-    """A message as a queue holds it (and as a consumer receives it)."""
-
-    body: bytes
-    exchange: str
-    routing_key: str
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    properties: Properties = Properties()
-    enqueued_at_ms: int = 0
-    redelivered: bool = False
-
-    @property
-    def message_id(self) -> str:
-        return self.properties.message_id
-
-    @property
-    def retry_count(self) -> int:
-        return retry.retry_count(self.headers)
-
-    def decode(self, expected: type[Message] | None = None) -> Message:
-        """The message in the body (raises `wire.PoisonMessage` like a consumer would see it)."""
-        return decode(self.body, expected)
 
 
 @dataclass
@@ -114,15 +72,6 @@ class _QueueState:
     def ttl_ms(self) -> int | None:
         ttl = self.queue.arguments.get("x-message-ttl")
         return ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0 else None
-
-
-class Listener(Protocol):
-    """A consumer of one queue: gets deliveries and must ack or reject each one."""
-
-    @property
-    def active(self) -> bool: ...
-
-    def on_delivery(self, tag: int, queue: str, message: QueuedMessage) -> None: ...
 
 
 @dataclass
@@ -322,15 +271,11 @@ class InMemoryBroker:
 
     def event_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryEventBus:
         """A bus that publishes events to `service`'s exchange, like `RabbitMqEventBus`."""
-        from bus_runtime.memory.clients import InMemoryEventBus
-
         self._require_organization()
         return InMemoryEventBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
 
     def command_bus(self, service: str, on_unroutable: Literal["log", "raise"] = "log") -> InMemoryCommandBus:
         """A bus that publishes commands to `service`'s exchange, like `RabbitMqCommandBus`."""
-        from bus_runtime.memory.clients import InMemoryCommandBus
-
         self._require_organization()
         return InMemoryCommandBus(self, self.organization, service, on_unroutable=on_unroutable, layout=self.layout)
 
@@ -344,8 +289,6 @@ class InMemoryBroker:
         self, service: str, subscribers: Sequence[EventSubscriber] = (), max_retries: int = 5
     ) -> InMemoryConsumer:
         """A started consumer for `service`, like `RabbitMqEventConsumer(...).consume(subscribers)`."""
-        from bus_runtime.memory.clients import InMemoryConsumer
-
         self._require_organization()
         consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries, layout=self.layout)
         if subscribers:
@@ -359,9 +302,6 @@ class InMemoryBroker:
         """A started consumer running the handlers the spec names, with their retry policies:
         the subscriptions `RabbitMqEventConsumer.from_spec` builds (`bus_runtime.spec_runtime`).
         A spec that names no handler gives a consumer with nothing to run."""
-        from bus_runtime.memory.clients import InMemoryConsumer
-        from bus_runtime.spec_runtime import spec_subscriptions
-
         spec = self.spec
         if spec is None:
             raise BrokerError("this broker was not built from a spec: use InMemoryBroker.from_spec(path)")

@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
 
 from bus_runtime import retry
 from bus_runtime.dispatch import delivery_of, handle_delivery
 from bus_runtime.errors import TopologyMissing, UnroutableError
-from bus_runtime.memory.broker import InMemoryBroker, Properties, QueuedMessage
-from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried
+from bus_runtime.memory.messages import Listener, Properties, QueuedMessage
+from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried, TraceEntry
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.retry import Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
@@ -25,12 +26,46 @@ OnUnroutable = Literal["log", "raise"]
 _log = logging.getLogger("bus_runtime.memory")
 
 
+class BrokerApi(Protocol):
+    """What the clients use of `BrokerApi` (which builds them)."""
+
+    vhost: str
+
+    @property
+    def now_ms(self) -> int: ...
+
+    def now(self) -> datetime: ...
+
+    def record(self, entry: TraceEntry) -> None: ...
+
+    def has_queue(self, name: str) -> bool: ...
+
+    def require_exchange(self, name: str) -> None: ...
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: Mapping[str, Any] | None = None,
+        properties: Properties | None = None,
+    ) -> list[str]: ...
+
+    def enqueue(self, message: QueuedMessage) -> list[str]: ...
+
+    def subscribe(self, queue: str, listener: Listener) -> None: ...
+
+    def ack(self, tag: int) -> None: ...
+
+    def reject(self, tag: int, requeue: bool = False) -> None: ...
+
+
 class _InMemoryBus:
     kind: ClassVar[type[Message]] = Message
 
     def __init__(
         self,
-        broker: InMemoryBroker,
+        broker: BrokerApi,
         organization: str,
         service: str,
         on_unroutable: OnUnroutable = "log",
@@ -104,7 +139,7 @@ class InMemoryConsumer:
 
     def __init__(
         self,
-        broker: InMemoryBroker,
+        broker: BrokerApi,
         organization: str,
         service: str,
         max_retries: int = 5,

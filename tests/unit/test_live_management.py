@@ -26,12 +26,14 @@ from topology.broker.management import (
 
 
 class Broker:
-    """Answers every request with `status` and `body` after `delay` seconds; counts requests."""
+    """Answers every request with `status` and `body` after `delay` seconds (the liveness
+    probe `/api/whoami` after `probe_delay`, when set); counts requests."""
 
     def __init__(self) -> None:
         self.status = 200
         self.body: object = {}
         self.delay = 0.0
+        self.probe_delay: float | None = None
         self.paths: list[str] = []
         self.overview: object | None = None  # when set, GET /api/overview answers 200 with it
 
@@ -43,7 +45,8 @@ def fake() -> Iterator[tuple[Broker, str]]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             broker.paths.append(self.path)
-            time.sleep(broker.delay)
+            probe = self.path.startswith("/api/whoami") and broker.probe_delay is not None
+            time.sleep(broker.probe_delay if probe and broker.probe_delay is not None else broker.delay)
             overview = broker.overview is not None and self.path == "/api/overview"
             payload = json.dumps(broker.overview if overview else broker.body).encode()
             self.send_response(200 if overview else broker.status)
@@ -105,12 +108,26 @@ def test_server_errors_are_retried_a_bounded_number_of_times(fake: tuple[Broker,
     assert len(broker.paths) == 3
 
 
-def test_a_slow_broker_times_out_with_a_clear_message(fake: tuple[Broker, str]) -> None:
+def test_a_hung_broker_is_reported_once_the_liveness_probe_fails_too(fake: tuple[Broker, str]) -> None:
     broker, url = fake
-    broker.delay = 0.5
-    with pytest.raises(BrokerTimeout, match=f"at {url} did not answer within 0.1 s"):
-        ManagementClient(url, timeout=0.1, backoff=0, retries=1).get("overview")
-    assert len(broker.paths) == 2
+    broker.delay = 30  # nothing answers: not the request, not the probe
+    client = ManagementClient(url, timeout=0.2, backoff=0, retries=1)
+    with pytest.raises(BrokerTimeout) as caught:
+        client.get("definitions", "v")
+    message = str(caught.value)
+    assert message.startswith(f"the RabbitMQ management API at {url} stopped answering: GET {url}/api/definitions/v")
+    assert "GET /api/whoami did not answer within 0.2 s (2 probes); the broker is down or hung" in message
+    assert broker.paths.count("/api/definitions/v") == 1  # never retried: it may still be running
+
+
+def test_a_slow_broker_that_answers_the_probe_is_waited_for(fake: tuple[Broker, str]) -> None:
+    broker, url = fake
+    broker.delay, broker.probe_delay, broker.body = 2.5, 0.0, {"ok": True}
+    waits: list[tuple[str, float]] = []
+    client = ManagementClient(url, timeout=1.0, backoff=0, on_wait=lambda what, seconds: waits.append((what, seconds)))
+    assert client.get("definitions", "v") == {"ok": True}
+    assert waits and waits[0][0] == f"GET {url}/api/definitions/v" and waits[0][1] >= 1.0
+    assert broker.paths[0] == "/api/definitions/v" and "/api/whoami" in broker.paths
 
 
 def test_401_and_403_say_what_to_check(fake: tuple[Broker, str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.apply.executor import ApplyError, ApplyResult, Progress, describe, execute
+from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
 from topology.broker.access_snapshot import with_access
@@ -22,6 +22,7 @@ from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
+from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 from topology.state.record import ownership_of
 
@@ -47,7 +48,12 @@ class NotConvergedError(ApplyError):
 
 
 def plan_live(
-    spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False, move_messages: bool = False
+    spec: Spec,
+    client: ManagementClient,
+    *,
+    allow_data_loss: bool = False,
+    move_messages: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
@@ -56,7 +62,7 @@ def plan_live(
     Objects the spec recorded before but no longer declares are planned for deletion.
     """
     desired = access.with_access(compile_spec(spec), spec, fresh_salt)
-    return _plan_owned(spec, client, desired, allow_data_loss, move_messages=move_messages)
+    return _plan_owned(spec, client, desired, allow_data_loss, move_messages=move_messages, progress=progress)
 
 
 def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
@@ -72,12 +78,14 @@ def _plan_owned(
     *,
     move_messages: bool = False,
     destroy: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> Plan:
-    snapshot = read_snapshot(client, spec.vhost)
+    snapshot = read_snapshot(client, spec.vhost, progress=progress)
     ownership = ownership_of(spec, snapshot.records)
     scope = ownership.planning_scope
     if scope.users:  # the users in scope with their permissions, as read_state reads them
         snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
+    progress.phase("Planning", 0)
     if destroy and not snapshot.exists:
         plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
     else:
@@ -88,13 +96,14 @@ def _plan_owned(
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
+    progress.finish(f"{len(plan.changes)} changes")
     problems = tuple(ownership.problems(desired, snapshot.topology))
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
 
-def read_state(client: ManagementClient, vhost: str, scope: Scope | None) -> Snapshot:
+def read_state(client: ManagementClient, vhost: str, scope: Scope | None, progress: Progress = NO_PROGRESS) -> Snapshot:
     """The vhost's objects, plus the users in scope with their permissions (when there are any)."""
-    snapshot = read_snapshot(client, vhost)
+    snapshot = read_snapshot(client, vhost, progress=progress)
     if scope is None or not scope.users:
         return snapshot
     return replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
@@ -125,7 +134,7 @@ def apply_plan(
     plan: Plan,
     client: ManagementClient,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     chunk_size: int | None = None,
     verify: bool = True,
     amqp_url: str | None = None,
@@ -148,7 +157,10 @@ def apply_plan(
         result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
     if not verify:
         return result
-    missing = unconverged(plan, read_state(client, plan.vhost, plan.scope).topology)
+    snapshot = read_state(client, plan.vhost, plan.scope, progress)
+    progress.phase("Verifying", 0)
+    missing = unconverged(plan, snapshot.topology)
+    progress.finish(f"{len(plan.changes) - len(missing)} of {len(plan.changes)} changes in place")
     if missing:
         raise NotConvergedError(
             f"the apply did not converge on vhost {plan.vhost!r}: {describe(missing)} "
@@ -158,7 +170,7 @@ def apply_plan(
 
 
 def apply_saved_plan(
-    plan: Plan, client: ManagementClient, *, progress: Progress | None = None, amqp_url: str | None = None
+    plan: Plan, client: ManagementClient, *, progress: Progress = NO_PROGRESS, amqp_url: str | None = None
 ) -> ApplyResult:
     """`rabbitform apply PLAN.json`: refuse a stale plan, else apply exactly its changes."""
     check_fresh(plan, client)
@@ -172,14 +184,16 @@ def converge(
     *,
     allow_data_loss: bool = False,
     move_messages: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     amqp_url: str | None = None,
     move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
     """Apply `plan` (or a fresh plan of `spec`), then plan again: anything left is an error."""
-    plan = plan or plan_live(spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages)
+    plan = plan or plan_live(
+        spec, client, allow_data_loss=allow_data_loss, move_messages=move_messages, progress=progress
+    )
     result = apply_plan(plan, client, progress=progress, verify=False, amqp_url=amqp_url, move_progress=move_progress)
-    left = plan_live(spec, client, allow_data_loss=True)
+    left = plan_live(spec, client, allow_data_loss=True, progress=progress)
     if left.changes:
         raise NotConvergedError(
             f"the apply did not converge on vhost {spec.vhost!r}: planning again still shows "

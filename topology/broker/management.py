@@ -1,17 +1,30 @@
 """A thin typed client for the RabbitMQ management HTTP API.
 
-It owns three concerns the rest of the code should never think about: percent-encoding
-every path segment (vhost `/` is `%2F`), keeping credentials out of every URL it shows, and
+It owns four concerns the rest of the code should never think about: percent-encoding
+every path segment (vhost `/` is `%2F`), keeping credentials out of every URL it shows,
 turning transport failures into one clear `RabbitformError` (with bounded retries for the
-transient ones: connection errors, timeouts and 5xx answers).
+transient ones: connection errors and 5xx answers), and telling a slow broker from a dead one.
+
+Why no fixed read timeout: a large vhost's reads and writes take as long as the broker needs
+(a definitions export of 70,000 objects took 22-29 s here), so any fixed limit is either too
+short for big vhosts or too long to notice a dead broker. Instead every request waits
+`timeout` seconds, then probes `GET /api/whoami` (cheap) on a fresh connection: while the
+broker answers the probe the request keeps waiting (up to `max_wait`), reporting through
+`on_wait`; when the probe fails twice in a row the broker is taken as down or hung.
+Connecting has its own short timeout, so a dead host is found quickly. (`/api/overview`
+is no liveness probe: it aggregates statistics and took 17 s on a loaded broker whose
+`/api/whoami` answered in 0.2 s.) A connection the broker drops after a long wait (its
+HTTP idle timeout cuts requests that send nothing for about 60 s) is not retried: the same
+request would only be cut again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +41,11 @@ USER_ENV = "RABBITMQ_USER"
 PASSWORD_ENV = "RABBITMQ_PASSWORD"
 CHECK_URL = f"check --management-url (or {URL_ENV}) and that the management plugin is enabled"
 CHECK_CREDENTIALS = f"check the user and password ({USER_ENV} / {PASSWORD_ENV}, or the credentials in the URL)"
+LIVENESS_PATH = "/api/whoami"  # answered by the node without touching statistics
+DEAD_AFTER_PROBES = 2  # consecutive failed liveness probes before the broker counts as down
+
+WaitHook = Callable[[str, float], None]
+"""Called with (request, seconds waited so far) while a slow request waits on a live broker."""
 
 
 class ManagementError(RabbitformError):
@@ -81,6 +99,10 @@ class ManagementClient:
     `management.path_prefix` (behind a reverse proxy); a trailing `/api` is accepted too.
     `retries` extra attempts are made for transient failures, waiting `backoff`, then twice
     as long each time; tests pass `backoff=0` to keep unreachable-URL checks instant.
+    `timeout` is how long a request waits before the broker's liveness is probed (and the
+    probe's own limit), `connect_timeout` the limit on opening a connection, `max_wait` the
+    limit on one request's silence while the broker stays alive. Safe to share between
+    threads: each thread gets its own HTTP session.
     """
 
     def __init__(
@@ -95,6 +117,9 @@ class ManagementClient:
         retries: int = 3,
         backoff: float = 0.25,
         source: str = "the management URL",
+        connect_timeout: float = 5.0,
+        max_wait: float = 3600.0,
+        on_wait: WaitHook | None = None,
     ) -> None:
         self.endpoints = parse_urls(url, "management", source)
         first = self.endpoints[0]
@@ -109,16 +134,20 @@ class ManagementClient:
         self.ca_cert = ca_cert
         if ca_cert and not insecure and not os.path.isfile(ca_cert):
             raise RabbitformError(f"--ca-cert {ca_cert}: no such file (the CA bundle to verify the broker with)")
-        self._session = requests.Session()
-        self._session.auth = (self.user, self._password)
-        self._session.headers["content-type"] = "application/json"
+        self.connect_timeout = min(connect_timeout, timeout)
+        self.max_wait = max(max_wait, timeout)
+        self.on_wait = on_wait
+        self._verify: bool | str = True
         if insecure:
-            self._session.verify = False
+            self._verify = False
             import urllib3
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         elif ca_cert:
-            self._session.verify = ca_cert
+            self._verify = ca_cert
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
 
     @property
     def display_url(self) -> str:
@@ -157,7 +186,27 @@ class ManagementClient:
         return self._password
 
     def close(self) -> None:
-        self._session.close()
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.auth = (self.user, self._password)
+        session.headers["content-type"] = "application/json"
+        session.verify = self._verify
+        return session
+
+    def _session(self) -> requests.Session:
+        """This thread's session: requests' sessions are not safe to share between threads."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._new_session()
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
 
     # ------------------------------------------------------------------ calls
 
@@ -201,25 +250,25 @@ class ManagementClient:
         moved = 0
         while True:
             where = f"{method} {self.display_url}{path}"
+            started = time.monotonic()
             try:
-                response = self._session.request(
-                    method,
-                    self.display_url + path,
-                    params=params,
-                    json=body,
-                    timeout=self.timeout,
-                )
+                response = self._watched(method, self.display_url + path, where, params, body)
             except requests.exceptions.SSLError as exc:
                 raise BrokerUnreachable(self._tls_message(exc)) from None
-            except requests.exceptions.Timeout:
-                if self._may_retry(attempt):
-                    attempt += 1
-                    continue
+            except requests.exceptions.ReadTimeout:
                 raise BrokerTimeout(
-                    f"the RabbitMQ management API at {self.display_url} did not answer within "
-                    f"{self.timeout:g} s ({where}, {attempt + 1} attempts); check that the broker is healthy and not overloaded"
+                    f"the RabbitMQ management API at {self.display_url} did not answer {where} within "
+                    f"{self.max_wait:g} s although it kept answering {LIVENESS_PATH}; "
+                    "check that the broker is healthy and not overloaded"
                 ) from None
             except requests.exceptions.ConnectionError as exc:
+                waited = time.monotonic() - started
+                if waited > self.timeout:
+                    raise BrokerTimeout(
+                        f"the RabbitMQ management API at {self.display_url} closed the connection after "
+                        f"{waited:.0f} s without answering {where}: the broker is alive but too busy to answer "
+                        "this request before its HTTP idle timeout; retry when it is less loaded"
+                    ) from None
                 if moved < len(self.endpoints) - 1:
                     moved += 1
                     self._active = (self._active + 1) % len(self.endpoints)
@@ -239,6 +288,73 @@ class ManagementClient:
                 attempt += 1
                 continue
             return response
+
+    def _watched(
+        self, method: str, url: str, where: str, params: Mapping[str, Any] | None, body: Any
+    ) -> requests.Response:
+        """Send one request, waiting as long as the broker proves alive (see the module's doc).
+
+        The request runs on a daemon thread so that a dead broker is reported at once: the
+        abandoned thread ends by itself at `max_wait` and never keeps the process alive.
+        """
+        session = self._session()
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def send() -> None:
+            try:
+                outcome.append(
+                    session.request(
+                        method, url, params=params, json=body, timeout=(self.connect_timeout, self.max_wait)
+                    )
+                )
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=send, name="rabbitform-request", daemon=True).start()
+        started = time.monotonic()
+        failed_probes = 0
+        while not done.wait(self.timeout):
+            problem = self._probe()
+            if done.is_set():
+                break
+            waited = time.monotonic() - started
+            if problem is None:
+                failed_probes = 0
+                if self.on_wait is not None:
+                    self.on_wait(where, waited)
+                continue
+            failed_probes += 1
+            if failed_probes >= DEAD_AFTER_PROBES:
+                raise BrokerTimeout(
+                    f"the RabbitMQ management API at {self.display_url} stopped answering: {where} has had no "
+                    f"answer for {waited:.0f} s and GET {LIVENESS_PATH} {problem} ({failed_probes} probes); "
+                    "the broker is down or hung: check it and its logs"
+                )
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _probe(self) -> str | None:
+        """None when the broker answers the liveness probe, else what went wrong.
+
+        A fresh session: the request being waited on may hold this thread's connection.
+        """
+        session = self._new_session()
+        try:
+            response = session.get(self.display_url + LIVENESS_PATH, timeout=(self.connect_timeout, self.timeout))
+        except requests.exceptions.Timeout:
+            return f"did not answer within {self.timeout:g} s"
+        except requests.exceptions.RequestException as exc:
+            return f"failed ({_connection_reason(exc)})"
+        finally:
+            session.close()
+        if response.status_code >= 500:
+            return f"failed (HTTP {response.status_code})"
+        return None
 
     def _verify_api(self, path: str) -> None:
         """A 404 means "no such object" only where the management API answers: check its root

@@ -15,7 +15,7 @@ from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_sp
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
-from topology.cli.progress import ProgressReporter
+from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
@@ -48,11 +48,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return apply_saved(saved, args)
     spec = read_spec(args)
     client = client_from_args(args)
+    progress = reporter_for(client)
     try:
         with held_lock(
             client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
         ):
-            planned = plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
+            planned = plan_live(
+                spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
+            )
             plan = replace(planned, source=args.spec)
             if not show(plan, args):
                 return EXIT_ERROR
@@ -64,7 +67,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     spec,
                     client,
                     plan,
-                    progress=ProgressReporter(),
+                    progress=progress,
                     amqp_url=args.amqp_url,
                     move_progress=MoveProgressReporter(),
                 )
@@ -112,7 +115,7 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
                 result = apply_saved_owned(
                     plan,
                     client,
-                    progress=ProgressReporter(),
+                    progress=reporter_for(client),
                     amqp_url=args.amqp_url,
                     move_progress=MoveProgressReporter(),
                 )

@@ -13,7 +13,7 @@ from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_sp
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock
 from topology.cli.plan_output import add_plan_display_arguments, show
-from topology.cli.progress import ProgressReporter
+from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.state.lifecycle import destroy_owned
@@ -58,7 +58,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
             if plan.has_changes:
                 confirm_destroy(plan, client, args)
-            result = destroy_owned(spec, client, plan, progress=ProgressReporter())
+            result = destroy_owned(spec, client, plan, progress=reporter_for(client))
     finally:
         client.close()
     stream = sys.stdout if args.format == "text" else sys.stderr

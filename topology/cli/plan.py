@@ -12,6 +12,7 @@ from topology.apply.live import plan_live
 from topology.cli.common import add_spec_arguments, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.plan_output import add_plan_output_arguments, report_plan
+from topology.cli.progress import reporter_for
 from topology.compile.access import with_access
 from topology.compile.compiler import compile_spec
 from topology.compile.definitions import definitions_problem, from_definitions
@@ -102,6 +103,12 @@ def live_plan(spec: Spec, args: argparse.Namespace) -> Plan:
     """`rabbitform plan SPEC` without --offline/--state."""
     client = client_from_args(args)
     try:
-        return plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
+        return plan_live(
+            spec,
+            client,
+            allow_data_loss=args.allow_data_loss,
+            move_messages=args.move_messages,
+            progress=reporter_for(client),
+        )
     finally:
         client.close()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import socket
 
-from topology.apply.executor import Progress
 from topology.apply.live import ApplyResult, apply_plan, converge
 from topology.apply.move import MoveProgress
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
+from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 from topology.state.lock import utc_now
 from topology.state.record import DEFAULT_LAYOUT, OwnershipRecord, layout_of, scopes_overlap
@@ -58,7 +58,7 @@ def apply_owned(
     client: ManagementClient,
     plan: Plan,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     amqp_url: str | None = None,
     move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
@@ -74,7 +74,7 @@ def apply_saved_owned(
     plan: Plan,
     client: ManagementClient,
     *,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     amqp_url: str | None = None,
     move_progress: MoveProgress | None = None,
 ) -> ApplyResult:
@@ -90,7 +90,7 @@ def apply_saved_owned(
     return apply_plan(plan, client, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
 
 
-def destroy_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress | None = None) -> ApplyResult:
+def destroy_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress = NO_PROGRESS) -> ApplyResult:
     """`rabbitform destroy SPEC`: delete the objects (checked), then the record."""
     result = apply_plan(plan, client, progress=progress)
     delete_record(client, spec.vhost, spec.owner)

@@ -1,0 +1,110 @@
+"""Republishing: the retry and dead-letter copies a consumer's decisions call for.
+
+A copy carries the original's body and properties with the decision's headers, is persistent
+and `mandatory`, and is published with a confirm on a connection of its own, never on the
+consuming one: during a broker memory alarm the broker blocks connections that publish, and
+acks on the consuming connection must keep flowing. The original is settled only once the
+broker confirmed the copy (`on_confirmed`); a nack, a return (no queue bound) or a connection
+that cannot be re-established calls `on_failed`, and the consumer requeues the original:
+at-least-once, never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Callable
+
+import pika
+
+from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.iothread import IoThread
+from bus_runtime.publisher import ConfirmedPublisher, Outgoing
+from bus_runtime.retry import Decision
+from bus_runtime.subscriber import Subscription
+
+log = logging.getLogger("bus_runtime.consumer")
+
+Settle = Callable[[int, int], None]  # (generation, delivery tag) of the original
+
+
+class Republisher:
+    """Publishes copies on its own confirmed connection; reports on the consumer's I/O thread."""
+
+    def __init__(self, connector: RabbitMqConnector, io: IoThread, on_confirmed: Settle, on_failed: Settle) -> None:
+        self.io = io
+        self.on_confirmed = on_confirmed
+        self.on_failed = on_failed
+        self.retried_count = 0
+        self.dead_lettered_count = 0
+        self.pending = 0  # copies not yet confirmed or failed (consumer's I/O thread)
+        self._publisher = ConfirmedPublisher(connector, purpose="republisher")
+
+    def republish(
+        self,
+        generation: int,
+        delivery_tag: int,
+        decision: Decision,
+        properties: pika.BasicProperties,
+        body: bytes,
+        sub: Subscription,
+    ) -> None:
+        """Publish the copy `decision` asks for (call on the consumer's I/O thread)."""
+        copied = copy.copy(properties)
+        copied.headers = dict(decision.headers)
+        copied.delivery_mode = 2
+        label = f"{decision.action} copy of {copied.message_id}"
+        item = Outgoing(decision.exchange, decision.routing_key, body, copied, label)
+        self.pending += 1
+        self._log(decision, sub, copied.message_id)
+
+        def done(failures: dict[int, str], unroutable: list[int]) -> None:  # on the publisher's thread
+            with contextlib.suppress(Exception):  # the consumer's loop is closed: the broker redelivers
+                self.io.call(self._settle, generation, delivery_tag, item, failures.get(0), bool(unroutable))
+
+        self._publisher.submit([item], done)
+
+    def close(self) -> None:
+        self._publisher.close()
+
+    def _settle(self, generation: int, delivery_tag: int, item: Outgoing, failure: str | None, returned: bool) -> None:
+        self.pending -= 1
+        if failure is None and not returned:
+            self.on_confirmed(generation, delivery_tag)
+            return
+        if returned:
+            log.error(
+                "retry/dead-letter copy unroutable: exchange %r routing key %r has no bound queue; "
+                "the original is requeued (check the topology with `rabbitform plan`)",
+                item.exchange,
+                item.routing_key,
+            )
+        else:
+            log.error("%s not confirmed (%s); the original is requeued", item.label, failure)
+        self.on_failed(generation, delivery_tag)
+
+    def _log(self, decision: Decision, sub: Subscription, message_id: str | None) -> None:
+        headers = decision.headers
+        if decision.action == "retry":
+            self.retried_count += 1
+            log.warning(
+                "%s failed (%s: %s); retry %s of %d via %s",
+                sub.handler_name,
+                headers.get("rabbitform-error-type"),
+                headers.get("rabbitform-error-message"),
+                headers.get("rabbitform-retry-count"),
+                sub.max_retries,
+                decision.routing_key,
+            )
+        else:
+            self.dead_lettered_count += 1
+            log.error(
+                "%s: message %s dead-lettered to %s (%s: %s: %s)",
+                sub.handler_name,
+                message_id,
+                decision.routing_key,
+                headers.get("rabbitform-dead-letter-reason"),
+                headers.get("rabbitform-error-type"),
+                headers.get("rabbitform-error-message"),
+            )

@@ -1,0 +1,129 @@
+"""Settlement: ack (or requeue) each delivery on the channel that delivered it.
+
+`AckLedger` is the pure part: it knows which delivery tags are in hand, which are settled and
+what acks to send (a settled prefix as one `multiple` ack; stragglers one by one when many wait
+behind a slow message). `Settlement` is the thin shell that sends them on the consuming channel
+and forgets every tag when that channel goes: tags belong to their channel, the broker
+redelivers what was not acked.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from pika.channel import Channel
+
+
+@dataclass(frozen=True)
+class Ack:
+    delivery_tag: int
+    multiple: bool = False
+
+
+@dataclass
+class AckLedger:
+    """Delivery tags of one channel, in delivery order, and what to ack next.
+
+    `straggler_limit`: when that many settled tags wait behind an unsettled one, ack them one
+    by one, so one long handler does not stall the prefetch window.
+    """
+
+    straggler_limit: int = 50
+    order: deque[int] = field(default_factory=deque)  # in hand, in delivery order, not yet acked
+    ready: set[int] = field(default_factory=set)  # settled, waiting to be acked
+    done: set[int] = field(default_factory=set)  # acked or requeued out of order
+    settled_count: int = 0
+
+    def delivered(self, tag: int) -> None:
+        self.order.append(tag)
+
+    def settled(self, tag: int) -> None:
+        self.ready.add(tag)
+
+    def requeued(self, tag: int) -> None:
+        """`tag` was nacked (requeued) by itself: it needs no ack."""
+        self.done.add(tag)
+
+    def acks(self) -> list[Ack]:
+        """The acks to send now (and forget them)."""
+        order, ready, done = self.order, self.ready, self.done
+        last = None
+        count = 0
+        while order:
+            head = order[0]
+            if head in ready:
+                ready.discard(head)
+                last = head
+                count += 1
+            elif head in done:
+                done.discard(head)
+            else:
+                break
+            order.popleft()
+        result = [Ack(last, multiple=count > 1)] if last is not None else []
+        self.settled_count += count
+        if len(ready) >= max(1, self.straggler_limit):
+            result.extend(Ack(tag) for tag in sorted(ready))
+            done.update(ready)
+            self.settled_count += len(ready)
+            ready.clear()
+        return result
+
+    @property
+    def in_hand(self) -> int:
+        return len(self.order)
+
+    def clear(self) -> None:
+        self.order.clear()
+        self.ready.clear()
+        self.done.clear()
+
+
+class Settlement:
+    """Acks and requeues on the consuming channel (call on the I/O thread)."""
+
+    def __init__(self, straggler_limit: int) -> None:
+        self.ledger = AckLedger(straggler_limit)
+        self.channel: Channel | None = None
+        self.generation = 0  # bumped with every channel: results of an older one are dropped
+
+    def attach(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def detach(self) -> None:
+        """The channel is gone with its tags: forget them (the broker redelivers)."""
+        self.generation += 1
+        self.channel = None
+        self.ledger.clear()
+
+    def delivered(self, tag: int) -> None:
+        self.ledger.delivered(tag)
+
+    def ack(self, generation: int, tag: int) -> None:
+        """Mark `tag` settled; `flush()` sends the acks (once per drained batch of results)."""
+        if generation == self.generation:
+            self.ledger.settled(tag)
+
+    def requeue(self, generation: int, tag: int) -> None:
+        channel = self.channel
+        if generation != self.generation or channel is None:
+            return
+        channel.basic_nack(tag, multiple=False, requeue=True)
+        self.ledger.requeued(tag)
+        self.flush()
+
+    def flush(self) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        for ack in self.ledger.acks():
+            channel.basic_ack(ack.delivery_tag, multiple=ack.multiple)
+
+    @property
+    def settled_count(self) -> int:
+        return self.ledger.settled_count
+
+    @property
+    def in_hand(self) -> int:
+        return self.ledger.in_hand
