@@ -24,9 +24,10 @@ run: install
 rabbitmq:
 	scripts/rabbitmq-up
 
-# The fault tests on the three-node cluster are not part of `make test`: `make cluster-test`.
-test: install rabbitmq
-	$(BIN)/python -m pytest -q -m "not cluster"
+# Everything, the fault tests on the three-node cluster included (`make cluster` starts it, or
+# completes it; it stays up afterwards, `make cluster-down` stops it).
+test: install rabbitmq cluster
+	$(BIN)/python -m pytest -q
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

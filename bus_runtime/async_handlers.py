@@ -2,10 +2,10 @@
 
 The consumers (RabbitMQ and in-memory) call handlers from worker threads and read a meiga
 `Result` back. An async handler returns a coroutine instead; `resolve` runs it to completion on
-the loop that owns the service's asyncio world (the `AsyncRabbitMqEventConsumer`'s loop, or the
-test's loop for the in-memory broker), or on one shared background loop when there is none
-(an async handler under the threaded consumer or `rabbitform consume`). The worker thread waits
-for the result; the loop itself never blocks.
+the loop that owns the service's asyncio world (the test's loop for the in-memory broker), or
+on one shared background loop when there is none (an async handler under the threaded consumer
+or `rabbitform consume`). The worker thread waits for the result; the loop itself never blocks.
+(`AsyncRabbitMqEventConsumer` does better: it hands deliveries to its loop directly.)
 """
 
 from __future__ import annotations
@@ -53,16 +53,6 @@ def resolve(value: T | Awaitable[T], loop: asyncio.AbstractEventLoop | None = No
         _close(value)
         raise RuntimeError("an async handler was called on its own event loop's thread: it would deadlock")
     return asyncio.run_coroutine_threadsafe(_as_coroutine(value), target).result()
-
-
-def bind(handler: Callable[[Any], Any], loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
-    """A synchronous handler that runs the async `handler` on `loop` (name kept: it names the queue)."""
-
-    @functools.wraps(handler)
-    def run(message: Any) -> Any:
-        return resolve(handler(message), loop)
-
-    return run
 
 
 async def _await(value: Awaitable[T]) -> T:

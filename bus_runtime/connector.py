@@ -1,4 +1,7 @@
-"""Where the broker is: one URL (`RABBITMQ_URL`) gives host, port, credentials, vhost and TLS.
+"""Where the broker is: a URL (`RABBITMQ_URL`) gives host, port, credentials, vhost and TLS.
+
+A cluster is several comma-separated URLs, one per node, all with the same vhost and
+credentials: connections go to the first that answers and, after losing a node, to the next.
 
 The connector opens nothing itself: the publisher and the consumer each own their connection
 (pika is not thread-safe), and the configurer reuses its credentials and vhost for the
@@ -117,9 +120,10 @@ class RabbitMqConnector:
         url = ",".join(endpoint.url(vhost) for endpoint in self.endpoints)
         return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout)
 
-    def parameters(self, purpose: str = "") -> pika.URLParameters:
-        """pika parameters of the first node; `purpose` names the connection in the management UI."""
-        return self._parameters(self.endpoint, purpose)
+    def parameters(self, purpose: str = "", endpoint: int = 0) -> pika.URLParameters:
+        """pika parameters of node `endpoint` (counted modulo the nodes, so a reconnect loop can
+        pass its attempt number to rotate); `purpose` names the connection in the management UI."""
+        return self._parameters(self.endpoints[endpoint % len(self.endpoints)], purpose)
 
     def all_parameters(self, purpose: str = "") -> list[pika.URLParameters]:
         """pika parameters of every node the URL lists, in order."""
@@ -141,9 +145,20 @@ class RabbitMqConnector:
 
     def check(self) -> None:
         """Open and close one connection within `connect_timeout`: a clear error now (which
-        node, which vhost, what failed) instead of a publish or consume that waits."""
-        params = self.parameters("check")
-        where = f"{self.endpoint.safe_url}"
+        node, which vhost, what failed) instead of a publish or consume that waits. With
+        several nodes, the first that answers will do; when none does, each one's reason."""
+        problems: list[str] = []
+        for endpoint in self.endpoints:
+            try:
+                self._check_one(endpoint)
+                return
+            except BrokerUnavailable as exc:
+                problems.append(str(exc))
+        raise BrokerUnavailable("; ".join(problems))
+
+    def _check_one(self, endpoint: Endpoint) -> None:
+        params = self._parameters(endpoint, "check")
+        where = f"{endpoint.safe_url}"
         try:
             pika.BlockingConnection(params).close()
         except pika.exceptions.ProbableAuthenticationError:

@@ -16,6 +16,7 @@ not acked, so a handler may see a message twice: handlers must be idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -32,9 +33,10 @@ from typing import Any
 import pika
 from pika.channel import Channel
 
+from bus_runtime.async_handlers import is_async_handler
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
-from bus_runtime.dispatch import delivery_of, handle_delivery
+from bus_runtime.dispatch import delivery_of, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
@@ -42,6 +44,7 @@ from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.telemetry import hooks
 from topology import naming
 from topology.spec.loader import load_spec
 
@@ -50,6 +53,10 @@ log = logging.getLogger("bus_runtime.consumer")
 DEFAULT_PREFETCH = 100
 DEFAULT_WORKERS = 8
 REPUBLISH_FAILURE_DELAY = 1.0  # seconds before a message whose retry copy failed is requeued
+
+
+_Work = tuple[int, Subscription, int, str, pika.BasicProperties, bytes]
+"""(generation, subscription, delivery tag, routing key, properties, body): one delivery to handle."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,13 @@ class RabbitMqEventConsumer:
 
         self._io = IoThread(f"rabbitform-consumer-{organization}.{service}")
         self._executor: ThreadPoolExecutor | None = None
+        # `async def` handlers of these queues run on this loop, without a worker thread (set by
+        # `bus_runtime.aio.AsyncRabbitMqEventConsumer`); otherwise on the worker pool
+        self.handler_loop: asyncio.AbstractEventLoop | None = None
+        self._on_loop: frozenset[str] = frozenset()
+        self._loop_inbox: deque[_Work] = deque()
+        self._loop_wake_pending = False
+        self._loop_tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         self._results: deque[_Result] = deque()
         self._wake_pending = False
@@ -183,6 +197,8 @@ class RabbitMqEventConsumer:
         if self._io.started:
             raise BusError("a stopped consumer cannot be started again: create a new one")
         self._running = True
+        if self.handler_loop is not None:
+            self._on_loop = frozenset(sub.queue for sub in self.subscriptions if is_async_handler(sub.handler))
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="rabbitform-handler")
         self._io.start()
         self._io.call(self._connection.connect)
@@ -256,6 +272,7 @@ class RabbitMqEventConsumer:
         self._settlement.attach(channel)
         if reconnected:
             self.reconnect_count += 1
+            hooks.reconnected("consumer", "")
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
 
@@ -266,6 +283,9 @@ class RabbitMqEventConsumer:
         self._settlement.delivered(tag)
         assert self._executor is not None
         generation = self._settlement.generation
+        if sub.queue in self._on_loop and self.handler_loop is not None:
+            self._to_loop((generation, sub, tag, method.routing_key, properties, body))
+            return
         with contextlib.suppress(RuntimeError):  # the pool is shutting down: the broker redelivers
             self._executor.submit(self._work, generation, sub, tag, method.routing_key, properties, body)
 
@@ -302,11 +322,58 @@ class RabbitMqEventConsumer:
         try:
             decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
-            log.exception("cannot handle a delivery on %s", sub.queue)
-            delivery = delivery_of(sub, routing_key, properties.headers)
-            failure = Failure(type(exc).__name__, str(exc))
-            decision = decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
-        self._results.append(_Result(generation, tag, decision, properties, body, sub))
+            decision = self._unexpected(exc, sub, routing_key, properties)
+        self._post(_Result(generation, tag, decision, properties, body, sub))
+
+    def _to_loop(self, work: _Work) -> None:
+        """From the I/O thread: queue a delivery for the handler loop, waking it once per batch."""
+        assert self.handler_loop is not None
+        self._loop_inbox.append(work)
+        with self._lock:
+            if self._loop_wake_pending:
+                return
+            self._loop_wake_pending = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the broker redelivers
+            self.handler_loop.call_soon_threadsafe(self._start_on_loop)
+
+    def _start_on_loop(self) -> None:
+        """On the handler loop: one task per queued delivery."""
+        with self._lock:
+            self._loop_wake_pending = False
+        loop = asyncio.get_running_loop()
+        while self._loop_inbox:
+            task = loop.create_task(self._work_async(*self._loop_inbox.popleft()))
+            self._loop_tasks.add(task)  # a reference, until it is done
+            task.add_done_callback(self._loop_tasks.discard)
+
+    async def _work_async(
+        self,
+        generation: int,
+        sub: Subscription,
+        tag: int,
+        routing_key: str,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
+        try:
+            decision, _message = await handle_delivery_async(sub, body, routing_key, properties.headers)
+        except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
+            decision = self._unexpected(exc, sub, routing_key, properties)
+        self._post(_Result(generation, tag, decision, properties, body, sub))
+
+    @staticmethod
+    def _unexpected(
+        exc: BaseException, sub: Subscription, routing_key: str, properties: pika.BasicProperties
+    ) -> Decision:
+        log.exception("cannot handle a delivery on %s", sub.queue)
+        delivery = delivery_of(sub, routing_key, properties.headers)
+        failure = Failure(type(exc).__name__, str(exc))
+        return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
+
+    def _post(self, result: _Result) -> None:
+        """Queue a decision for the I/O thread, waking it once per batch."""
+        self._results.append(result)
         with self._lock:
             if self._wake_pending:
                 return

@@ -117,6 +117,9 @@ class ConsumerConnection:
 
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._connection = None
+        if not self.started and self.io.connect_attempts < len(self.connector.endpoints):
+            self.connect()  # another node of the cluster may answer
+            return
         if not self.started:
             self.events.on_start_failed(
                 BrokerUnavailable(f"cannot connect to {self.connector.safe_url}: {describe_error(error)}")
@@ -198,7 +201,10 @@ class ConsumerConnection:
 
     def _on_consume_channel(self, channel: Channel) -> None:
         channel.add_on_close_callback(self._on_channel_closed)
-        channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._start_consuming(channel))
+        # Per-consumer QoS: quorum queues refuse consumers on a channel with global QoS.
+        channel.basic_qos(
+            prefetch_count=self.prefetch, global_qos=False, callback=lambda _frame: self._start_consuming(channel)
+        )
 
     def _start_consuming(self, channel: Channel) -> None:
         self._channel = channel

@@ -27,6 +27,7 @@ class IoThread:
         self.ioloop = IOLoop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
+        self.connect_attempts = 0  # connections opened on this loop; picks the node to try next
 
     @property
     def started(self) -> bool:
@@ -97,9 +98,15 @@ def open_connection(
     on_open_error: Callable[[pika.SelectConnection, BaseException], None],
     on_close: Callable[[pika.SelectConnection, BaseException], None],
 ) -> SelectConnection:
-    """A new connection on `io`'s loop (call on the I/O thread)."""
+    """A new connection on `io`'s loop (call on the I/O thread).
+
+    With several URLs (a cluster), each call tries the next node in turn: a reconnect after
+    losing a node goes to another one, and the backoff of the caller paces the rotation.
+    """
+    endpoint = io.connect_attempts
+    io.connect_attempts += 1
     return SelectConnection(
-        parameters=connector.parameters(purpose),
+        parameters=connector.parameters(purpose, endpoint),
         on_open_callback=on_open,
         on_open_error_callback=on_open_error,
         on_close_callback=on_close,

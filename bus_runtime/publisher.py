@@ -31,6 +31,7 @@ from pika.frame import Method
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError, describe_error
 from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
+from bus_runtime.telemetry import hooks
 
 log = logging.getLogger("bus_runtime.publisher")
 
@@ -84,11 +85,28 @@ class _Batch:
         self.outstanding -= 1
         if self.outstanding == 0:
             self.done.set()
+            if hooks.active():
+                hooks.published(
+                    self.items[0].exchange,
+                    len(self.items) - len(self.failures),
+                    len(self.failures),
+                    failure_kind(next(iter(self.failures.values()), None)),
+                )
             if self.on_done is not None:
                 self.on_done(self.failures, self.unroutable)
 
     def unsettled(self) -> list[int]:
         return [i for i, settled in enumerate(self.settled) if not settled]
+
+
+def failure_kind(reason: str | None) -> str | None:
+    """A metric label for a failure reason: a few fixed kinds, never the free text."""
+    if reason is None:
+        return None
+    for kind, marker in (("nacked", NACKED), ("timeout", "no broker confirm"), ("closed", CLOSED)):
+        if reason.startswith(marker):
+            return kind
+    return "connection"
 
 
 Entry = tuple[_Batch, int]
@@ -332,6 +350,7 @@ class ConfirmedPublisher:
         self._last_error = describe_error(reason)
         if self._queue:
             log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
+            hooks.reconnected("publisher", self._last_error)
             self._failed_attempts += 1
             if self._failed_attempts >= self.reconnect_attempts:
                 self._fail_all(f"connection lost and not re-established: {self._last_error}")

@@ -30,6 +30,7 @@ DEAD_LETTER_REASON = "rabbitform-dead-letter-reason"
 
 REASON_RETRIES_EXHAUSTED = "retries_exhausted"
 REASON_POISON = "poison_message"
+REASON_DELIVERY_LIMIT = "delivery_limit"  # the broker's own reason, from a quorum queue's x-delivery-limit
 
 MAX_ERROR_MESSAGE = 1000  # keep headers small: a stack of reasons must not bloat every retry
 
@@ -124,3 +125,24 @@ def _failure_headers(delivery: Delivery, failure: Failure, now: datetime) -> dic
     headers[ERROR_TYPE] = failure.error_type
     headers[ERROR_MESSAGE] = failure.message[:MAX_ERROR_MESSAGE]
     return headers
+
+
+def dead_letter_reason(headers: Mapping[str, Any] | None) -> str | None:
+    """Why a message in a dead-letter queue is there, whoever put it there.
+
+    Our consumer writes `rabbitform-dead-letter-reason`. A quorum queue whose `x-delivery-limit`
+    ran out (a consumer crashing on the message, a requeue loop) dead-letters it itself, with
+    only the broker's `x-death` reason: `delivery_limit` reads like an exhausted retry, and
+    other broker reasons (`rejected`, `expired`, `maxlen`) come through as they are.
+    """
+    headers = headers or {}
+    ours = headers.get(DEAD_LETTER_REASON)
+    if ours:
+        return str(ours.decode() if isinstance(ours, bytes) else ours)
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        reason = deaths[0].get("reason")
+        if reason:
+            return str(reason.decode() if isinstance(reason, bytes) else reason)
+    reason = headers.get("x-first-death-reason")
+    return str(reason) if reason else None

@@ -1,9 +1,9 @@
 """`AsyncRabbitMqEventConsumer`: `async def` handlers (sync ones too) on the threaded consumer.
 
 The threaded consumer keeps doing what it does well and is tested for (pika's I/O thread,
-prefetch, settlement, confirmed retry and dead-letter copies, reconnects); each async handler is
-bound to the loop that called `await start()`, so it runs there while a worker thread waits for
-its `Result`. Retries, dead letters and headers are therefore exactly the threaded consumer's:
+prefetch, settlement, confirmed retry and dead-letter copies, reconnects); each delivery for an
+async handler goes from its I/O thread straight to the loop that called `await start()`
+(`dispatch.handle_delivery_async`), and its decision straight back: no worker thread waits. Retries, dead letters and headers are therefore exactly the threaded consumer's:
 the same `dispatch` and `retry.decide` run underneath.
 """
 
@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bus_runtime.async_handlers import bind, is_async_handler
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, RabbitMqEventConsumer
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription
 from topology import naming
 from topology.naming import DEFAULT_LAYOUT, Layout
 
-DEFAULT_ASYNC_WORKERS = 64  # threads waiting on async handlers are cheap: let many run on the loop at once
+DEFAULT_ASYNC_WORKERS = 8  # for plain handlers mixed in; async ones run on the loop, not on workers
 
 
 class AsyncRabbitMqEventConsumer:
@@ -111,10 +109,7 @@ class AsyncRabbitMqEventConsumer:
         Raises `TopologyMissing` (run `rabbitform apply`) or `BrokerUnavailable`.
         """
         loop = asyncio.get_running_loop()
-        subs = self._consumer.subscriptions
-        subs[:] = [
-            replace(sub, handler=bind(sub.handler, loop)) if is_async_handler(sub.handler) else sub for sub in subs
-        ]
+        self._consumer.handler_loop = loop  # async handlers run here, straight from the I/O thread
         await loop.run_in_executor(None, self._consumer.start)
 
     async def stop(self, timeout: float = 30.0) -> None:

@@ -18,7 +18,7 @@ from bus_runtime import retry
 
 REPLAYED_AT = "rabbitform-replayed-at"
 REPLAY_COUNT = "rabbitform-replay-count"
-REASONS = (retry.REASON_RETRIES_EXHAUSTED, retry.REASON_POISON)
+REASONS = (retry.REASON_RETRIES_EXHAUSTED, retry.REASON_POISON, retry.REASON_DELIVERY_LIMIT)
 # What a replayed copy must not carry: the spent retry budget, the last verdict, and the
 # broker's own dead-letter history (republishing `x-death` made some brokers drop messages).
 _DROPPED_ON_REPLAY = (retry.RETRY_COUNT, retry.DEAD_LETTER_REASON, "x-death")
@@ -51,7 +51,8 @@ class DeadLetter:
 
     @property
     def reason(self) -> str | None:
-        return self._header(retry.DEAD_LETTER_REASON)
+        """Ours, or the broker's: a quorum queue past its delivery limit says `delivery_limit`."""
+        return retry.dead_letter_reason(self.headers)
 
     @property
     def handler(self) -> str | None:

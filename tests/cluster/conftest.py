@@ -1,6 +1,7 @@
 """Fixtures for fault tests on the local three-node cluster (scripts/rabbitmq-cluster).
 
-Tests here are marked `cluster`; `make test` leaves them out, `make cluster-test` runs them."""
+Tests here are marked `cluster`; `make test` brings the cluster up and runs them with the rest,
+`make cluster-test` runs them alone."""
 
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ def cluster_vhost(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[
         yield name
     finally:
         delete_vhost(name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault scenarios' figures as one table (docs/cluster.md quotes it)."""
+    from tests.cluster.faults import HEADER, REPORTS
+
+    if REPORTS:
+        terminalreporter.write_line("\nfault scenarios on the three-node cluster:")
+        terminalreporter.write_line(HEADER)
+        for result in REPORTS:
+            terminalreporter.write_line(result.line())

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from meiga import Error, Failure, Result, isSuccess
+from prometheus_client import CollectorRegistry
 
 from bus_runtime import EventSubscriber, retry
 from bus_runtime.aio import AsyncRabbitMqEventBus, AsyncRabbitMqEventConsumer
 from bus_runtime.errors import TopologyMissing
+from bus_runtime.telemetry import hooks
+from bus_runtime.telemetry.metrics import enable_metrics
 from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector, subscribers_spec
 from tests.integration.support import get_messages, import_topology
 
@@ -59,6 +62,7 @@ async def test_async_service_publishes_consumes_retries_and_dead_letters(
 
     subscribers = [EventSubscriber(UserCreated, [send_mail_handler])]
     import_topology(management_url, vhost, subscribers_spec(subscribers, retry_ttl=100, store=True))
+    metrics = enable_metrics(CollectorRegistry())
     consumer = AsyncRabbitMqEventConsumer(connector(amqp_url), ORG, SERVICE, max_retries=2)
     consumer.consume(subscribers)
     consumer.consume_store(event_store)
@@ -75,7 +79,16 @@ async def test_async_service_publishes_consumes_retries_and_dead_letters(
             await wait_until(lambda: consumer.dead_lettered_count == 1, "the dead letter to be settled")
         finally:
             await consumer.stop()
+            hooks.uninstall(metrics)
     assert all(on_loop) and calls["ok"] == 1
+    confirmed = metrics.registry.get_sample_value(
+        "rabbitform_publish_confirmed_total", {"exchange": f"{ORG}.{SERVICE}"}
+    )
+    assert confirmed == 23
+    handled = {"subscriber": "send_mail_handler", "event": "user.created"}
+    sample = metrics.registry.get_sample_value
+    assert sample("rabbitform_messages_handled_total", {**handled, "outcome": "dead_letter"}) == 1
+    assert sample("rabbitform_messages_handled_total", {**handled, "outcome": "retry"}) == 3
     [dead] = get_messages(management_url, vhost, "dead_letter." + QUEUE)
     assert json.loads(dead["payload"])["data"]["attributes"]["user_id"] == "bounce"
     headers = dead["properties"]["headers"]

@@ -20,6 +20,8 @@ def test_both_read_paths_give_the_same_snapshot(management_url: str, vhost: str,
     broker = client(management_url)  # waits as long as the broker is alive: a busy one is slow at this size
     try:
         broker.post("definitions", vhost, body=to_definitions(compile_spec(spec), include_vhost=False))
+        policy = {"pattern": "^transient$", "apply-to": "queues", "priority": 7, "definition": {"message-ttl": 5000}}
+        broker.put("policies", vhost, "hand-made", body=policy)
         connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
         try:
             channel = connection.channel()  # what a spec never makes, but a vhost may hold
@@ -39,6 +41,7 @@ def test_both_read_paths_give_the_same_snapshot(management_url: str, vhost: str,
         assert listed == exported
         assert listed.topology is not None and listed.topology.object_count > 2110
         assert exclusive not in {q.name for q in listed.topology.queues}
+        assert [p.name for p in listed.topology.policies] == ["hand-made"]
         assert unchanged
     finally:
         delete_vhost(broker, vhost)  # here, without the fixture's fixed timeout: 2,000 objects are slow to go

@@ -137,6 +137,51 @@ def test_quorum_default_types_every_queue_including_the_store() -> None:
         assert q.queue_type == "quorum"
 
 
+def test_quorum_queues_dead_letter_at_least_once_with_a_delivery_limit() -> None:
+    topology = compiled(SERVICE + "            queue_type: quorum\n            retry: {delivery_limit: 7}\n")
+    at_least_once = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    main, retry, dead = (dict(queue(topology, name).arguments) for name in (Q, RETRY_Q, DEAD_Q))
+    assert at_least_once.items() <= main.items() and main["x-delivery-limit"] == 7
+    assert at_least_once.items() <= retry.items() and "x-delivery-limit" not in retry
+    # the dead-letter queue dead-letters nowhere: no strategy, and no limit that would drop
+    assert dead == {"x-queue-type": "quorum"}
+
+
+def test_quorum_delivery_limit_defaults_to_twenty_and_classic_queues_get_none() -> None:
+    text = SERVICE.replace("defaults:\n", "defaults:\n  queue_type: quorum\n") + "store: {}\n"
+    topology = compiled(text)
+    assert queue(topology, Q).arguments["x-delivery-limit"] == 20
+    assert queue(topology, "store").arguments["x-delivery-limit"] == 20
+    for q in compiled(SERVICE).queues:
+        assert not {"x-delivery-limit", "x-overflow", "x-dead-letter-strategy"} & set(q.arguments)
+
+
+def test_quorum_settings_as_a_policy_definition() -> None:
+    from topology.compile.quorum import as_policy_definition, quorum_arguments
+
+    arguments = quorum_arguments("quorum", dead_letters=True, delivery_limit=5)
+    assert as_policy_definition(arguments) == {
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+        "delivery-limit": 5,
+    }
+
+
+def test_quorum_settings_move_into_policies_with_queue_settings_policies() -> None:
+    from topology.compile.policies import effective_policy
+
+    text = "queue_settings: policies\n" + SERVICE.replace("defaults:\n", "defaults:\n  queue_type: quorum\n")
+    topology = compiled(text)
+    assert dict(queue(topology, Q).arguments) == {"x-queue-type": "quorum"}
+    main_policy = effective_policy(Q, topology.policies)
+    assert main_policy is not None
+    assert main_policy.definition["delivery-limit"] == 20
+    assert main_policy.definition["dead-letter-strategy"] == "at-least-once"
+    retry_policy = effective_policy(RETRY_Q, topology.policies)
+    assert retry_policy is not None and retry_policy.definition["overflow"] == "reject-publish"
+    assert "delivery-limit" not in retry_policy.definition
+
+
 def test_classic_override_of_a_quorum_default() -> None:
     text = SERVICE.replace("defaults:\n", "defaults:\n  queue_type: quorum\n") + "            queue_type: classic\n"
     for q in compiled(text).queues:
@@ -164,6 +209,8 @@ def test_store_retry_override_and_custom_queue_name() -> None:
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "audit",
         "x-queue-type": "quorum",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
     assert queue(topology, "audit").arguments["x-dead-letter-routing-key"] == "dead_letter.audit"
     assert "x-queue-type" not in queue(topology, Q).arguments

@@ -91,3 +91,21 @@ def test_long_error_messages_are_truncated() -> None:
 def test_store_retries_through_the_service_retry_exchange() -> None:
     decision = decide(delivery(queue="store"), BOOM, 5, NOW)
     assert (decision.exchange, decision.routing_key) == ("retry.alice.petisco", "retry.store")
+
+
+def test_a_delivery_limit_dead_letter_reads_like_an_exhausted_retry() -> None:
+    from bus_runtime.retry import dead_letter_reason
+
+    assert dead_letter_reason({"rabbitform-dead-letter-reason": "retries_exhausted"}) == "retries_exhausted"
+    broker = {
+        "x-death": [{"reason": "delivery_limit", "queue": "q", "count": 1}],
+        "x-first-death-reason": "delivery_limit",
+    }
+    assert dead_letter_reason(broker) == "delivery_limit"
+    assert dead_letter_reason({"x-first-death-reason": "expired"}) == "expired"
+    assert dead_letter_reason({}) is None
+
+    from bus_runtime.deadletters.model import DeadLetter
+
+    letter = DeadLetter(0, "m-1", "user.created", "dead_letter.q", headers=broker)
+    assert letter.reason == "delivery_limit"  # `rabbitform dlq` lists and filters it as such

@@ -46,3 +46,14 @@ def test_describe_error_finds_the_root_cause_of_a_pika_error() -> None:
     assert describe_error(nested) == "ConnectionRefusedError: [Errno 111] Connection refused"
     assert describe_error("plain text") == "plain text"
     assert describe_error(RuntimeError()) == "RuntimeError"
+
+
+def test_several_urls_are_one_cluster() -> None:
+    connector = RabbitMqConnector(
+        " amqp://u:p@127.0.0.1:5681/v , amqp://u:p@127.0.0.1:5682/v,amqp://u:p@127.0.0.1:5683/v"
+    )
+    assert [endpoint.port for endpoint in connector.endpoints] == [5681, 5682, 5683]
+    ports = [connector.parameters("consumer", attempt).port for attempt in range(4)]
+    assert ports == [5681, 5682, 5683, 5681]  # a reconnect loop rotates through the nodes
+    moved = connector.with_vhost("a/b")
+    assert [moved.parameters("", i).virtual_host for i in range(3)] == ["a/b"] * 3

@@ -158,7 +158,7 @@ ERRORS = {
     ),
     "unknown retry key": (
         "organization: alice\ndefaults:\n  retry: {delay: 1}\n",
-        "spec.yaml:3 defaults.retry.delay: unknown key (expected one of: delay_ms, max_retries)",
+        "spec.yaml:3 defaults.retry.delay: unknown key (expected one of: delay_ms, delivery_limit, max_retries)",
     ),
     "unknown store key": (
         "organization: alice\nstore:\n  queues: x\n",

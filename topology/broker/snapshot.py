@@ -88,6 +88,7 @@ def snapshot_reads(vhost: str, path: ReadPath) -> dict[str, Read]:
     return {
         "queues": lambda c: c.get("queues", vhost, params={"columns": QUEUE_COLUMNS, **NO_STATS}, missing_ok=True),
         "exchanges": lambda c: read_exchanges_and_bindings(c, vhost),
+        "policies": lambda c: c.get("policies", vhost, missing_ok=True),
         **records,
     }
 
@@ -117,13 +118,18 @@ def assemble(vhost: str, queue_type: str, answers: Mapping[str, Any]) -> Snapsho
         definitions = answers["definitions"]
     else:
         listed = answers["exchanges"]
-        definitions = definitions_from_listings(listed["exchanges"], answers["queues"], listed["bindings"])
+        definitions = definitions_from_listings(
+            listed["exchanges"], answers["queues"], listed["bindings"], answers.get("policies") or []
+        )
     records = tuple(sorted(decode_records(answers.get("records") or [], vhost), key=lambda r: r.owner))
     return Snapshot(vhost, from_definitions(definitions, vhost, queue_type), queue_type, records)
 
 
 def definitions_from_listings(
-    exchanges: Iterable[Mapping[str, Any]], queues: Iterable[Mapping[str, Any]], bindings: Iterable[Mapping[str, Any]]
+    exchanges: Iterable[Mapping[str, Any]],
+    queues: Iterable[Mapping[str, Any]],
+    bindings: Iterable[Mapping[str, Any]],
+    policies: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The listings in the shape of a definitions export, with what the export leaves out
     left out here too: exclusive queues (they die with their connection) and their bindings."""
@@ -139,6 +145,7 @@ def definitions_from_listings(
         "bindings": [
             b for b in bindings if not (b.get("destination_type") == "queue" and b.get("destination") in exclusive)
         ],
+        "policies": list(policies),
     }
 
 

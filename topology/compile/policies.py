@@ -31,6 +31,7 @@ POLICY_KEYS: dict[str, str] = {
     "x-dead-letter-routing-key": "dead-letter-routing-key",
     "x-dead-letter-strategy": "dead-letter-strategy",
     "x-overflow": "overflow",
+    "x-delivery-limit": "delivery-limit",
 }
 ARGUMENT_KEYS = {policy_key: argument for argument, policy_key in POLICY_KEYS.items()}
 

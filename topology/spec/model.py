@@ -60,11 +60,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+DEFAULT_DELIVERY_LIMIT = 20  # what RabbitMQ 4.x gives quorum queues; 3.x has none
+
+
 class RetryPolicy(_Strict):
-    """How long a failed message waits in its retry queue, and how many times it is retried."""
+    """How long a failed message waits in its retry queue, and how many times it is retried.
+
+    `delivery_limit` caps the broker's redeliveries of one copy on a quorum queue (a crash or
+    requeue loop): past it the broker dead-letters the message. Retries are new copies, so
+    they do not count toward it.
+    """
 
     delay_ms: int = Field(default=5000, ge=1)
     max_retries: int = Field(default=5, ge=0)
+    delivery_limit: int = Field(default=DEFAULT_DELIVERY_LIMIT, ge=1)
 
 
 class RetryOverride(_Strict):
@@ -72,11 +81,13 @@ class RetryOverride(_Strict):
 
     delay_ms: int | None = Field(default=None, ge=1)
     max_retries: int | None = Field(default=None, ge=0)
+    delivery_limit: int | None = Field(default=None, ge=1)
 
     def over(self, base: RetryPolicy) -> RetryPolicy:
         return RetryPolicy(
             delay_ms=base.delay_ms if self.delay_ms is None else self.delay_ms,
             max_retries=base.max_retries if self.max_retries is None else self.max_retries,
+            delivery_limit=base.delivery_limit if self.delivery_limit is None else self.delivery_limit,
         )
 
 

@@ -7,13 +7,10 @@ from collections.abc import Iterator
 
 from topology import naming
 from topology.compile.objects import Binding, Queue
-from topology.spec.model import QueueType, ResolvedStore, ResolvedSubscriber
+from topology.compile.quorum import quorum_arguments
+from topology.spec.model import ResolvedStore, ResolvedSubscriber
 
 DEFAULT_EXCHANGE = ""
-
-
-def type_arguments(queue_type: QueueType) -> dict[str, str]:
-    return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
 
 
 def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], list[Binding]]:
@@ -21,7 +18,7 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
     queue = sub.queue
     retry = naming.retry_queue(queue)
     dead = naming.dead_letter_queue(queue)
-    typed = type_arguments(sub.queue_type)
+    kind, limit = sub.queue_type, sub.retry.delivery_limit
     queues = [
         # No TTL on the main queue: a consumer outage must never dead-letter real work.
         Queue(
@@ -29,7 +26,7 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
             arguments={
                 "x-dead-letter-exchange": dead_letter_exchange,
                 "x-dead-letter-routing-key": dead,
-                **typed,
+                **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
             },
         ),
         Queue(
@@ -38,10 +35,10 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
                 "x-message-ttl": sub.retry.delay_ms,
                 "x-dead-letter-exchange": main_exchange,
                 "x-dead-letter-routing-key": retry,
-                **typed,
+                **quorum_arguments(kind, dead_letters=True),
             },
         ),
-        Queue(dead, arguments=dict(typed)),
+        Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
     ]
     bindings = [
         Binding(main_exchange, queue, sub.routing_key),
@@ -59,14 +56,14 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
     alone without depending on any one service's exchange.
     """
     queue, retry, dead = naming.store_queues(store.queue)
-    typed = type_arguments(store.queue_type)
+    kind, limit = store.queue_type, store.retry.delivery_limit
     queues = [
         Queue(
             queue,
             arguments={
                 "x-dead-letter-exchange": DEFAULT_EXCHANGE,
                 "x-dead-letter-routing-key": dead,
-                **typed,
+                **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
             },
         ),
         Queue(
@@ -75,10 +72,10 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
                 "x-message-ttl": store.retry.delay_ms,
                 "x-dead-letter-exchange": DEFAULT_EXCHANGE,
                 "x-dead-letter-routing-key": queue,
-                **typed,
+                **quorum_arguments(kind, dead_letters=True),
             },
         ),
-        Queue(dead, arguments=dict(typed)),
+        Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
     ]
     return queues, list(_store_bindings(org, services, queue, retry, dead))
 
