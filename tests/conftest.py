@@ -49,6 +49,17 @@ def vhost(management_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         admin.delete(f"{management_url}/api/vhosts/{path}", timeout=30)
+        delete_ownership_records(management_url, name)
+
+
+def delete_ownership_records(management_url: str, vhost: str) -> None:
+    """`apply` records ownership in global parameters, which outlive the vhost: remove the test's."""
+    admin = _admin()
+    listed = admin.get(f"{management_url}/api/global-parameters", timeout=10).json()
+    for item in listed:
+        name = str(item.get("name", ""))
+        if name.startswith("rabbitform-owner:") and name.endswith(f"@{vhost}"):
+            admin.delete(f"{management_url}/api/global-parameters/{quote(name, safe='')}", timeout=10)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ made). Table-driven: each row is a command line (and environment) and what its e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -317,7 +318,8 @@ def test_an_interrupted_apply_says_how_to_finish(
 
     monkeypatch.setattr(apply, "client_from_args", lambda args, url=None: Client())
     monkeypatch.setattr(apply, "plan_live", lambda *a, **k: plan)
-    monkeypatch.setattr(apply, "converge", interrupted)
+    monkeypatch.setattr(apply, "held_lock", lambda *a, **k: contextlib.nullcontext(True))
+    monkeypatch.setattr(apply, "apply_owned", interrupted)
     status, _out, err = run(capsys, ["apply", SEED, "--auto-approve"])
     assert status == 130
     assert err.strip() == (

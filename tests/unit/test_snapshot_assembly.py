@@ -63,8 +63,8 @@ def test_a_vhost_deleted_while_it_is_read_is_missing() -> None:
 
 
 def test_each_path_names_its_reads() -> None:
-    assert set(snapshot_reads("v", "listings")) == {"exchanges", "queues", "policies"}
-    assert set(snapshot_reads("v", "definitions")) == {"definitions"}
+    assert set(snapshot_reads("v", "listings")) == {"exchanges", "queues", "policies", "records"}
+    assert set(snapshot_reads("v", "definitions")) == {"definitions", "records"}
 
 
 def test_run_bounded_keeps_order_and_never_exceeds_its_bound() -> None:

@@ -145,7 +145,7 @@ SUBSCRIBER = PETISCO + "        subscribers:\n          send_mail_handler:\n"
 ERRORS = {
     "unknown top-level key": (
         "organization: alice\nservise: {}\n",
-        "spec.yaml:2 servise: unknown key (expected one of: access, defaults, layout, organization, queue_settings, services, store, vhost)",
+        "spec.yaml:2 servise: unknown key (expected one of: access, defaults, layout, name, organization, queue_settings, services, store, vhost)",
     ),
     "unknown nested key": (
         PETISCO + "        versoin: 2\n",

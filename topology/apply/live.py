@@ -16,6 +16,7 @@ from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
 from topology.compile import access
 from topology.compile.compiler import compile_spec
+from topology.compile.objects import Topology
 from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
@@ -23,6 +24,7 @@ from topology.plan.model import Plan
 from topology.plan.scope import Scope
 from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
+from topology.state.record import ownership_of
 
 __all__ = [
     "ApplyResult",
@@ -32,6 +34,7 @@ __all__ = [
     "apply_saved_plan",
     "check_fresh",
     "converge",
+    "plan_destroy",
     "plan_live",
 ]
 
@@ -54,20 +57,48 @@ def plan_live(
 ) -> Plan:
     """The plan that converges the broker's vhost to the spec.
 
-    One snapshot read; queue counters only for the queues the plan would delete or
-    replace (a plan with nothing at risk reads no counters at all).
+    One definitions read and one read of the ownership records; queue counters only for the
+    queues the plan would delete or replace (a plan with nothing at risk reads no counters).
+    Objects the spec recorded before but no longer declares are planned for deletion.
     """
     desired = access.with_access(compile_spec(spec), spec, fresh_salt)
-    scope = Scope.of_spec(spec)
-    snapshot = read_state(client, spec.vhost, scope, progress)
+    return _plan_owned(spec, client, desired, allow_data_loss, move_messages=move_messages, progress=progress)
+
+
+def plan_destroy(spec: Spec, client: ManagementClient, *, allow_data_loss: bool = False) -> Plan:
+    """The plan that deletes everything the spec owns, declared now or recorded before; the vhost stays."""
+    return _plan_owned(spec, client, Topology(vhost=spec.vhost), allow_data_loss, destroy=True)
+
+
+def _plan_owned(
+    spec: Spec,
+    client: ManagementClient,
+    desired: Topology,
+    allow_data_loss: bool,
+    *,
+    move_messages: bool = False,
+    destroy: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> Plan:
+    snapshot = read_snapshot(client, spec.vhost, progress=progress)
+    ownership = ownership_of(spec, snapshot.records)
+    scope = ownership.planning_scope
+    if scope.users:  # the users in scope with their permissions, as read_state reads them
+        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
     progress.phase("Planning", 0)
-    plan = compute_plan(desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
+    if destroy and not snapshot.exists:
+        plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
+    else:
+        plan = compute_plan(
+            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages
+        )
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
     progress.finish(f"{len(plan.changes)} changes")
-    return replace(plan, management_url=client.display_url)
+    problems = tuple(ownership.problems(desired, snapshot.topology))
+    return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
 
 def read_state(client: ManagementClient, vhost: str, scope: Scope | None, progress: Progress = NO_PROGRESS) -> Snapshot:

@@ -28,6 +28,8 @@ from topology.broker.management import ManagementClient
 from topology.compile.definitions import CLASSIC, from_definitions
 from topology.compile.objects import QueueStats, Topology
 from topology.progress import NO_PROGRESS, Progress
+from topology.state.record import OwnershipRecord
+from topology.state.store import decode_records
 
 FEW_QUEUES = 20  # up to this many, one GET per queue beats paging through the whole vhost
 
@@ -43,11 +45,15 @@ Read = Callable[[ManagementClient], Any]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A vhost as the broker reports it, normalised; `topology` is None when the vhost is missing."""
+    """A vhost as the broker reports it, normalised; `topology` is None when the vhost is missing.
+
+    `records` are the vhost's ownership records (none for a missing vhost: records left by a
+    deleted vhost describe objects that are gone)."""
 
     vhost: str
     topology: Topology | None
     default_queue_type: str = CLASSIC
+    records: tuple[OwnershipRecord, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -76,12 +82,14 @@ def snapshot_reads(vhost: str, path: ReadPath) -> dict[str, Read]:
     This is the one place to add a read that belongs to the snapshot (e.g. a runtime
     parameter): add it here and use its answer in `assemble`.
     """
+    records: dict[str, Read] = {"records": lambda c: c.get("global-parameters") or []}  # ownership (state/)
     if path == "definitions":
-        return {"definitions": lambda c: c.get("definitions", vhost, missing_ok=True)}
+        return {"definitions": lambda c: c.get("definitions", vhost, missing_ok=True), **records}
     return {
         "queues": lambda c: c.get("queues", vhost, params={"columns": QUEUE_COLUMNS, **NO_STATS}, missing_ok=True),
         "exchanges": lambda c: read_exchanges_and_bindings(c, vhost),
         "policies": lambda c: c.get("policies", vhost, missing_ok=True),
+        **records,
     }
 
 
@@ -113,7 +121,8 @@ def assemble(vhost: str, queue_type: str, answers: Mapping[str, Any]) -> Snapsho
         definitions = definitions_from_listings(
             listed["exchanges"], answers["queues"], listed["bindings"], answers.get("policies") or []
         )
-    return Snapshot(vhost, from_definitions(definitions, vhost, queue_type), queue_type)
+    records = tuple(sorted(decode_records(answers.get("records") or [], vhost), key=lambda r: r.owner))
+    return Snapshot(vhost, from_definitions(definitions, vhost, queue_type), queue_type, records)
 
 
 def definitions_from_listings(

@@ -8,16 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from topology.apply.live import ApplyResult, apply_plan, check_fresh, converge, plan_live
+from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
 from topology.broker.management import ManagementClient
 from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
 from topology.cli.connection import add_connection_arguments, client_from_args
+from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
 from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
+from topology.state.lifecycle import apply_owned, apply_saved_owned
 
 
 def register(commands: Any) -> None:
@@ -33,8 +35,9 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--amqp-url",
         metavar="URL",
-        help="AMQP, for --move-messages (default: the management host, port 5672, the same credentials)",
+        help="AMQP, for the lock and --move-messages (default: the management host, port 5672, the same credentials)",
     )
+    add_lock_arguments(parser)
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 
@@ -47,26 +50,29 @@ def cmd_apply(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     progress = reporter_for(client)
     try:
-        planned = plan_live(
-            spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
-        )
-        plan = replace(planned, source=args.spec)
-        if not show(plan, args):
-            return EXIT_ERROR
-        if not plan.has_changes:
-            return EXIT_OK
-        confirm(plan, client, args)
-        try:
-            result = converge(
-                spec,
-                client,
-                plan,
-                progress=progress,
-                amqp_url=args.amqp_url,
-                move_progress=MoveProgressReporter(),
+        with held_lock(
+            client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
+        ):
+            planned = plan_live(
+                spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
             )
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
+            plan = replace(planned, source=args.spec)
+            if not show(plan, args):
+                return EXIT_ERROR
+            if not plan.has_changes:
+                return EXIT_OK
+            confirm(plan, client, args)
+            try:
+                result = apply_owned(
+                    spec,
+                    client,
+                    plan,
+                    progress=progress,
+                    amqp_url=args.amqp_url,
+                    move_progress=MoveProgressReporter(),
+                )
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
     finally:
         client.close()
     report(result, args)
@@ -95,17 +101,26 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
             )
         if not show(plan, args):
             return EXIT_ERROR
-        check_fresh(plan, client, source=args.spec)
-        try:
-            result = apply_plan(
-                plan,
-                client,
-                progress=reporter_for(client),
-                amqp_url=args.amqp_url,
-                move_progress=MoveProgressReporter(),
-            )
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(_partly_applied(plan.vhost, plan.source or "SPEC")) from None
+        owner = require_owner(plan.owner, args.spec)
+        # The lock lives in the vhost: a plan that creates it is checked before the lock creates it.
+        creates_vhost = any(c.kind == "vhost" for c in plan.changes)
+        if creates_vhost:
+            check_fresh(plan, client, source=args.spec)
+        with held_lock(
+            client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
+        ):
+            if not creates_vhost:
+                check_fresh(plan, client, source=args.spec)
+            try:
+                result = apply_saved_owned(
+                    plan,
+                    client,
+                    progress=reporter_for(client),
+                    amqp_url=args.amqp_url,
+                    move_progress=MoveProgressReporter(),
+                )
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(_partly_applied(plan.vhost, plan.source or "SPEC")) from None
     finally:
         client.close()
     report(result, args)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, asyncapi, export, graph, import_, plan, status, validate
+from topology.cli import apply, asyncapi, destroy, export, force_unlock, graph, import_, plan, status, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 from topology.urls import mask_text, secret_parts
@@ -110,6 +110,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     asyncapi.register,
     plan.register,
     apply.register,
+    destroy.register,
+    force_unlock.register,
     import_.register,
     graph.register,
     status.register,

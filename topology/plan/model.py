@@ -136,6 +136,7 @@ class Plan:
     move_messages: bool = False
     source: str | None = None  # the spec file, for humans
     management_url: str | None = None  # never with credentials
+    owner: str | None = None  # the spec's owner name: what apply PLAN.json locks and records
 
     @property
     def summary(self) -> Summary:
@@ -186,6 +187,8 @@ class Plan:
             data["source"] = self.source
         if self.management_url is not None:
             data["management_url"] = self.management_url
+        if self.owner is not None:
+            data["owner"] = self.owner
         return data
 
     def to_json(self, redacted: bool = False) -> str:
@@ -208,6 +211,7 @@ class Plan:
             move_messages=bool(data.get("move_messages", False)),
             source=data.get("source"),
             management_url=data.get("management_url"),
+            owner=data.get("owner"),
         )
 
 

@@ -168,6 +168,9 @@ class ResolvedStore:
 
 class Spec(_Strict):
     organization: OrganizationName
+    # Who owns the objects in the broker: several specs of one organization on one vhost need
+    # distinct names (see docs/lifecycle.md); the organization when absent.
+    name: OrganizationName | None = None
     vhost: VhostName = "/"
     layout: Layout = naming.DEFAULT_LAYOUT
     # `arguments`: TTL and dead-lettering as queue arguments (what petisco services redeclare);
@@ -177,6 +180,11 @@ class Spec(_Strict):
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     store: Store | None = None
     access: dict[UserName, Access] = Field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        """The name the broker records this spec's ownership and lock under."""
+        return self.name or self.organization
 
     def subscribers(self) -> Iterator[ResolvedSubscriber]:
         """Every subscriber of every service, in a stable order."""

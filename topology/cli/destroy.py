@@ -1,0 +1,86 @@
+"""`rabbitform destroy SPEC`: delete everything the spec owns (declared now or recorded), then its record."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+from topology.apply.live import plan_destroy
+from topology.broker.management import ManagementClient
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.connection import add_connection_arguments, client_from_args
+from topology.cli.locking import add_lock_arguments, held_lock
+from topology.cli.plan_output import add_plan_display_arguments, show
+from topology.cli.progress import reporter_for
+from topology.errors import RabbitformError
+from topology.plan.model import Plan
+from topology.state.lifecycle import destroy_owned
+from topology.state.store import delete_record
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "destroy",
+        help="delete everything a spec owns on the broker",
+        description="Delete every exchange, queue and binding the spec owns (declared now or recorded by an "
+        "earlier apply), then its ownership record. Nothing else is touched; the vhost stays.",
+    )
+    add_spec_arguments(parser)
+    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_connection_arguments(parser)
+    parser.add_argument("--auto-approve", action="store_true", help="destroy without asking for confirmation")
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help="AMQP, for the lock (default: the management host, port 5672, the same credentials)",
+    )
+    add_lock_arguments(parser)
+    add_plan_display_arguments(parser)
+    parser.set_defaults(handler=cmd_destroy)
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    spec = read_spec(args)  # on --vhost when given
+    client = client_from_args(args)
+    try:
+        with held_lock(
+            client, spec.vhost, spec.owner, "destroy", args.lock_timeout, create_missing=False, amqp_url=args.amqp_url
+        ) as held:
+            if not held:  # no vhost: nothing to delete, but a record left by a deleted vhost goes
+                removed = delete_record(client, spec.vhost, spec.owner)
+                note = "; removed its ownership record" if removed else ""
+                print(f"Nothing to destroy: vhost {spec.vhost!r} does not exist{note}.")
+                return EXIT_OK
+            plan = replace(plan_destroy(spec, client, allow_data_loss=args.allow_data_loss), source=args.spec)
+            if not show(plan, args):
+                return EXIT_ERROR
+            if plan.has_changes:
+                confirm_destroy(plan, client, args)
+            result = destroy_owned(spec, client, plan, progress=reporter_for(client))
+    finally:
+        client.close()
+    stream = sys.stdout if args.format == "text" else sys.stderr
+    seconds = f"{result.seconds:.1f}" if result.seconds >= 1 else f"{result.seconds:.2f}"
+    print(
+        f"\nDestroy complete: {result.destroyed} destroyed in {seconds} s; removed the ownership record of spec "
+        f"{spec.owner!r} on vhost {spec.vhost!r}",
+        file=stream,
+    )
+    return EXIT_OK
+
+
+def confirm_destroy(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
+    """The same rule as apply: a terminal answers 'yes', or --auto-approve."""
+    if args.auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise RabbitformError("refusing to destroy without confirmation: stdin is not a terminal; pass --auto-approve")
+    sys.stderr.write(
+        f"\nDestroy everything spec {plan.owner!r} owns on vhost {plan.vhost!r} at {client.display_url}?\n"
+        "Only 'yes' will be accepted to approve.\n\nEnter a value: "
+    )
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != "yes":
+        raise RabbitformError("destroy cancelled: nothing was changed")

@@ -1,0 +1,68 @@
+"""The lock options `apply` and `destroy` share, and holding the lock around their work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from topology.apply.executor import create_vhost
+from topology.broker.management import ManagementClient
+from topology.broker.snapshot import read_vhost
+from topology.errors import RabbitformError
+from topology.state.lock import BrokerLock
+from topology.state.store import forget_records
+
+
+def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply or destroy of the spec to finish (default: fail at once)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+@contextmanager
+def held_lock(
+    client: ManagementClient,
+    vhost: str,
+    owner: str,
+    command: str,
+    timeout: float,
+    *,
+    create_missing: bool,
+    amqp_url: str | None = None,
+) -> Iterator[bool]:
+    """Hold the (vhost, owner) lock; yields False (and holds nothing) when the vhost is missing
+    and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one first."""
+    if read_vhost(client, vhost) is None:
+        if not create_missing:
+            yield False
+            return
+        # Records outlive a deleted vhost; the objects they name went with it.
+        forget_records(client, vhost)
+        create_vhost(client, vhost)
+    lock = BrokerLock(client, vhost, owner, command, timeout, amqp_url)
+    with lock:
+        yield True
+    if lock.lost:
+        print(f"warning: {lock.lost} before {command} finished: another process may have taken it", file=sys.stderr)
+
+
+def require_owner(owner: str | None, source: str) -> str:
+    if owner is None:
+        raise RabbitformError(f"{source} was saved by an older rabbitform without its owner: plan again")
+    return owner

@@ -1,0 +1,1 @@
+"""What a spec owns in the broker (its ownership record) and the lock apply and destroy hold."""

@@ -1,0 +1,230 @@
+"""The lock `apply` and `destroy` hold on a (vhost, owner) while they run.
+
+The lock is an exclusive AMQP queue named after the owner, declared in the vhost. RabbitMQ
+grants an exclusive queue to one connection atomically (a second declare fails with
+RESOURCE_LOCKED), so there is no compare-and-set to imitate, and it deletes the queue when
+that connection closes: a holder killed with `kill -9` frees the lock at once, a host that
+vanished frees it when heartbeats stop. The queue's arguments name the holder (host, pid,
+since when), which the management API shows to whoever is locked out.
+
+`Holder` and the names are pure; `BrokerLock` and `force_unlock` are the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+from topology.apply.move import amqp_parameters
+from topology.broker.management import ManagementClient
+from topology.errors import RabbitformError
+
+LOCK_PREFIX = "rabbitform-lock:"  # ':' is in no organization, service or store name: never in a spec's scope
+HOLDER_ARGUMENT = "rabbitform-holder"
+CONNECTION_ARGUMENT = "rabbitform-connection"
+SINCE_ARGUMENT = "rabbitform-since"
+RETRY_EVERY_S = 0.5
+TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for release
+
+
+class LockHeld(RabbitformError):
+    """Another apply or destroy holds the lock."""
+
+
+def lock_queue(owner: str) -> str:
+    return LOCK_PREFIX + owner
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock, for the error the next one gets."""
+
+    command: str
+    host: str
+    pid: int
+    since: str  # ISO 8601 UTC
+    connection: str = ""  # the AMQP connection name, to close it on force-unlock
+
+    @classmethod
+    def me(cls, command: str, now: datetime | None = None) -> Holder:
+        host, pid = socket.gethostname(), os.getpid()
+        token = uuid.uuid4().hex[:12]
+        return cls(command, host, pid, utc_now(now), f"rabbitform {command} {token}")
+
+    def to_arguments(self) -> dict[str, str]:
+        return {
+            HOLDER_ARGUMENT: f"{self.command} on host {self.host}, pid {self.pid}",
+            SINCE_ARGUMENT: self.since,
+            CONNECTION_ARGUMENT: self.connection,
+        }
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> Holder | None:
+        described = str(arguments.get(HOLDER_ARGUMENT, ""))
+        command, _, rest = described.partition(" on host ")
+        host, _, pid = rest.partition(", pid ")
+        if not command or not host or not pid.isdigit():
+            return None
+        return cls(
+            command, host, int(pid), str(arguments.get(SINCE_ARGUMENT, "")), str(arguments.get(CONNECTION_ARGUMENT, ""))
+        )
+
+    def describe(self) -> str:
+        return f"`rabbitform {self.command}` on host {self.host}, pid {self.pid}, since {self.since}"
+
+
+def utc_now(now: datetime | None = None) -> str:
+    """`2026-11-27T04:00:00Z`: whole seconds, UTC, as every holder and record shows time."""
+    moment = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def locked_message(vhost: str, owner: str, holder: Holder | None, waited: float) -> str:
+    who = holder.describe() if holder else "another process (its holder is not readable)"
+    waiting = f" (waited {waited:g} s)" if waited > 0 else ""
+    return (
+        f"spec {owner!r} on vhost {vhost!r} is locked by {who}{waiting}; wait for it to finish, "
+        "pass --lock-timeout SECONDS to wait, or run `rabbitform force-unlock SPEC` if that process is stuck"
+    )
+
+
+class BrokerLock:
+    """Hold the (vhost, owner) lock for a `with` block; a background thread keeps the
+    connection alive (heartbeats) and owns it after acquisition (pika is not thread-safe)."""
+
+    def __init__(
+        self,
+        client: ManagementClient,
+        vhost: str,
+        owner: str,
+        command: str,
+        timeout: float = 0.0,
+        amqp_url: str | None = None,
+    ) -> None:
+        self.client = client
+        self.amqp_url = amqp_url
+        self.vhost = vhost
+        self.owner = owner
+        self.timeout = timeout
+        self.holder = Holder.me(command)
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: Any = None
+
+    def __enter__(self) -> BrokerLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        import pika
+        import pika.exceptions
+
+        params = amqp_parameters(self.client, self.vhost, self.amqp_url)
+        params.connection_attempts = 1
+        params.client_properties = {"connection_name": self.holder.connection}
+        started = time.monotonic()
+        try:
+            connection = pika.BlockingConnection(params)
+        except pika.exceptions.AMQPError as exc:
+            raise RabbitformError(
+                f"cannot take the lock on vhost {self.vhost!r}: AMQP connection to {params.host}:{params.port} failed "
+                f"({type(exc).__name__}); pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
+            ) from None
+        while True:
+            try:
+                channel = connection.channel()
+                self.holder = replace(self.holder, since=utc_now())  # since it was taken, not asked for
+                channel.queue_declare(lock_queue(self.owner), exclusive=True, arguments=self.holder.to_arguments())
+                break
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 405:  # RESOURCE_LOCKED: someone holds it
+                    connection.close()
+                    raise RabbitformError(f"cannot take the lock on vhost {self.vhost!r}: {exc.reply_text}") from None
+            waited = time.monotonic() - started
+            if waited >= self.timeout:
+                holder = read_holder(self.client, self.vhost, self.owner)
+                connection.close()
+                raise LockHeld(locked_message(self.vhost, self.owner, holder, round(waited, 1) if self.timeout else 0))
+            connection.sleep(min(RETRY_EVERY_S, self.timeout - waited))
+        self._connection = connection
+        self._thread = threading.Thread(target=self._keep_alive, name="rabbitform-lock", daemon=True)
+        self._thread.start()
+
+    def _keep_alive(self) -> None:
+        connection = self._connection
+        try:
+            while not self._stop.is_set():
+                connection.process_data_events(time_limit=TICK_S)
+        except Exception as exc:  # the connection died: the broker has dropped the lock
+            self.lost = f"the lock's connection closed ({type(exc).__name__})"
+            return
+        try:
+            connection.close()  # the broker deletes the exclusive queue: the lock is free
+        except Exception as exc:
+            self.lost = f"closing the lock's connection failed ({type(exc).__name__})"
+
+    def release(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+
+
+def read_holder(client: ManagementClient, vhost: str, owner: str) -> Holder | None:
+    queue = client.get("queues", vhost, lock_queue(owner), missing_ok=True)
+    if not isinstance(queue, dict):
+        return None
+    return Holder.from_arguments(queue.get("arguments") or {})
+
+
+def force_unlock(client: ManagementClient, vhost: str, owner: str, timeout: float = 15.0) -> Holder | None:
+    """Close the holder's connection, which frees the lock; None when nothing held it.
+
+    The holder's process (if any is left) loses the lock and reports it when it finishes.
+    """
+    queue = client.get("queues", vhost, lock_queue(owner), missing_ok=True)
+    if not isinstance(queue, dict):
+        return None
+    holder = Holder.from_arguments(queue.get("arguments") or {})
+    names = _holder_connections(client, vhost, queue, holder)
+    if not names:
+        raise RabbitformError(
+            f"the lock of spec {owner!r} on vhost {vhost!r} is held, but its connection is not listed yet; "
+            "try again in a few seconds"
+        )
+    for name in names:
+        client.request("DELETE", ("connections", name), missing_ok=True)
+    deadline = time.monotonic() + timeout
+    while client.get("queues", vhost, lock_queue(owner), missing_ok=True) is not None:
+        if time.monotonic() > deadline:
+            raise RabbitformError(
+                f"the lock of spec {owner!r} on vhost {vhost!r} is still held after closing its connection"
+            )
+        time.sleep(0.2)
+    return holder or Holder("unknown", "unknown", 0, "")
+
+
+def _holder_connections(
+    client: ManagementClient, vhost: str, queue: dict[str, Any], holder: Holder | None
+) -> list[str]:
+    """The connection that declared the lock: by the name it gave itself, else the queue's owner."""
+    if holder and holder.connection:
+        listed = client.get("vhosts", vhost, "connections", missing_ok=True) or []
+        named = [c["name"] for c in listed if c.get("user_provided_name") == holder.connection and c.get("name")]
+        if named:
+            return named
+    owner = queue.get("owner_pid_details")
+    return [owner["name"]] if isinstance(owner, dict) and owner.get("name") else []
