@@ -45,57 +45,64 @@ def dumps(definitions: Mapping[str, Any]) -> str:
     return json.dumps(definitions, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def exchange_definition(exchange: Exchange, vhost: str | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "name": exchange.name,
-        "type": exchange.type,
-        "durable": exchange.durable,
-        "auto_delete": exchange.auto_delete,
-        "internal": exchange.internal,
-        "arguments": dict(exchange.arguments),
-    }
+def _in_vhost(item: dict[str, Any], vhost: str | None) -> dict[str, Any]:
+    """Definitions items carry their vhost in a whole export, not in a vhost's own."""
     if vhost is not None:
         item["vhost"] = vhost
     return item
+
+
+def exchange_definition(exchange: Exchange, vhost: str | None = None) -> dict[str, Any]:
+    return _in_vhost(
+        {
+            "name": exchange.name,
+            "type": exchange.type,
+            "durable": exchange.durable,
+            "auto_delete": exchange.auto_delete,
+            "internal": exchange.internal,
+            "arguments": dict(exchange.arguments),
+        },
+        vhost,
+    )
 
 
 def queue_definition(queue: Queue, vhost: str | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "name": queue.name,
-        "durable": queue.durable,
-        "auto_delete": queue.auto_delete,
-        "arguments": dict(queue.arguments),
-    }
-    if vhost is not None:
-        item["vhost"] = vhost
-    return item
+    return _in_vhost(
+        {
+            "name": queue.name,
+            "durable": queue.durable,
+            "auto_delete": queue.auto_delete,
+            "arguments": dict(queue.arguments),
+        },
+        vhost,
+    )
 
 
 def binding_definition(binding: Binding, vhost: str | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "source": binding.source,
-        "destination": binding.destination,
-        "destination_type": binding.destination_type,
-        "routing_key": binding.routing_key,
-        "arguments": dict(binding.arguments),
-    }
-    if vhost is not None:
-        item["vhost"] = vhost
-    return item
+    return _in_vhost(
+        {
+            "source": binding.source,
+            "destination": binding.destination,
+            "destination_type": binding.destination_type,
+            "routing_key": binding.routing_key,
+            "arguments": dict(binding.arguments),
+        },
+        vhost,
+    )
 
 
 def policy_definition(policy: Policy, vhost: str | None = None) -> dict[str, Any]:
     """As RabbitMQ exports it (and `PUT /api/policies/{vhost}/{name}` takes it, without name and vhost)."""
-    item: dict[str, Any] = {
-        "name": policy.name,
-        "pattern": policy.pattern,
-        "apply-to": policy.apply_to,
-        "priority": policy.priority,
-        "definition": dict(policy.definition),
-    }
-    if vhost is not None:
-        item["vhost"] = vhost
-    return item
+    return _in_vhost(
+        {
+            "name": policy.name,
+            "pattern": policy.pattern,
+            "apply-to": policy.apply_to,
+            "priority": policy.priority,
+            "definition": dict(policy.definition),
+        },
+        vhost,
+    )
 
 
 def user_definition(user: User, with_hash: bool = True) -> dict[str, Any]:
