@@ -32,9 +32,13 @@ from topology.broker.snapshot import read_snapshot
 from topology.cli.main import main
 from topology.compile.definitions import from_definitions
 from topology.compile.objects import Topology
+from topology.state.store import delete_record, read_records
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "petisco_layout.json"
 ROOT_VHOST = "/"
+
+
+TEST_PREFIX = "rfpet"
 
 
 @pytest.fixture
@@ -43,12 +47,26 @@ def organization(management_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", management_url)
     for key, value in {"RABBITMQ_HOST": AMQP_HOST, "RABBITMQ_PORT": str(AMQP_PORT)}.items():
         os.environ.setdefault(key, value)  # petisco's connector reads these once, for the process
-    name = f"rfpet{uuid.uuid4().hex[:10]}"
+    name = f"{TEST_PREFIX}{uuid.uuid4().hex[:10]}"
+    _forget_test_records(management_url)  # a run killed before its clean-up left its record behind
     try:
         yield name
     finally:
         _close_petisco()
         _delete_everything_of(ManagementClient.from_env(management_url), name)
+        _forget_test_records(management_url)
+
+
+def _forget_test_records(management_url: str) -> None:
+    """The ownership records of these tests' organizations in "/": they claim the vhost-global
+    store queues, so one left behind would make the next run's spec a second owner of them."""
+    client = ManagementClient.from_env(management_url)
+    try:
+        for record in read_records(client, ROOT_VHOST):
+            if record.owner.startswith(TEST_PREFIX):
+                delete_record(client, ROOT_VHOST, record.owner)
+    finally:
+        client.close()
 
 
 def _close_petisco() -> None:
