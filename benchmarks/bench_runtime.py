@@ -30,6 +30,7 @@ from urllib.parse import quote
 import pika
 from meiga import isSuccess
 
+from benchmarks.raw_pika import consume_and_ack
 from benchmarks.scratch import scratch_vhost
 from bus_runtime.bus import RabbitMqEventBus, outgoing
 from bus_runtime.connector import RabbitMqConnector
@@ -216,23 +217,10 @@ def raw_consume(count: int, prefetch: int) -> float:
     with bench_vhost("raw-consume") as vhost:
         preload(vhost, bodies)
         connection = blocking(vhost)
-        channel = connection.channel()
-        channel.basic_qos(prefetch_count=prefetch)
-        seen = 0
-
-        def on_message(ch: Any, method: Any, _properties: Any, _body: bytes) -> None:
-            nonlocal seen
-            ch.basic_ack(method.delivery_tag)
-            seen += 1
-            if seen == count:
-                ch.stop_consuming()
-
-        channel.basic_consume(QUEUE, on_message)
-        start = time.perf_counter()
-        channel.start_consuming()
-        elapsed = time.perf_counter() - start
-        connection.close()
-    return count / elapsed
+        try:
+            return consume_and_ack(connection, QUEUE, count, prefetch)
+        finally:
+            connection.close()
 
 
 def our_consume(count: int, prefetch: int, workers: int) -> float:
