@@ -103,7 +103,8 @@ Layout = Literal["rabbitform", "petisco"]
 LAYOUTS: tuple[Layout, ...] = ("rabbitform", "petisco")
 DEFAULT_LAYOUT: Layout = "rabbitform"
 
-# petisco's defaults (QueueConfig.default()): its main queues expire messages after 5 s too.
+# petisco's default (QueueConfig.default()): its main queues expire messages after 5 s too;
+# a spec changes it with `main_queue_ttl_ms`, as a petisco service does with its QueueConfig.
 PETISCO_MAIN_TTL_MS = 5000
 # petisco hard-codes its store queue names: one store per vhost, whatever the organization.
 PETISCO_STORE_QUEUE = "store"

@@ -3,6 +3,7 @@ other), each test with an organization of its own and everything it created remo
 
 - petisco's configurer still creates exactly tests/fixtures/petisco_layout.json, and
   `rabbitform import --layout petisco` of that bus gives a spec whose plan has no changes;
+  so does a bus petisco configured with other main-queue TTLs (its `QueueConfig`);
 - a petisco service (its own bus, configurer and consumer) and a rabbitform service exchange
   events both ways on a bus rabbitform applied, retries included.
 
@@ -151,6 +152,43 @@ def test_petiscos_configurer_builds_the_fixture_and_import_plans_no_changes(
     assert '1 service, 2 subscribers, store "store"; 0 warnings' in err
     text = spec.read_text()
     assert "layout: petisco" in text and "UserCreated:" in text and "PersistUser:" in text
+    assert main(["plan", str(spec), "--detailed-exitcode"]) == 0, capsys.readouterr().out
+
+
+def test_a_petisco_queue_config_with_other_main_ttls_imports_with_no_changes(
+    organization: str, management_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """petisco's `QueueConfig`: main queues expire after 3 s by default, `send_mail` after 8 s,
+    and `persist_user` never (main_ttl None: petisco declares no `x-message-ttl`)."""
+    from petisco.extra.rabbitmq import RabbitMqMessageConfigurer
+    from petisco.extra.rabbitmq.shared.queue_config import QueueConfig
+
+    specific = {
+        "mail": {"when_queue_contains": "*send_mail*", "use": {"main_ttl": 8000}},
+        "persist": {"when_queue_contains": "*persist_user*", "use": {"main_ttl": None}},
+    }
+    queue_config = QueueConfig.from_dict(specific, default_retry_ttl=5000, default_main_ttl=3000)
+    configurer = RabbitMqMessageConfigurer(organization, "svc", queue_config=queue_config)
+    configurer.configure_subscribers(petisco_classes()["subscribers"])
+    client = ManagementClient.from_env(management_url)
+    live = read_snapshot(client, ROOT_VHOST).topology
+    client.close()
+    assert live is not None
+    ttls = {q.name: q.arguments.get("x-message-ttl") for q in owned(live, organization).queues}
+    assert ttls[f"{organization}.svc.1.event.user_created.send_mail_handler"] == 8000
+    assert ttls[f"{organization}.svc.1.command.persist_user.persist_user_handler"] is None
+    assert ttls["store"] == 3000
+
+    spec = tmp_path / "imported.yaml"
+    capsys.readouterr()
+    args = ["import", "--organization", organization, "--vhost", ROOT_VHOST, "--layout", "petisco", "-o", str(spec)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning:" not in err, err
+    text = spec.read_text()
+    assert "  main_queue_ttl_ms: 3000\n" in text
+    assert "send_mail_handler: {main_queue_ttl_ms: 8000}" in text
+    assert "persist_user_handler: {main_queue_ttl_ms: none}" in text
     assert main(["plan", str(spec), "--detailed-exitcode"]) == 0, capsys.readouterr().out
 
 

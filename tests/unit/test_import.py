@@ -163,3 +163,56 @@ def test_a_bus_with_settings_in_policies_round_trips(path: str, variables: dict[
     assert warnings == []
     assert "queue_settings: policies" in text
     assert compile_spec(again) == compile_spec(spec)
+
+
+def test_petisco_main_queue_ttls_import_as_a_default_and_overrides() -> None:
+    """A petisco bus whose QueueConfig gave main queues other TTLs (one none: petisco omits the
+    argument when main_ttl is None) imports to a spec that compiles to the same objects."""
+    definitions = json.loads(FIXTURE.read_text())
+    main_ttls: dict[str, int | None] = {
+        "acme.svc.1.event.user_created.send_mail_handler": 3000,
+        "acme.svc.1.command.persist_user.persist_user_handler": None,
+        "store": 3000,
+    }
+    for queue in definitions["queues"]:
+        if queue["name"] in main_ttls:
+            ttl = main_ttls[queue["name"]]
+            if ttl is None:
+                del queue["arguments"]["x-message-ttl"]
+            else:
+                queue["arguments"]["x-message-ttl"] = ttl
+    dump = from_definitions(definitions, "/")
+    imported = import_spec(dump, "acme", "petisco")
+    assert imported.warnings == []
+    text = render_spec(imported, "a test")
+    assert "  main_queue_ttl_ms: 3000\n" in text
+    assert "persist_user_handler: {main_queue_ttl_ms: none}" in text
+    assert "send_mail_handler: {}" in text
+    assert compile_spec(parse_spec(text)) == dump
+
+
+def test_a_petisco_store_with_its_own_main_queue_ttl_gets_an_override() -> None:
+    spec = parse_spec(
+        """
+organization: acme
+layout: petisco
+defaults: {main_queue_ttl_ms: 2000}
+services:
+  svc:
+    events:
+      UserCreated:
+        subscribers: {a: {}, b: {}, c: {main_queue_ttl_ms: none}}
+store: {main_queue_ttl_ms: 9000}
+"""
+    )
+    again, warnings, text = round_trip(spec)
+    assert warnings == []
+    assert again.defaults.main_queue_ttl_ms == 2000
+    assert "c: {main_queue_ttl_ms: none}" in text
+    assert "  main_queue_ttl_ms: 9000\n" in text.split("store:")[1]
+    assert compile_spec(again) == compile_spec(spec)
+
+
+def test_layout_rabbitform_imports_no_main_queue_ttl() -> None:
+    _, _, text = round_trip(load_spec(ROOT / "specs/alice.yaml"))
+    assert "main_queue_ttl_ms" not in text

@@ -14,6 +14,7 @@ from topology.compile.definitions import from_definitions
 from topology.compile.objects import Topology
 from topology.plan.scope import Scope
 from topology.spec.loader import SpecError, parse_spec
+from topology.spec.model import Spec
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "petisco_layout.json"
 
@@ -136,3 +137,100 @@ def test_validate_names_a_layout_other_than_the_default(tmp_path: Path, capsys: 
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
     assert "store queue 'store', layout petisco: 5 exchanges, 9 queues, 20 bindings" in out
+
+
+def main_ttls(text: str) -> dict[str, object]:
+    """Each main queue's `x-message-ttl` ("absent" when the queue has none)."""
+    queues = compile_spec(parse_spec(text)).queues
+    return {
+        q.name: q.arguments.get("x-message-ttl", "absent")
+        for q in queues
+        if not q.name.startswith((naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX))
+    }
+
+
+SEND_MAIL = "acme.svc.1.event.user_created.send_mail_handler"
+PERSIST_USER = "acme.svc.1.command.persist_user.persist_user_handler"
+
+
+def test_petisco_main_queue_ttl_defaults_to_petiscos_5000() -> None:
+    assert main_ttls(PETISCO_SPEC) == {SEND_MAIL: 5000, PERSIST_USER: 5000, "store": 5000}
+
+
+def test_petisco_main_queue_ttl_comes_from_defaults_and_overrides() -> None:
+    text = (
+        PETISCO_SPEC.replace("layout: petisco", "layout: petisco\ndefaults: {main_queue_ttl_ms: 3000}")
+        .replace("send_mail_handler: {}", "send_mail_handler: {main_queue_ttl_ms: 250}")
+        .replace("store: {}", "store: {main_queue_ttl_ms: 60000}")
+    )
+    assert main_ttls(text) == {SEND_MAIL: 250, PERSIST_USER: 3000, "store": 60000}
+    spec = parse_spec(text)
+    assert {sub.name: sub.main_queue_ttl_ms for sub in spec.subscribers()} == {
+        "send_mail_handler": 250,
+        "persist_user_handler": 3000,
+    }
+    store = spec.resolved_store()
+    assert store is not None and store.main_queue_ttl_ms == 60000
+
+
+def test_petisco_main_queue_ttl_none_leaves_the_argument_out_as_petisco_does() -> None:
+    """petisco's declarer omits `x-message-ttl` when its main_ttl is None."""
+    text = PETISCO_SPEC.replace("layout: petisco", "layout: petisco\ndefaults: {main_queue_ttl_ms: none}").replace(
+        "persist_user_handler: {}", "persist_user_handler: {main_queue_ttl_ms: 1000}"
+    )
+    assert main_ttls(text) == {SEND_MAIL: "absent", PERSIST_USER: 1000, "store": "absent"}
+    queues = {q.name: q for q in compile_spec(parse_spec(text)).queues}
+    assert queues[SEND_MAIL].arguments == {
+        "x-dead-letter-exchange": "dead_letter.acme.svc",
+        "x-dead-letter-routing-key": f"dead_letter.{SEND_MAIL}",
+    }
+    # null is "not set" as everywhere in a spec: the default applies
+    assert (
+        main_ttls(PETISCO_SPEC.replace("send_mail_handler: {}", "send_mail_handler: {main_queue_ttl_ms: null}"))[
+            SEND_MAIL
+        ]
+        == 5000
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "line", "field"),
+    [
+        ("defaults", 3, "defaults.main_queue_ttl_ms"),
+        ("subscriber", 7, "services.svc.events.UserCreated.subscribers.send_mail_handler.main_queue_ttl_ms"),
+        ("store", 11, "store.main_queue_ttl_ms"),
+    ],
+)
+def test_a_main_queue_ttl_under_layout_rabbitform_is_a_spec_error(setting: str, line: int, field: str) -> None:
+    text = PETISCO_SPEC.replace("layout: petisco\n", "")
+    if setting == "defaults":
+        text = text.replace("organization: acme", "organization: acme\ndefaults: {main_queue_ttl_ms: 3000}")
+    elif setting == "subscriber":
+        text = text.replace("send_mail_handler: {}", "send_mail_handler: {main_queue_ttl_ms: none}")
+    else:
+        text = text.replace("store: {}", "store: {main_queue_ttl_ms: 3000}")
+    with pytest.raises(SpecError) as error:
+        parse_spec(text, "bus.yaml")
+    message = str(error.value)
+    assert message == (
+        f"bus.yaml:{line} {field}: only layout petisco puts a TTL on main queues; layout rabbitform has none "
+        "(remove this, or set layout: petisco)"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "'3000'", "true", "1.5", "None"])
+def test_a_main_queue_ttl_is_milliseconds_or_none(value: str) -> None:
+    text = PETISCO_SPEC.replace("send_mail_handler: {}", f"send_mail_handler: {{main_queue_ttl_ms: {value}}}")
+    with pytest.raises(SpecError) as error:
+        parse_spec(text, "bus.yaml")
+    field = "services.svc.events.UserCreated.subscribers.send_mail_handler.main_queue_ttl_ms"
+    assert str(error.value) == f"bus.yaml:8 {field}: must be an integer >= 1, or none for no TTL"
+
+
+def test_a_spec_dumped_with_its_nones_reads_back_the_same() -> None:
+    """`none` (no TTL) is a word because null means "not set": a dump must not turn one into the other."""
+    text = PETISCO_SPEC.replace("send_mail_handler: {}", "send_mail_handler: {main_queue_ttl_ms: none}")
+    spec = parse_spec(text)
+    assert Spec.model_validate(spec.model_dump()) == spec
+    rabbitform = parse_spec(PETISCO_SPEC.replace("layout: petisco\n", ""))
+    assert parse_spec(json.dumps(rabbitform.model_dump(mode="json"))) == rabbitform

@@ -126,3 +126,18 @@ def test_subscribers_in_code_compile_to_petiscos_layout() -> None:
     queues = {q.name: q for q in compile_spec(spec).queues}
     assert queues[QUEUE].arguments["x-message-ttl"] == 5000
     assert "retry.store" in queues
+
+
+def test_the_in_memory_broker_follows_the_specs_main_queue_ttl() -> None:
+    text = SPEC.replace("defaults: {", "defaults: {main_queue_ttl_ms: 60000, ").replace(
+        "store: {}", "store: {main_queue_ttl_ms: none}"
+    )
+    memory = InMemoryBroker.from_spec(parse_spec(text))
+    memory.event_bus("svc").publish(UserCreated(user_id="1"))
+    memory.advance(59_999)
+    assert memory.depths()[QUEUE] == 1
+    memory.advance(1)
+    assert memory.depths().get(QUEUE, 0) == 0
+    assert memory.depths()[f"dead_letter.{QUEUE}"] == 1
+    memory.advance(3_600_000)
+    assert memory.depths()["store"] == 1  # no TTL: the store keeps its backlog

@@ -1,9 +1,10 @@
 """Objects -> spec: the pure part of `rabbitform import`.
 
-Names are parsed with the layout's rules (topology.naming); retry delays and queue types are
-read from queue arguments. The spec found is then compiled and compared with the objects it
-would own, so whatever does not fit the layout is reported, never silently dropped: each
-difference is a warning saying what `rabbitform plan` would do with it.
+Names are parsed with the layout's rules (topology.naming); retry delays, queue types and
+(layout petisco) main-queue TTLs are read from queue arguments. The spec found is then
+compiled and compared with the objects it would own, so whatever does not fit the layout is
+reported, never silently dropped: each difference is a warning saying what `rabbitform plan`
+would do with it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from topology.compile.policies import effective_arguments
 from topology.naming import Layout, MessageKind
 from topology.plan.diff import diff
 from topology.plan.scope import Scope
-from topology.spec.model import Spec
+from topology.spec.model import NO_TTL, Spec
 
 DEFAULT_DELAY_MS = 5000
+
+# A main queue's TTL as a spec writes it: milliseconds or `none`; None when it has none the
+# spec can write (plan then reports the queue).
+MainTtl = int | str | None
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class FoundSubscriber:
     name: str
     delay_ms: int | None
     queue_type: str
+    main_ttl: MainTtl = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ def import_spec(topology: Topology, organization: str, layout: Layout = naming.D
             continue
         retry = queues.get(naming.retry_queue(queue.name))
         delay = _ttl(retry, topology)
-        found.append(FoundSubscriber(service, kind, class_name, version, subscriber, delay, queue.queue_type))
+        main_ttl = _main_ttl(queue, topology) if layout == "petisco" else None
+        found.append(FoundSubscriber(service, kind, class_name, version, subscriber, delay, queue.queue_type, main_ttl))
     store = _store(topology, organization, sorted(services), layout)
     document = _document(organization, topology.vhost, layout, sorted(services), found, store, queues, warnings)
     heads = tuple(f"{head}{organization}." for head in ("", naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX))
@@ -146,11 +153,19 @@ def _ttl(queue: Queue | None, topology: Topology) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
+def _main_ttl(queue: Queue, topology: Topology) -> MainTtl:
+    """A petisco main queue's TTL: petisco declares none when its main_ttl is None."""
+    if "x-message-ttl" not in effective_arguments(queue, topology.policies):
+        return NO_TTL
+    return _ttl(queue, topology)
+
+
 @dataclass(frozen=True)
 class FoundStore:
     queue: str
     delay_ms: int | None
     queue_type: str
+    main_ttl: MainTtl = None
 
 
 def _store(topology: Topology, organization: str, services: list[str], layout: Layout) -> FoundStore | None:
@@ -180,7 +195,9 @@ def _store(topology: Topology, organization: str, services: list[str], layout: L
         return None
     name = sorted(candidates)[0]
     main = queues[name]
-    return FoundStore(name, _ttl(queues.get(naming.retry_queue(name)), topology), main.queue_type)
+    delay = _ttl(queues.get(naming.retry_queue(name)), topology)
+    main_ttl = _main_ttl(main, topology) if layout == "petisco" else None
+    return FoundStore(name, delay, main.queue_type, main_ttl)
 
 
 def _most_common(values: Iterable[Any], fallback: Any) -> Any:
@@ -207,7 +224,13 @@ def _document(
     document: dict[str, Any] = {"organization": organization, "vhost": vhost}
     if layout != naming.DEFAULT_LAYOUT:
         document["layout"] = layout
-    document["defaults"] = {"queue_type": default_type, "retry": {"delay_ms": default_delay, "max_retries": 5}}
+    document["defaults"] = {"queue_type": default_type}
+    default_main_ttl: MainTtl = None  # the rabbitform layout has no main-queue TTL to write
+    if layout == "petisco":
+        main_ttls = [s.main_ttl for s in found] + ([store.main_ttl] if store else [])
+        default_main_ttl = _most_common(main_ttls, naming.PETISCO_MAIN_TTL_MS)
+        document["defaults"]["main_queue_ttl_ms"] = default_main_ttl
+    document["defaults"]["retry"] = {"delay_ms": default_delay, "max_retries": 5}
     tree: dict[str, Any] = {service: {} for service in services}
     for sub in sorted(found, key=lambda s: (s.service, s.kind, s.class_name, s.version, s.name)):
         messages = tree[sub.service].setdefault(f"{sub.kind}s", {})
@@ -220,6 +243,8 @@ def _document(
             )
             continue
         entry: dict[str, Any] = {}
+        if sub.main_ttl is not None and sub.main_ttl != default_main_ttl:
+            entry["main_queue_ttl_ms"] = sub.main_ttl
         if sub.delay_ms is not None and sub.delay_ms != default_delay:
             entry["retry"] = {"delay_ms": sub.delay_ms}
         if sub.queue_type != default_type and sub.queue_type in ("classic", "quorum"):
@@ -228,6 +253,8 @@ def _document(
     document["services"] = tree
     if store is not None:
         entry = {"queue": store.queue}
+        if store.main_ttl is not None and store.main_ttl != default_main_ttl:
+            entry["main_queue_ttl_ms"] = store.main_ttl
         if store.delay_ms is not None and store.delay_ms != default_delay:
             entry["retry"] = {"delay_ms": store.delay_ms}
         if store.queue_type != default_type and store.queue_type in ("classic", "quorum"):

@@ -34,6 +34,8 @@ def render_spec(imported: Imported, source: str) -> str:
         lines.append(f"queue_settings: {doc['queue_settings']}")
     lines.append("defaults:")
     lines.append(f"{INDENT}queue_type: {doc['defaults']['queue_type']}")
+    if "main_queue_ttl_ms" in doc["defaults"]:
+        lines.append(f"{INDENT}main_queue_ttl_ms: {_flow(doc['defaults']['main_queue_ttl_ms'])}")
     lines.append(f"{INDENT}retry: {_flow(doc['defaults']['retry'])}")
     lines.append("services:" if doc["services"] else "services: {}")
     for service, body in doc["services"].items():

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr, field_validator
 
 from topology import naming
 from topology.naming import Layout, MessageKind
@@ -91,15 +91,38 @@ class RetryOverride(_Strict):
         )
 
 
+NO_TTL = "none"
+
+
+def _check_main_queue_ttl(value: object) -> object:
+    """An integer >= 1 (ms), `none` (no TTL) or absent. `none` is a word, not YAML's null: null
+    means absent everywhere in a spec (the default applies), and a spec dumped with its Nones
+    must read back the same."""
+    if value is None or value == NO_TTL:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"must be an integer >= 1, or {NO_TTL} for no TTL")
+
+
+# `x-message-ttl` of a main queue, layout petisco only (petisco's `QueueConfig` main_ttl);
+# None: the default (defaults.main_queue_ttl_ms, else petisco's 5000).
+MainQueueTtl = Annotated[int | Literal["none"] | None, PlainValidator(_check_main_queue_ttl)]
+
+MAIN_QUEUE_TTL = "main_queue_ttl_ms"
+
+
 class Defaults(_Strict):
     queue_type: QueueType = "classic"
     retry: RetryPolicy = RetryPolicy()
+    main_queue_ttl_ms: MainQueueTtl = None
 
 
 class Subscriber(_Strict):
     handler: ImportPath | None = None
     retry: RetryOverride | None = None
     queue_type: QueueType | None = None
+    main_queue_ttl_ms: MainQueueTtl = None
 
 
 class Message(_Strict):
@@ -129,6 +152,7 @@ class Store(_Strict):
     handler: ImportPath | None = None
     retry: RetryOverride | None = None
     queue_type: QueueType | None = None
+    main_queue_ttl_ms: MainQueueTtl = None
 
 
 class Access(_Strict):
@@ -156,6 +180,7 @@ class ResolvedSubscriber:
     handler: str | None
     retry: RetryPolicy
     queue_type: QueueType
+    main_queue_ttl_ms: int | None  # the main queue's `x-message-ttl`; None: no TTL
 
 
 @dataclass(frozen=True)
@@ -164,6 +189,7 @@ class ResolvedStore:
     handler: str | None
     retry: RetryPolicy
     queue_type: QueueType
+    main_queue_ttl_ms: int | None  # the store queue's `x-message-ttl`; None: no TTL
 
 
 class Spec(_Strict):
@@ -217,6 +243,7 @@ class Spec(_Strict):
                             handler=sub.handler,
                             retry=sub.retry.over(self.defaults.retry) if sub.retry else self.defaults.retry,
                             queue_type=sub.queue_type or self.defaults.queue_type,
+                            main_queue_ttl_ms=self._main_queue_ttl(sub.main_queue_ttl_ms),
                         )
 
     def overlong_names(self) -> list[tuple[tuple[str, ...], str]]:
@@ -256,9 +283,14 @@ class Spec(_Strict):
     def layout_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """(field path, message) for what the layout cannot declare. petisco 2.2.3 declares
         classic queues only and names its store `store`; its services redeclare these queues on
-        start, so anything else would fail there (PRECONDITION_FAILED)."""
+        start, so anything else would fail there (PRECONDITION_FAILED). A main-queue TTL is
+        petisco's alone: the rabbitform layout keeps work in main queues through any outage."""
         if self.layout != "petisco":
-            return []
+            message = (
+                f"only layout petisco puts a TTL on main queues; layout {self.layout} has none "
+                "(remove this, or set layout: petisco)"
+            )
+            return [((*path, MAIN_QUEUE_TTL), message) for path in self._main_queue_ttl_settings()]
         problems: list[tuple[tuple[str, ...], str]] = []
         if self.queue_settings != "arguments":
             problems.append((("queue_settings",), "layout petisco keeps TTL and dead-lettering in queue arguments"))
@@ -275,6 +307,19 @@ class Spec(_Strict):
             problems.append((("store", "queue_type"), quorum))
         return problems
 
+    def _main_queue_ttl_settings(self) -> Iterator[tuple[str, ...]]:
+        """The paths of every entry that sets `main_queue_ttl_ms`."""
+        if self.defaults.main_queue_ttl_ms is not None:
+            yield ("defaults",)
+        for service_name, service in self.services.items():
+            for section, messages in (("events", service.events), ("commands", service.commands)):
+                for class_name, message in messages.items():
+                    for sub_name, sub in message.subscribers.items():
+                        if sub.main_queue_ttl_ms is not None:
+                            yield ("services", service_name, section, class_name, "subscribers", sub_name)
+        if self.store is not None and self.store.main_queue_ttl_ms is not None:
+            yield ("store",)
+
     def resolved_store(self) -> ResolvedStore | None:
         if self.store is None:
             return None
@@ -284,7 +329,20 @@ class Spec(_Strict):
             handler=store.handler,
             retry=store.retry.over(self.defaults.retry) if store.retry else self.defaults.retry,
             queue_type=store.queue_type or self.defaults.queue_type,
+            main_queue_ttl_ms=self._main_queue_ttl(store.main_queue_ttl_ms),
         )
+
+    def _main_queue_ttl(self, override: int | str | None) -> int | None:
+        """The layout's main-queue TTL: none in layout rabbitform; in layout petisco the
+        override, else `defaults`, else petisco's own default (`QueueConfig.default()`)."""
+        if self.layout != "petisco":
+            return None
+        for value in (override, self.defaults.main_queue_ttl_ms):
+            if isinstance(value, int):
+                return value
+            if value == NO_TTL:
+                return None
+        return naming.PETISCO_MAIN_TTL_MS
 
 
 MAX_NAME_BYTES = 255

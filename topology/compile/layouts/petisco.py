@@ -2,7 +2,8 @@
 (tests/fixtures/petisco_layout.json is what it created on RabbitMQ 3.10.8).
 
 What it costs, kept on purpose so petisco services can redeclare these objects on start:
-every main queue expires messages after 5 s (a consumer outage dead-letters the backlog), and
+every main queue expires messages after its TTL, 5 s unless the spec's `main_queue_ttl_ms`
+says otherwise as petisco's `QueueConfig` can (a consumer outage dead-letters the backlog), and
 the store queues are vhost-global (`store`, `retry.store`, `dead_letter.store`), shared by every
 organization in the vhost.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from topology import naming
-from topology.compile.objects import Binding, Queue
+from topology.compile.objects import Arguments, Binding, Queue
 from topology.spec.model import ResolvedStore, ResolvedSubscriber
 
 
@@ -22,14 +23,7 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
     retry = naming.retry_queue(queue)
     dead = naming.dead_letter_queue(queue)
     queues = [
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": dead_letter_exchange,
-                "x-dead-letter-routing-key": dead,
-                "x-message-ttl": naming.PETISCO_MAIN_TTL_MS,
-            },
-        ),
+        Queue(queue, arguments=_main_arguments(dead_letter_exchange, dead, sub.main_queue_ttl_ms)),
         Queue(
             retry,
             arguments={
@@ -54,14 +48,7 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
     queue, retry, dead = naming.store_queues(store.queue)
     store_retry, store_dead_letter = naming.petisco_store_exchanges(org)
     queues = [
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": store_dead_letter,
-                "x-dead-letter-routing-key": dead,
-                "x-message-ttl": naming.PETISCO_MAIN_TTL_MS,
-            },
-        ),
+        Queue(queue, arguments=_main_arguments(store_dead_letter, dead, store.main_queue_ttl_ms)),
         Queue(
             retry,
             arguments={
@@ -80,6 +67,17 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
         *_service_bindings(org, services, queue, retry, dead),
     ]
     return queues, bindings
+
+
+def _main_arguments(dead_letter_exchange: str, dead_letter_queue: str, ttl_ms: int | None) -> Arguments:
+    """petisco's declarer leaves `x-message-ttl` out when its main_ttl is None (or 0)."""
+    arguments: dict[str, int | str] = {
+        "x-dead-letter-exchange": dead_letter_exchange,
+        "x-dead-letter-routing-key": dead_letter_queue,
+    }
+    if ttl_ms is not None:
+        arguments["x-message-ttl"] = ttl_ms
+    return arguments
 
 
 def _service_bindings(org: str, services: list[str], queue: str, retry: str, dead: str) -> Iterator[Binding]:
