@@ -29,7 +29,8 @@ class RabbitMqEventConfigurer:
 
     The management API is `management_url`, else `RABBITMQ_MANAGEMENT_URL`, else
     `http://localhost:15672`, with the connector's credentials. `retry_ttl` (ms) is how long
-    a failed message waits in its retry queue.
+    a failed message waits in its retry queue. `main_ttl` (ms, None for none) is layout
+    petisco's main-queue TTL, as petisco's `QueueConfig.default_main_ttl`.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class RabbitMqEventConfigurer:
         management_url: str | None = None,
         store_queue: str = naming.DEFAULT_STORE_QUEUE,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        main_ttl: int | None = naming.PETISCO_MAIN_TTL_MS,
     ) -> None:
         if retry_ttl < 1:
             raise ValueError("retry_ttl must be >= 1 ms")
@@ -50,8 +52,10 @@ class RabbitMqEventConfigurer:
         self.retry_ttl = retry_ttl
         self.store_queue = store_queue
         self.layout = layout  # `petisco`: the objects petisco 2.2.3's configurer creates
+        self.main_ttl = main_ttl
         self.management_url = self.connector.management_url(management_url)
         self.last_plan: Plan | None = None
+        self.spec()  # a setting the layout cannot take fails here, not at the first configure
 
     def spec(self, subscribers: Iterable[EventSubscriber] = (), store: bool = False) -> Spec:
         """The spec for these subscribers on the connector's vhost (pure)."""
@@ -64,6 +68,7 @@ class RabbitMqEventConfigurer:
             store_queue=self.store_queue,
             vhost=self.connector.vhost,
             layout=self.layout,
+            main_ttl=self.main_ttl,
         )
 
     def configure(self) -> ApplyResult:

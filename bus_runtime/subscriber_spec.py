@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from bus_runtime.subscriber import EventSubscriber, handler_name
 from topology import naming
-from topology.spec.model import Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
+from topology.spec.model import NO_TTL, Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
 
 
 def spec_for_subscribers(
@@ -22,9 +22,18 @@ def spec_for_subscribers(
     store_queue: str = "store",
     vhost: str = "/",
     layout: naming.Layout = naming.DEFAULT_LAYOUT,
+    main_ttl: int | None = naming.PETISCO_MAIN_TTL_MS,
 ) -> Spec:
     """The spec that `subscribers` need: the service's exchanges, one queue (plus retry and
-    dead-letter queues) per handler, and the store if asked for."""
+    dead-letter queues) per handler, and the store if asked for.
+
+    `main_ttl` is layout petisco's main-queue TTL (ms; None: no TTL), petisco's
+    `QueueConfig.default_main_ttl`; the rabbitform layout's main queues have none.
+    """
+    if layout != "petisco" and main_ttl != naming.PETISCO_MAIN_TTL_MS:
+        raise ValueError("main_ttl applies to layout petisco only: layout rabbitform puts no TTL on main queues")
+    if main_ttl is not None and main_ttl < 1:
+        raise ValueError("main_ttl must be >= 1 ms, or None for no TTL")
     services: dict[str, dict[str, dict[str, dict[str, dict[str, Subscriber]]]]] = {service: {}}
     versions: dict[tuple[str, str, str], int] = {}
     for subscriber in subscribers:
@@ -43,7 +52,10 @@ def spec_for_subscribers(
         organization=organization,
         vhost=vhost,
         layout=layout,
-        defaults=Defaults(retry=RetryPolicy(delay_ms=retry_ttl, max_retries=max_retries)),
+        defaults=Defaults(
+            retry=RetryPolicy(delay_ms=retry_ttl, max_retries=max_retries),
+            main_queue_ttl_ms=(main_ttl if main_ttl is not None else NO_TTL) if layout == "petisco" else None,
+        ),
         services={
             name: Service(
                 events={

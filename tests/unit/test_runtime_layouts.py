@@ -8,13 +8,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from meiga import Error, Failure, isSuccess
 
 from bus_runtime import Event, EventSubscriber
+from bus_runtime.configurer import RabbitMqEventConfigurer
+from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.memory import InMemoryBroker
 from bus_runtime.memory.trace import Retried
 from bus_runtime.spec_runtime import spec_subscriptions
+from bus_runtime.subscriber_spec import spec_for_subscribers
 from bus_runtime.wire import decode, encode
+from topology.compile.compiler import compile_spec
 from topology.spec.loader import parse_spec
 
 SPEC = """
@@ -141,3 +146,22 @@ def test_the_in_memory_broker_follows_the_specs_main_queue_ttl() -> None:
     assert memory.depths()[f"dead_letter.{QUEUE}"] == 1
     memory.advance(3_600_000)
     assert memory.depths()["store"] == 1  # no TTL: the store keeps its backlog
+
+
+def test_subscribers_in_code_take_petiscos_main_queue_ttl() -> None:
+    """The configurer's `main_ttl` is petisco's `QueueConfig.default_main_ttl` (None: no TTL)."""
+    subscribers = [EventSubscriber(UserCreated, [failing([])])]
+    for main_ttl, expected in ((3000, 3000), (None, None)):
+        spec = spec_for_subscribers("acme", "svc", subscribers, store=True, layout="petisco", main_ttl=main_ttl)
+        queues = {q.name: q for q in compile_spec(spec).queues}
+        assert queues[QUEUE].arguments.get("x-message-ttl") == expected
+        assert queues["store"].arguments.get("x-message-ttl") == expected
+    connector = RabbitMqConnector(url="amqp://guest:guest@127.0.0.1:5672/")
+    configurer = RabbitMqEventConfigurer(connector, "acme", "svc", layout="petisco", main_ttl=None)
+    assert (
+        "x-message-ttl" not in {q.name: q for q in compile_spec(configurer.spec(subscribers)).queues}[QUEUE].arguments
+    )
+    with pytest.raises(ValueError, match="layout petisco only"):
+        RabbitMqEventConfigurer(connector, "acme", "svc", main_ttl=3000)
+    with pytest.raises(ValueError, match=">= 1 ms"):
+        spec_for_subscribers("acme", "svc", subscribers, layout="petisco", main_ttl=0)
