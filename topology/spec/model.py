@@ -91,7 +91,7 @@ class RetryOverride(_Strict):
         )
 
 
-NO_TTL = "none"
+NO_TTL: Literal["none"] = "none"
 
 
 def _check_main_queue_ttl(value: object) -> object:
