@@ -6,14 +6,17 @@ afterwards:
 1. floor: the broker's own bulk import of the same definitions (`POST /api/definitions/{vh}`
    into a fresh vhost, in the same documents apply sends (`CHUNK_SIZE` objects): one document of
    10,000 subscribers is 18 MB, which the broker refuses with HTTP 400)
-2. apply: `converge` (read, plan, apply, plan again to verify) into a vhost that does not exist
+2. apply: what `rabbitform apply SPEC` does (read, plan, record ownership, apply, plan again
+   to verify) into a vhost that does not exist
 3. one raw `GET /api/definitions/{vh}` (bytes received, not decoded)
 4. the snapshot alone, by each read path (listings, definitions): they must be equal
 5. no-change plan: `plan_live` in this process (the time compared with the raw read), and
    `rabbitform plan SPEC --detailed-exitcode` in a child process (must exit 0): its wall
    time, Python's start included, and its peak RSS
-6. removal: a spec without `--remove` subscribers (3,000, or a third of a smaller size),
-   applied with `converge` (their queues and bindings are deleted)
+6. removal: a spec without whole services holding 3,000 subscribers (10 services of 300; a
+   third of a smaller size), applied as `rabbitform apply` does: the ownership record puts
+   the dropped services in scope, so their exchanges, queues and bindings are deleted (with a
+   single service, a third of its subscribers instead)
 
 Targets (issue 9, at 10,000 subscribers): no-change plan <= 0.5x one raw definitions read;
 apply <= 1.2x the floor; no-change plan of 20,000 subscribers under 1 GB peak RSS.
@@ -38,14 +41,17 @@ from typing import Any
 import requests
 import yaml
 
-from benchmarks.generated import generated_spec, generated_spec_data
+from benchmarks.generated import SUBSCRIBERS_PER_SERVICE, generated_spec, generated_spec_data, services_of
 from benchmarks.scratch import scratch_vhost
 from topology.apply.executor import CHUNK_SIZE, chunks
-from topology.apply.live import converge, plan_live
+from topology.apply.live import plan_live
 from topology.broker.management import BrokerTimeout, ManagementClient
 from topology.broker.snapshot import Snapshot, read_snapshot
 from topology.compile.compiler import compile_spec
 from topology.compile.definitions import to_definitions
+from topology.spec.model import Spec
+from topology.state.lifecycle import apply_owned
+from topology.state.store import delete_record
 
 MANAGEMENT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 SIZES_ENV = "RABBITFORM_BENCH_SIZES"
@@ -67,12 +73,18 @@ class Row:
     cli_plan: float = 0.0
     plan_rss_mb: float = 0.0
     removed: int = 0
+    removed_services: int = 0
     removal: float = 0.0
     delete_vhost: float = 0.0
 
     @property
     def apply_ratio(self) -> float:
         return self.apply / self.floor
+
+    @property
+    def removal_label(self) -> str:
+        services = f"{self.removed_services} services, " if self.removed_services else ""
+        return f"{services}{self.removed:,} subscribers"
 
     @property
     def plan_ratio(self) -> float:
@@ -89,11 +101,29 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def apply_as_cli(spec: Spec, client: ManagementClient, allow_data_loss: bool = False) -> Any:
+    """What `rabbitform apply SPEC --auto-approve` does once it holds the lock."""
+    return apply_owned(spec, client, plan_live(spec, client, allow_data_loss=allow_data_loss))
+
+
+def removal(subscribers: int, vhost: str) -> tuple[Spec, int, int]:
+    """(the spec without the removed part, subscribers removed, services removed)."""
+    wanted = min(REMOVED, subscribers // 3)
+    services = min(services_of(subscribers) - 1, wanted // SUBSCRIBERS_PER_SERVICE)
+    if services < 1:
+        return generated_spec(subscribers, vhost, ORG, drop=wanted), wanted, 0
+    smaller = generated_spec(subscribers, vhost, ORG, drop_services=services)
+    return smaller, subscribers - sum(1 for _ in smaller.subscribers()), services
+
+
 def floor(client: ManagementClient, definitions: dict[str, Any], label: str) -> tuple[float, float]:
     """(seconds the broker takes to import `definitions` into a fresh vhost, seconds to delete it)."""
     with scratch_vhost(client, label, create=True) as vhost:
         documents = list(chunks(definitions, CHUNK_SIZE))
-        seconds, _ = timed(lambda: [client.post("definitions", vhost, body=doc) for doc in documents])
+        started = time.perf_counter()
+        for document in documents:
+            client.post("definitions", vhost, body=document)
+        seconds = time.perf_counter() - started
         started = time.perf_counter()
     return seconds, time.perf_counter() - started
 
@@ -136,36 +166,42 @@ def cli_plan(spec_path: Path) -> tuple[float, float, int]:
 def measure(client: ManagementClient, subscribers: int, workdir: Path) -> Row:
     row = Row(subscribers)
     with scratch_vhost(client, f"scale-{subscribers}") as vhost:
-        spec = generated_spec(subscribers, vhost, ORG)
-        desired = compile_spec(spec)
-        row.objects = desired.object_count
-        row.floor, floor_delete = floor(client, to_definitions(desired, include_vhost=False), f"floor-{subscribers}")
-        say(f"  {subscribers}: floor (bulk import) {row.floor:.1f} s; deleting that vhost took {floor_delete:.1f} s")
-        row.apply, _ = timed(lambda: converge(spec, client))
-        say(f"  {subscribers}: apply {row.apply:.1f} s ({row.apply_ratio:.2f}x the floor)")
-        row.raw_definitions = raw_definitions_read(client, vhost)
-        row.snapshot_listings, listed = timed(lambda: read_snapshot(client, vhost, path="listings"))
-        row.snapshot_definitions, exported = definitions_snapshot(client, vhost)
-        if exported is not None and listed != exported:
-            raise AssertionError("the two read paths gave different snapshots")
-        spec_path = workdir / f"scale-{subscribers}.yaml"
-        spec_path.write_text(yaml.safe_dump(generated_spec_data(subscribers, vhost, ORG)), encoding="utf-8")
-        row.plan, plan = timed(lambda: plan_live(spec, client))
-        if plan.has_changes:
-            raise AssertionError("the spec did not converge")
-        row.cli_plan, row.plan_rss_mb, code = cli_plan(spec_path)
-        if code != 0:
-            raise AssertionError(f"the no-change plan exited {code}, not 0")
-        say(
-            f"  {subscribers}: raw definitions read {row.raw_definitions:.2f} s; snapshot {row.snapshot_listings:.2f} s "
-            f"(listings), {row.snapshot_definitions:.2f} s (definitions); no-change plan {row.plan:.2f} s "
-            f"({row.plan_ratio:.2f}x); CLI {row.cli_plan:.2f} s, peak RSS {row.plan_rss_mb:.0f} MB"
-        )
-        row.removed = min(REMOVED, subscribers // 3)
-        smaller = generated_spec(subscribers, vhost, ORG, drop=row.removed)
-        row.removal, result = timed(lambda: converge(smaller, client, allow_data_loss=True))
-        say(f"  {subscribers}: removing {row.removed} subscribers ({result.destroyed} objects) {row.removal:.1f} s")
-        started = time.perf_counter()
+        try:
+            spec = generated_spec(subscribers, vhost, ORG)
+            desired = compile_spec(spec)
+            row.objects = desired.object_count
+            row.floor, floor_delete = floor(
+                client, to_definitions(desired, include_vhost=False), f"floor-{subscribers}"
+            )
+            say(
+                f"  {subscribers}: floor (bulk import) {row.floor:.1f} s; deleting that vhost took {floor_delete:.1f} s"
+            )
+            row.apply, _ = timed(lambda: apply_as_cli(spec, client))
+            say(f"  {subscribers}: apply {row.apply:.1f} s ({row.apply_ratio:.2f}x the floor)")
+            row.raw_definitions = raw_definitions_read(client, vhost)
+            row.snapshot_listings, listed = timed(lambda: read_snapshot(client, vhost, path="listings"))
+            row.snapshot_definitions, exported = definitions_snapshot(client, vhost)
+            if exported is not None and listed != exported:
+                raise AssertionError("the two read paths gave different snapshots")
+            spec_path = workdir / f"scale-{subscribers}.yaml"
+            spec_path.write_text(yaml.safe_dump(generated_spec_data(subscribers, vhost, ORG)), encoding="utf-8")
+            row.plan, plan = timed(lambda: plan_live(spec, client))
+            if plan.has_changes:
+                raise AssertionError("the spec did not converge")
+            row.cli_plan, row.plan_rss_mb, code = cli_plan(spec_path)
+            if code != 0:
+                raise AssertionError(f"the no-change plan exited {code}, not 0")
+            say(
+                f"  {subscribers}: raw definitions read {row.raw_definitions:.2f} s; snapshot {row.snapshot_listings:.2f} s "
+                f"(listings), {row.snapshot_definitions:.2f} s (definitions); no-change plan {row.plan:.2f} s "
+                f"({row.plan_ratio:.2f}x); CLI {row.cli_plan:.2f} s, peak RSS {row.plan_rss_mb:.0f} MB"
+            )
+            smaller, row.removed, row.removed_services = removal(subscribers, vhost)
+            row.removal, result = timed(lambda: apply_as_cli(smaller, client, allow_data_loss=True))
+            say(f"  {subscribers}: removing {row.removal_label} ({result.destroyed} objects) {row.removal:.1f} s")
+        finally:  # the ownership record is a global parameter: it outlives the vhost
+            delete_record(client, vhost, ORG)
+            started = time.perf_counter()
     row.delete_vhost = time.perf_counter() - started
     return row
 
@@ -184,7 +220,7 @@ def table(rows: Sequence[Row]) -> str:
     lines = [
         f"| {r.subscribers:,} | {r.objects:,} | {r.floor:.1f} s | {r.apply:.1f} s | {r.apply_ratio:.2f}x | "
         f"{r.raw_definitions:.2f} s | {r.snapshot_listings:.2f} s | {r.snapshot_definitions:.2f} s | {r.plan:.2f} s | "
-        f"{r.plan_ratio:.2f}x | {r.cli_plan:.2f} s | {r.plan_rss_mb:.0f} MB | {r.removed:,} subscribers in {r.removal:.1f} s |"
+        f"{r.plan_ratio:.2f}x | {r.cli_plan:.2f} s | {r.plan_rss_mb:.0f} MB | {r.removal_label} in {r.removal:.1f} s |"
         for r in rows
     ]
     return head + "\n".join(lines)

@@ -18,10 +18,21 @@ def subscriber_name(index: int) -> str:
     return f"handler_{index}"
 
 
-def generated_spec_data(subscribers: int, vhost: str, organization: str = "bench", drop: int = 0) -> dict[str, Any]:
+SUBSCRIBERS_PER_SERVICE = SUBSCRIBERS_PER_EVENT * EVENTS_PER_SERVICE
+
+
+def services_of(subscribers: int) -> int:
+    """How many services a generated spec of `subscribers` subscribers has."""
+    return -(-subscribers // SUBSCRIBERS_PER_SERVICE)
+
+
+def generated_spec_data(
+    subscribers: int, vhost: str, organization: str = "bench", drop: int = 0, drop_services: int = 0
+) -> dict[str, Any]:
     """The spec document (as YAML would hold it) with `subscribers` subscribers, less `drop`
-    of them: the last events lose all their subscribers but the first, so every service stays
-    and a plan deletes exactly `drop` subscribers' queues."""
+    of them (the last events lose all their subscribers but the first, so every service stays
+    and a plan deletes exactly `drop` subscribers' queues), less the last `drop_services`
+    services (a plan deletes them whole, exchanges too, through the ownership record)."""
     events_total = -(-subscribers // SUBSCRIBERS_PER_EVENT)
     dropped_from = events_total - -(-drop // (SUBSCRIBERS_PER_EVENT - 1))
     dropped = 0
@@ -32,6 +43,8 @@ def generated_spec_data(subscribers: int, vhost: str, organization: str = "bench
             dropped += 1
             continue
         service, event = divmod(event_index, EVENTS_PER_SERVICE)
+        if service >= services_of(subscribers) - drop_services:
+            continue
         events = services.setdefault(f"service{service}", {"events": {}})["events"]
         events.setdefault(event_class(event), {"version": 1, "subscribers": {}})["subscribers"][
             subscriber_name(handler)
@@ -45,6 +58,9 @@ def generated_spec_data(subscribers: int, vhost: str, organization: str = "bench
     }
 
 
-def generated_spec(subscribers: int, vhost: str, organization: str = "bench", drop: int = 0) -> Spec:
-    """A spec with exactly `subscribers - drop` subscribers (7 broker objects each) and a store."""
-    return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, drop))
+def generated_spec(
+    subscribers: int, vhost: str, organization: str = "bench", drop: int = 0, drop_services: int = 0
+) -> Spec:
+    """A spec with `subscribers - drop` subscribers (7 broker objects each), less the last
+    `drop_services` services, and a store."""
+    return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, drop, drop_services))
