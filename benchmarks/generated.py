@@ -31,8 +31,9 @@ def generated_spec_data(
 ) -> dict[str, Any]:
     """The spec document (as YAML would hold it) with `subscribers` subscribers, less `drop`
     of them (the last events lose all their subscribers but the first, so every service stays
-    and a plan deletes exactly `drop` subscribers' queues), less the last `drop_services`
-    services (a plan deletes them whole, exchanges too, through the ownership record)."""
+    and a plan deletes exactly `drop` subscribers' queues), less the first `drop_services`
+    services, 300 subscribers each (a plan deletes them whole, exchanges too, through the
+    ownership record)."""
     events_total = -(-subscribers // SUBSCRIBERS_PER_EVENT)
     dropped_from = events_total - -(-drop // (SUBSCRIBERS_PER_EVENT - 1))
     dropped = 0
@@ -43,7 +44,7 @@ def generated_spec_data(
             dropped += 1
             continue
         service, event = divmod(event_index, EVENTS_PER_SERVICE)
-        if service >= services_of(subscribers) - drop_services:
+        if service < drop_services:
             continue
         events = services.setdefault(f"service{service}", {"events": {}})["events"]
         events.setdefault(event_class(event), {"version": 1, "subscribers": {}})["subscribers"][
@@ -61,6 +62,6 @@ def generated_spec_data(
 def generated_spec(
     subscribers: int, vhost: str, organization: str = "bench", drop: int = 0, drop_services: int = 0
 ) -> Spec:
-    """A spec with `subscribers - drop` subscribers (7 broker objects each), less the last
+    """A spec with `subscribers - drop` subscribers (7 broker objects each), less the first
     `drop_services` services, and a store."""
     return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, drop, drop_services))
