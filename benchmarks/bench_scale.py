@@ -192,9 +192,9 @@ def measure(client: ManagementClient, subscribers: int, workdir: Path) -> Row:
             if code != 0:
                 raise AssertionError(f"the no-change plan exited {code}, not 0")
             say(
-                f"  {subscribers}: raw definitions read {row.raw_definitions:.2f} s; snapshot {row.snapshot_listings:.2f} s "
-                f"(listings), {row.snapshot_definitions:.2f} s (definitions); no-change plan {row.plan:.2f} s "
-                f"({row.plan_ratio:.2f}x); CLI {row.cli_plan:.2f} s, peak RSS {row.plan_rss_mb:.0f} MB"
+                f"  {subscribers}: raw definitions read {secs(row.raw_definitions)}; snapshot {row.snapshot_listings:.2f} s "
+                f"(listings), {secs(row.snapshot_definitions)} (definitions); no-change plan {row.plan:.2f} s "
+                f"({ratio(row.plan_ratio)}); CLI {row.cli_plan:.2f} s, peak RSS {row.plan_rss_mb:.0f} MB"
             )
             smaller, row.removed, row.removed_services = removal(subscribers, vhost)
             row.removal, result = timed(lambda: apply_as_cli(smaller, client, allow_data_loss=True))
@@ -211,6 +211,15 @@ def sizes(argv_sizes: str | None) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def secs(value: float) -> str:
+    """Seconds, or what happened to a read the broker never answered."""
+    return "cut by the broker at 60 s" if math.isnan(value) else f"{value:.2f} s"
+
+
+def ratio(value: float) -> str:
+    return "no baseline" if math.isnan(value) else f"{value:.2f}x"
+
+
 def table(rows: Sequence[Row]) -> str:
     head = (
         "| subscribers | objects | floor (bulk import) | apply | apply / floor | raw definitions read | "
@@ -219,8 +228,8 @@ def table(rows: Sequence[Row]) -> str:
     )
     lines = [
         f"| {r.subscribers:,} | {r.objects:,} | {r.floor:.1f} s | {r.apply:.1f} s | {r.apply_ratio:.2f}x | "
-        f"{r.raw_definitions:.2f} s | {r.snapshot_listings:.2f} s | {r.snapshot_definitions:.2f} s | {r.plan:.2f} s | "
-        f"{r.plan_ratio:.2f}x | {r.cli_plan:.2f} s | {r.plan_rss_mb:.0f} MB | {r.removal_label} in {r.removal:.1f} s |"
+        f"{secs(r.raw_definitions)} | {r.snapshot_listings:.2f} s | {secs(r.snapshot_definitions)} | {r.plan:.2f} s | "
+        f"{ratio(r.plan_ratio)} | {r.cli_plan:.2f} s | {r.plan_rss_mb:.0f} MB | {r.removal_label} in {r.removal:.1f} s |"
         for r in rows
     ]
     return head + "\n".join(lines)
