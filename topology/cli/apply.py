@@ -10,8 +10,7 @@ from typing import Any, TextIO
 
 from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
-from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, confirm, read_spec, vhost_override
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
@@ -61,7 +60,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
             if not plan.has_changes:
                 return EXIT_OK
-            confirm(plan, client, args)
+            question = f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
+            confirm("apply", question, approved=args.auto_approve)
             try:
                 result = apply_owned(
                     spec,
@@ -144,21 +144,6 @@ def read_saved_plan(path: str) -> Plan | None:
     if not looks_like_saved_plan(text, path):
         return None
     return parse_saved_plan(text, path)
-
-
-def confirm(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
-    """Ask on a terminal; without one, only --auto-approve lets the apply go ahead."""
-    if args.auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise RabbitformError("refusing to apply without confirmation: stdin is not a terminal; pass --auto-approve")
-    sys.stderr.write(
-        f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
-        "Only 'yes' will be accepted to approve.\n\nEnter a value: "
-    )
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != "yes":
-        raise RabbitformError("apply cancelled: nothing was changed")
 
 
 def report(result: ApplyResult, args: argparse.Namespace) -> None:

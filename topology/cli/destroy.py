@@ -8,14 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 from topology.apply.live import plan_destroy
-from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, confirm, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock
 from topology.cli.plan_output import add_plan_display_arguments, show
 from topology.cli.progress import reporter_for
-from topology.errors import RabbitformError
-from topology.plan.model import Plan
 from topology.state.lifecycle import destroy_owned
 from topology.state.store import delete_record
 
@@ -57,7 +54,10 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             if not show(plan, args):
                 return EXIT_ERROR
             if plan.has_changes:
-                confirm_destroy(plan, client, args)
+                question = (
+                    f"\nDestroy everything spec {plan.owner!r} owns on vhost {plan.vhost!r} at {client.display_url}?\n"
+                )
+                confirm("destroy", question, approved=args.auto_approve)
             result = destroy_owned(spec, client, plan, progress=reporter_for(client))
     finally:
         client.close()
@@ -69,18 +69,3 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         file=stream,
     )
     return EXIT_OK
-
-
-def confirm_destroy(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
-    """The same rule as apply: a terminal answers 'yes', or --auto-approve."""
-    if args.auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise RabbitformError("refusing to destroy without confirmation: stdin is not a terminal; pass --auto-approve")
-    sys.stderr.write(
-        f"\nDestroy everything spec {plan.owner!r} owns on vhost {plan.vhost!r} at {client.display_url}?\n"
-        "Only 'yes' will be accepted to approve.\n\nEnter a value: "
-    )
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != "yes":
-        raise RabbitformError("destroy cancelled: nothing was changed")
