@@ -30,13 +30,7 @@ def register(commands: Any) -> None:
     add_spec_arguments(parser, "SPEC|PLAN.json", "a spec file, or a plan saved by `plan --out`")
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
-    parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
-    parser.add_argument(
-        "--amqp-url",
-        metavar="URL",
-        help="AMQP, for the lock and --move-messages (default: the management host, port 5672, the same credentials)",
-    )
-    add_lock_arguments(parser)
+    add_lock_arguments(parser, "apply", amqp_for="the lock and --move-messages")
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 

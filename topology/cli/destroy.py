@@ -27,13 +27,7 @@ def register(commands: Any) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--vhost", help="override the spec's vhost")
     add_connection_arguments(parser)
-    parser.add_argument("--auto-approve", action="store_true", help="destroy without asking for confirmation")
-    parser.add_argument(
-        "--amqp-url",
-        metavar="URL",
-        help="AMQP, for the lock (default: the management host, port 5672, the same credentials)",
-    )
-    add_lock_arguments(parser)
+    add_lock_arguments(parser, "destroy")
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_destroy)
 
