@@ -10,7 +10,15 @@ from typing import Any, TextIO
 
 from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, confirm, read_spec, vhost_override
+from topology.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_spec_arguments,
+    add_vhost_argument,
+    confirm,
+    read_spec,
+    vhost_override,
+)
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
 from topology.cli.plan_output import add_plan_display_arguments, show
@@ -28,7 +36,7 @@ def register(commands: Any) -> None:
         description="Apply a spec (plan, confirm, converge) or a plan saved with `plan --out` (exactly as saved).",
     )
     add_spec_arguments(parser, "SPEC|PLAN.json", "a spec file, or a plan saved by `plan --out`")
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
     add_lock_arguments(parser, "apply", amqp_for="the lock and --move-messages")
     add_plan_display_arguments(parser)

@@ -30,6 +30,11 @@ def add_spec_arguments(
     )
 
 
+def add_vhost_argument(parser: argparse.ArgumentParser) -> None:
+    """--vhost, which `read_spec` applies (checked by `vhost_override`)."""
+    parser.add_argument("--vhost", help="override the spec's vhost")
+
+
 def read_spec(args: argparse.Namespace) -> Spec:
     """The spec, on the vhost --vhost names when the command has that option.
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from topology.apply.live import plan_destroy
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, confirm, read_spec
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, add_vhost_argument, confirm, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock
 from topology.cli.plan_output import add_plan_display_arguments, show
@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
         "earlier apply), then its ownership record. Nothing else is touched; the vhost stays.",
     )
     add_spec_arguments(parser)
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
     add_lock_arguments(parser, "destroy")
     add_plan_display_arguments(parser)
