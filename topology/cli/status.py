@@ -69,9 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise RabbitformError("--watch needs a number of seconds > 0")
     if args.max_dead_letters < 0:
         raise RabbitformError("--max-dead-letters must be >= 0")
-    spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
+    spec = read_spec(args)  # on --vhost when given
     client = client_from_args(args)
     problems: list[str] | None = None
     try:
