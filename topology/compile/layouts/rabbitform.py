@@ -18,28 +18,7 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
     queue = sub.queue
     retry = naming.retry_queue(queue)
     dead = naming.dead_letter_queue(queue)
-    kind, limit = sub.queue_type, sub.retry.delivery_limit
-    queues = [
-        # No TTL on the main queue: a consumer outage must never dead-letter real work.
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": dead_letter_exchange,
-                "x-dead-letter-routing-key": dead,
-                **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
-            },
-        ),
-        Queue(
-            retry,
-            arguments={
-                "x-message-ttl": sub.retry.delay_ms,
-                "x-dead-letter-exchange": main_exchange,
-                "x-dead-letter-routing-key": retry,
-                **quorum_arguments(kind, dead_letters=True),
-            },
-        ),
-        Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
-    ]
+    queues = _queues(sub, (queue, retry, dead), dead_letter_exchange, back=(main_exchange, retry))
     bindings = [
         Binding(main_exchange, queue, sub.routing_key),
         Binding(main_exchange, queue, retry),
@@ -56,12 +35,28 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
     alone without depending on any one service's exchange.
     """
     queue, retry, dead = naming.store_queues(store.queue)
-    kind, limit = store.queue_type, store.retry.delivery_limit
-    queues = [
+    queues = _queues(store, (queue, retry, dead), DEFAULT_EXCHANGE, back=(DEFAULT_EXCHANGE, queue))
+    return queues, list(_store_bindings(org, services, queue, retry, dead))
+
+
+def _queues(
+    of: ResolvedSubscriber | ResolvedStore,
+    names: tuple[str, str, str],
+    dead_letter_exchange: str,
+    back: tuple[str, str],
+) -> list[Queue]:
+    """A subscriber's or the store's three queues: the main queue dead-letters through
+    `dead_letter_exchange` to the dead-letter queue; the retry queue holds a message for the
+    retry delay, then dead-letters it `back` (exchange, routing key) to the main queue."""
+    queue, retry, dead = names
+    back_exchange, back_key = back
+    kind, limit = of.queue_type, of.retry.delivery_limit
+    return [
+        # No TTL on the main queue: a consumer outage must never dead-letter real work.
         Queue(
             queue,
             arguments={
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
+                "x-dead-letter-exchange": dead_letter_exchange,
                 "x-dead-letter-routing-key": dead,
                 **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
             },
@@ -69,15 +64,14 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
         Queue(
             retry,
             arguments={
-                "x-message-ttl": store.retry.delay_ms,
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                "x-dead-letter-routing-key": queue,
+                "x-message-ttl": of.retry.delay_ms,
+                "x-dead-letter-exchange": back_exchange,
+                "x-dead-letter-routing-key": back_key,
                 **quorum_arguments(kind, dead_letters=True),
             },
         ),
         Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
     ]
-    return queues, list(_store_bindings(org, services, queue, retry, dead))
 
 
 def _store_bindings(org: str, services: list[str], queue: str, retry: str, dead: str) -> Iterator[Binding]:
