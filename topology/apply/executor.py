@@ -81,12 +81,16 @@ class ApplyResult:
     updated: int = 0
 
     @property
+    def duration(self) -> str:
+        """The seconds as the summaries print them: hundredths only under a second."""
+        return f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
+
+    @property
     def summary_line(self) -> str:
-        seconds = f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
         updated = f"{self.updated} updated, " if self.updated else ""
         return (
             f"Apply complete: {self.added} added, {updated}{self.replaced} replaced, {self.destroyed} destroyed "
-            f"in {seconds} s"
+            f"in {self.duration} s"
         )
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
@@ -21,7 +21,7 @@ from topology.cli.common import (
 )
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
-from topology.cli.plan_output import add_plan_display_arguments, show
+from topology.cli.plan_output import add_plan_display_arguments, show, summary_stream
 from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
@@ -153,8 +153,3 @@ def report(result: ApplyResult, args: argparse.Namespace) -> None:
     if stream is sys.stdout:
         print(file=stream)
     print(result.summary_line, file=stream)
-
-
-def summary_stream(args: argparse.Namespace) -> TextIO:
-    """Keep stdout parseable when the plan was printed as JSON or Markdown."""
-    return sys.stdout if args.format == "text" else sys.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +10,7 @@ from topology.apply.live import plan_destroy
 from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, add_vhost_argument, confirm, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock
-from topology.cli.plan_output import add_plan_display_arguments, show
+from topology.cli.plan_output import add_plan_display_arguments, show, summary_stream
 from topology.cli.progress import reporter_for
 from topology.state.lifecycle import destroy_owned
 from topology.state.store import delete_record
@@ -55,11 +54,9 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             result = destroy_owned(spec, client, plan, progress=reporter_for(client))
     finally:
         client.close()
-    stream = sys.stdout if args.format == "text" else sys.stderr
-    seconds = f"{result.seconds:.1f}" if result.seconds >= 1 else f"{result.seconds:.2f}"
     print(
-        f"\nDestroy complete: {result.destroyed} destroyed in {seconds} s; removed the ownership record of spec "
+        f"\nDestroy complete: {result.destroyed} destroyed in {result.duration} s; removed the ownership record of spec "
         f"{spec.owner!r} on vhost {spec.vhost!r}",
-        file=stream,
+        file=summary_stream(args),
     )
     return EXIT_OK
