@@ -13,23 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from topology import naming
+from topology.compile.layouts import wiring
 from topology.compile.objects import Binding, Queue
 from topology.spec.model import ResolvedStore, ResolvedSubscriber
 
 
 def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], list[Binding]]:
-    main_exchange, retry_exchange, dead_letter_exchange = naming.service_exchanges(org, sub.service)
-    queue = sub.queue
-    retry = naming.retry_queue(queue)
-    dead = naming.dead_letter_queue(queue)
-    queues = _queues(sub, (queue, retry, dead), dead_letter_exchange, back=(main_exchange, retry))
-    bindings = [
-        Binding(main_exchange, queue, sub.routing_key),
-        Binding(main_exchange, queue, retry),
-        Binding(retry_exchange, retry, retry),
-        Binding(dead_letter_exchange, dead, dead),
-    ]
-    return queues, bindings
+    return wiring.subscriber_objects(org, sub, _queues)
 
 
 def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
