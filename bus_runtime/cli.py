@@ -20,7 +20,7 @@ from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEven
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
 from topology import naming
-from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec, vhost_override
+from topology.cli.common import EXIT_OK, add_spec_arguments, add_vhost_argument, read_spec, vhost_override
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
 from topology.spec.model import Spec
@@ -31,7 +31,7 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         "--url",
         help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost); a vhost in it must be the spec's",
     )
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     parser.add_argument(
         "--connect-timeout",
         type=float,

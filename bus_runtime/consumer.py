@@ -24,11 +24,10 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pika
 from pika.channel import Channel
@@ -55,18 +54,19 @@ DEFAULT_WORKERS = 8
 REPUBLISH_FAILURE_DELAY = 1.0  # seconds before a message whose retry copy failed is requeued
 
 
-_Work = tuple[int, Subscription, int, str, pika.BasicProperties, bytes]
-"""(generation, subscription, delivery tag, routing key, properties, body): one delivery to handle."""
+class _Work(NamedTuple):
+    """One delivery to handle, with the generation of the channel it came on (for its ack)."""
 
-
-@dataclass(frozen=True)
-class _Result:
     generation: int
-    delivery_tag: int
-    decision: Decision
+    sub: Subscription
+    tag: int
+    routing_key: str
     properties: pika.BasicProperties
     body: bytes
-    subscription: Subscription
+
+
+_Result = tuple[_Work, Decision]
+"""A handled delivery and what to do with it, for the I/O thread."""
 
 
 class RabbitMqEventConsumer:
@@ -282,12 +282,12 @@ class RabbitMqEventConsumer:
         tag = method.delivery_tag
         self._settlement.delivered(tag)
         assert self._executor is not None
-        generation = self._settlement.generation
+        work = _Work(self._settlement.generation, sub, tag, method.routing_key, properties, body)
         if sub.queue in self._on_loop and self.handler_loop is not None:
-            self._to_loop((generation, sub, tag, method.routing_key, properties, body))
+            self._to_loop(work)
             return
         with contextlib.suppress(RuntimeError):  # the pool is shutting down: the broker redelivers
-            self._executor.submit(self._work, generation, sub, tag, method.routing_key, properties, body)
+            self._executor.submit(self._work, work)
 
     def on_channel_lost(self) -> None:
         """Delivery tags belong to their channel: forget them all (the broker redelivers; a copy
@@ -309,21 +309,13 @@ class RabbitMqEventConsumer:
 
     # ------------------------------------------------------------------ handlers and their results
 
-    def _work(
-        self,
-        generation: int,
-        sub: Subscription,
-        tag: int,
-        routing_key: str,
-        properties: pika.BasicProperties,
-        body: bytes,
-    ) -> None:
+    def _work(self, work: _Work) -> None:
         """On a worker thread: run the handler, then hand the decision to the I/O thread."""
         try:
-            decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
+            decision, _message = handle_delivery(work.sub, work.body, work.routing_key, work.properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
-            decision = self._unexpected(exc, sub, routing_key, properties)
-        self._post(_Result(generation, tag, decision, properties, body, sub))
+            decision = self._unexpected(exc, work)
+        self._post(work, decision)
 
     def _to_loop(self, work: _Work) -> None:
         """From the I/O thread: queue a delivery for the handler loop, waking it once per batch."""
@@ -342,38 +334,32 @@ class RabbitMqEventConsumer:
             self._loop_wake_pending = False
         loop = asyncio.get_running_loop()
         while self._loop_inbox:
-            task = loop.create_task(self._work_async(*self._loop_inbox.popleft()))
+            task = loop.create_task(self._work_async(self._loop_inbox.popleft()))
             self._loop_tasks.add(task)  # a reference, until it is done
             task.add_done_callback(self._loop_tasks.discard)
 
-    async def _work_async(
-        self,
-        generation: int,
-        sub: Subscription,
-        tag: int,
-        routing_key: str,
-        properties: pika.BasicProperties,
-        body: bytes,
-    ) -> None:
+    async def _work_async(self, work: _Work) -> None:
         """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
         try:
-            decision, _message = await handle_delivery_async(sub, body, routing_key, properties.headers)
+            decision, _message = await handle_delivery_async(
+                work.sub, work.body, work.routing_key, work.properties.headers
+            )
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
-            decision = self._unexpected(exc, sub, routing_key, properties)
-        self._post(_Result(generation, tag, decision, properties, body, sub))
+            decision = self._unexpected(exc, work)
+        self._post(work, decision)
 
     @staticmethod
-    def _unexpected(
-        exc: BaseException, sub: Subscription, routing_key: str, properties: pika.BasicProperties
-    ) -> Decision:
+    def _unexpected(exc: BaseException, work: _Work) -> Decision:
+        """A failure outside the handler is decided like the handler's own: retried, then dead-lettered."""
+        sub = work.sub
         log.exception("cannot handle a delivery on %s", sub.queue)
-        delivery = delivery_of(sub, routing_key, properties.headers)
+        delivery = delivery_of(sub, work.routing_key, work.properties.headers)
         failure = Failure(type(exc).__name__, str(exc))
         return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
 
-    def _post(self, result: _Result) -> None:
+    def _post(self, work: _Work, decision: Decision) -> None:
         """Queue a decision for the I/O thread, waking it once per batch."""
-        self._results.append(result)
+        self._results.append((work, decision))
         with self._lock:
             if self._wake_pending:
                 return
@@ -387,20 +373,13 @@ class RabbitMqEventConsumer:
         results, settlement = self._results, self._settlement
         generation = settlement.generation
         while results:
-            result = results.popleft()
-            if result.generation != generation:
+            work, decision = results.popleft()
+            if work.generation != generation:
                 continue  # its channel is gone; the broker redelivers the message
-            if result.decision.action == "ack":
-                settlement.ack(generation, result.delivery_tag)
+            if decision.action == "ack":
+                settlement.ack(generation, work.tag)
             else:
-                self._republisher.republish(
-                    generation,
-                    result.delivery_tag,
-                    result.decision,
-                    result.properties,
-                    result.body,
-                    result.subscription,
-                )
+                self._republisher.republish(generation, work.tag, decision, work.properties, work.body, work.sub)
         self._flush()
 
     def _republished(self, generation: int, delivery_tag: int) -> None:

@@ -71,9 +71,7 @@ def handle_delivery(
     with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
         message, poison = _parse(subscription, body, call)
         failure = poison or run_handler(subscription.handler, message)  # type: ignore[arg-type]
-        decision = decide(delivery, failure, subscription.max_retries, now or _now())
-        call.outcome = decision.action
-        return decision, message
+        return _decided(delivery, failure, subscription.max_retries, now, call), message
 
 
 async def handle_delivery_async(
@@ -88,9 +86,16 @@ async def handle_delivery_async(
     with hooks.handler_call(subscription.handler_name, delivery.headers) as call:
         message, poison = _parse(subscription, body, call)
         failure = poison or await run_handler_async(subscription.handler, message)  # type: ignore[arg-type]
-        decision = decide(delivery, failure, subscription.max_retries, now or _now())
-        call.outcome = decision.action
-        return decision, message
+        return _decided(delivery, failure, subscription.max_retries, now, call), message
+
+
+def _decided(
+    delivery: Delivery, failure: Failure | None, max_retries: int, now: datetime | None, call: hooks.HandlerCall
+) -> Decision:
+    """The decision, recorded as the handler call's outcome (for telemetry)."""
+    decision = decide(delivery, failure, max_retries, now or _now())
+    call.outcome = decision.action
+    return decision
 
 
 def _parse(subscription: Subscription, body: bytes, call: hooks.HandlerCall) -> tuple[Message | None, Failure | None]:

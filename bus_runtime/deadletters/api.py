@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from os import PathLike
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,7 @@ class DeadLetterQueues:
 
     def show(self, subscriber: str, **filters: Any) -> builtins.list[DeadLetter]:
         """The matching dead letters, in queue order; the queue keeps all of them, in order."""
-        return ops.scan(self.transport, self.target(subscriber), _selection(**filters))
+        return ops.scan(self.transport, self.target(subscriber), Selection.of(**filters))
 
     def replay(
         self,
@@ -94,7 +94,7 @@ class DeadLetterQueues:
         return ops.replay(
             self.transport,
             self.target(subscriber),
-            _selection(**filters),
+            Selection.of(**filters),
             self._now,
             dry_run=dry_run,
             rate=rate,
@@ -111,16 +111,5 @@ class DeadLetterQueues:
     ) -> ops.Outcome:
         """Delete the matching dead letters."""
         return ops.purge(
-            self.transport, self.target(subscriber), _selection(**filters), dry_run=dry_run, on_progress=on_progress
+            self.transport, self.target(subscriber), Selection.of(**filters), dry_run=dry_run, on_progress=on_progress
         )
-
-
-def _selection(
-    error_types: Iterable[str] = (),
-    reasons: Iterable[str] = (),
-    ids: Iterable[str] = (),
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int | None = None,
-) -> Selection:
-    return Selection.of(error_types, reasons, ids, since, until, limit)

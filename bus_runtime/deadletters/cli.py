@@ -19,7 +19,7 @@ from bus_runtime.deadletters.api import DeadLetterQueues
 from bus_runtime.deadletters.model import REASONS, parse_time
 from bus_runtime.deadletters.ops import Outcome
 from bus_runtime.deadletters.render import render_letters, render_outcome, render_preview, render_summaries, to_json
-from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_OK, add_spec_arguments, confirm, read_spec
 from topology.errors import RabbitformError
 
 
@@ -156,19 +156,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace, dlq: DeadLetterQueues, verb: str, filters: dict[str, Any]) -> None:
-    """Apply's rules: --auto-approve, or 'yes' typed on a terminal after seeing what would happen."""
-    if args.dry_run or args.auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise RabbitformError(f"refusing to {verb} without confirmation: stdin is not a terminal; pass --auto-approve")
-    preview = dlq.purge(args.subscriber, dry_run=True, **filters)
-    sys.stderr.write(render_preview(preview, verb))
-    sys.stderr.write(
-        f"\n{verb.capitalize()} these dead letters? Only 'yes' will be accepted to approve.\n\nEnter a value: "
-    )
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != "yes":
-        raise RabbitformError(f"{verb} cancelled: nothing was changed")
+    """Apply's rules, after seeing what would happen (a dry run needs no answer)."""
+
+    def question() -> str:
+        preview = dlq.purge(args.subscriber, dry_run=True, **filters)
+        return render_preview(preview, verb) + f"\n{verb.capitalize()} these dead letters? "
+
+    confirm(verb, question, approved=args.dry_run or args.auto_approve)
 
 
 def _report(outcome: Outcome, args: argparse.Namespace, verb: str) -> int:

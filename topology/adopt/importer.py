@@ -217,18 +217,16 @@ def _document(
     queues: dict[str, Queue],
     warnings: list[str],
 ) -> dict[str, Any]:
-    delays = [s.delay_ms for s in found] + ([store.delay_ms] if store else [])
-    types = [s.queue_type for s in found] + ([store.queue_type] if store else [])
-    default_delay = _most_common(delays, DEFAULT_DELAY_MS)
-    default_type = _most_common(types, "classic")
+    everyone: list[FoundSubscriber | FoundStore] = [*found, *([store] if store else [])]
+    default_delay = _most_common((s.delay_ms for s in everyone), DEFAULT_DELAY_MS)
+    default_type = _most_common((s.queue_type for s in everyone), "classic")
     document: dict[str, Any] = {"organization": organization, "vhost": vhost}
     if layout != naming.DEFAULT_LAYOUT:
         document["layout"] = layout
     document["defaults"] = {"queue_type": default_type}
     default_main_ttl: MainTtl = None  # the rabbitform layout has no main-queue TTL to write
     if layout == "petisco":
-        main_ttls = [s.main_ttl for s in found] + ([store.main_ttl] if store else [])
-        default_main_ttl = _most_common(main_ttls, naming.PETISCO_MAIN_TTL_MS)
+        default_main_ttl = _most_common((s.main_ttl for s in everyone), naming.PETISCO_MAIN_TTL_MS)
         document["defaults"]["main_queue_ttl_ms"] = default_main_ttl
     document["defaults"]["retry"] = {"delay_ms": default_delay, "max_retries": 5}
     tree: dict[str, Any] = {service: {} for service in services}
@@ -242,25 +240,25 @@ def _document(
                 f"subscriber {sub.name!r} of v{sub.version} left out"
             )
             continue
-        entry: dict[str, Any] = {}
-        if sub.main_ttl is not None and sub.main_ttl != default_main_ttl:
-            entry["main_queue_ttl_ms"] = sub.main_ttl
-        if sub.delay_ms is not None and sub.delay_ms != default_delay:
-            entry["retry"] = {"delay_ms": sub.delay_ms}
-        if sub.queue_type != default_type and sub.queue_type in ("classic", "quorum"):
-            entry["queue_type"] = sub.queue_type
-        message["subscribers"][sub.name] = entry
+        message["subscribers"][sub.name] = _overrides(sub, default_main_ttl, default_delay, default_type)
     document["services"] = tree
     if store is not None:
-        entry = {"queue": store.queue}
-        if store.main_ttl is not None and store.main_ttl != default_main_ttl:
-            entry["main_queue_ttl_ms"] = store.main_ttl
-        if store.delay_ms is not None and store.delay_ms != default_delay:
-            entry["retry"] = {"delay_ms": store.delay_ms}
-        if store.queue_type != default_type and store.queue_type in ("classic", "quorum"):
-            entry["queue_type"] = store.queue_type
-        document["store"] = entry
+        document["store"] = {"queue": store.queue, **_overrides(store, default_main_ttl, default_delay, default_type)}
     return document
+
+
+def _overrides(
+    found: FoundSubscriber | FoundStore, main_ttl: MainTtl, delay_ms: int, queue_type: str
+) -> dict[str, Any]:
+    """What a subscriber (or the store) sets apart from the spec's defaults."""
+    entry: dict[str, Any] = {}
+    if found.main_ttl is not None and found.main_ttl != main_ttl:
+        entry["main_queue_ttl_ms"] = found.main_ttl
+    if found.delay_ms is not None and found.delay_ms != delay_ms:
+        entry["retry"] = {"delay_ms": found.delay_ms}
+    if found.queue_type != queue_type and found.queue_type in ("classic", "quorum"):
+        entry["queue_type"] = found.queue_type
+    return entry
 
 
 def _differences(document: dict[str, Any], topology: Topology, unparsed: dict[str, str], layout: Layout) -> list[str]:

@@ -81,12 +81,16 @@ class ApplyResult:
     updated: int = 0
 
     @property
+    def duration(self) -> str:
+        """The seconds as the summaries print them: hundredths only under a second."""
+        return f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
+
+    @property
     def summary_line(self) -> str:
-        seconds = f"{self.seconds:.1f}" if self.seconds >= 1 else f"{self.seconds:.2f}"
         updated = f"{self.updated} updated, " if self.updated else ""
         return (
             f"Apply complete: {self.added} added, {updated}{self.replaced} replaced, {self.destroyed} destroyed "
-            f"in {seconds} s"
+            f"in {self.duration} s"
         )
 
 
@@ -284,10 +288,7 @@ def wire_queue(item: dict[str, Any], vhost_default_type: str) -> dict[str, Any]:
 def put_policy(client: ManagementClient, vhost: str, policy: dict[str, Any]) -> None:
     """Create or update a policy in place (`PUT /api/policies/{vhost}/{name}`)."""
     body = {key: value for key, value in policy.items() if key not in ("name", "vhost")}
-    try:
-        client.put("policies", vhost, policy["name"], body=body)
-    except RequestRejected as exc:
-        raise ApplyError(f"the broker refused policy {policy['name']} on vhost {vhost!r}: {exc.reason}") from None
+    _put_or_refused(client, f"policy {policy['name']} on vhost {vhost!r}", "policies", vhost, policy["name"], body=body)
 
 
 def put_user(client: ManagementClient, user: dict[str, Any]) -> None:
@@ -297,32 +298,29 @@ def put_user(client: ManagementClient, user: dict[str, Any]) -> None:
         "hashing_algorithm": user["hashing_algorithm"],
         "tags": user.get("tags", ""),
     }
-    try:
-        client.put("users", user["name"], body=body)
-    except RequestRejected as exc:  # the reason never holds the hash: RabbitMQ does not echo it
-        raise ApplyError(f"the broker refused user {user['name']}: {exc.reason}") from None
+    # the refusal's reason never holds the hash: RabbitMQ does not echo it
+    _put_or_refused(client, f"user {user['name']}", "users", user["name"], body=body)
 
 
 def put_permission(client: ManagementClient, vhost: str, permission: dict[str, Any]) -> None:
     body = {key: permission[key] for key in ("configure", "write", "read")}
-    try:
-        client.put("permissions", vhost, permission["user"], body=body)
-    except RequestRejected as exc:
-        raise ApplyError(
-            f"the broker refused permissions of {permission['user']} on vhost {vhost!r}: {exc.reason}"
-        ) from None
+    what = f"permissions of {permission['user']} on vhost {vhost!r}"
+    _put_or_refused(client, what, "permissions", vhost, permission["user"], body=body)
 
 
 def put_topic_permissions(client: ManagementClient, vhost: str, topics: dict[str, Any]) -> None:
     for item in topics.get("exchanges", []):
         body = {key: item[key] for key in ("exchange", "write", "read")}
-        try:
-            client.put("topic-permissions", vhost, topics["user"], body=body)
-        except RequestRejected as exc:
-            raise ApplyError(
-                f"the broker refused topic permissions of {topics['user']} on {item['exchange']} "
-                f"in vhost {vhost!r}: {exc.reason}"
-            ) from None
+        what = f"topic permissions of {topics['user']} on {item['exchange']} in vhost {vhost!r}"
+        _put_or_refused(client, what, "topic-permissions", vhost, topics["user"], body=body)
+
+
+def _put_or_refused(client: ManagementClient, what: str, *segments: str, body: dict[str, Any]) -> None:
+    """PUT; a refusal is one line naming `what` the broker refused, and why."""
+    try:
+        client.put(*segments, body=body)
+    except RequestRejected as exc:
+        raise ApplyError(f"the broker refused {what}: {exc.reason}") from None
 
 
 def create_vhost(client: ManagementClient, vhost: str) -> None:

@@ -6,15 +6,22 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from topology.apply.live import ApplyResult, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
-from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec, vhost_override
+from topology.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_spec_arguments,
+    add_vhost_argument,
+    confirm,
+    read_spec,
+    vhost_override,
+)
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock, require_owner
-from topology.cli.plan_output import add_plan_display_arguments, show
+from topology.cli.plan_output import add_plan_display_arguments, show, summary_stream
 from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
@@ -29,15 +36,9 @@ def register(commands: Any) -> None:
         description="Apply a spec (plan, confirm, converge) or a plan saved with `plan --out` (exactly as saved).",
     )
     add_spec_arguments(parser, "SPEC|PLAN.json", "a spec file, or a plan saved by `plan --out`")
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
-    parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
-    parser.add_argument(
-        "--amqp-url",
-        metavar="URL",
-        help="AMQP, for the lock and --move-messages (default: the management host, port 5672, the same credentials)",
-    )
-    add_lock_arguments(parser)
+    add_lock_arguments(parser, "apply", amqp_for="the lock and --move-messages")
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_apply)
 
@@ -61,7 +62,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
             if not plan.has_changes:
                 return EXIT_OK
-            confirm(plan, client, args)
+            question = f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
+            confirm("apply", question, approved=args.auto_approve)
             try:
                 result = apply_owned(
                     spec,
@@ -146,28 +148,8 @@ def read_saved_plan(path: str) -> Plan | None:
     return parse_saved_plan(text, path)
 
 
-def confirm(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
-    """Ask on a terminal; without one, only --auto-approve lets the apply go ahead."""
-    if args.auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise RabbitformError("refusing to apply without confirmation: stdin is not a terminal; pass --auto-approve")
-    sys.stderr.write(
-        f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
-        "Only 'yes' will be accepted to approve.\n\nEnter a value: "
-    )
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != "yes":
-        raise RabbitformError("apply cancelled: nothing was changed")
-
-
 def report(result: ApplyResult, args: argparse.Namespace) -> None:
     stream = summary_stream(args)
     if stream is sys.stdout:
         print(file=stream)
     print(result.summary_line, file=stream)
-
-
-def summary_stream(args: argparse.Namespace) -> TextIO:
-    """Keep stdout parseable when the plan was printed as JSON or Markdown."""
-    return sys.stdout if args.format == "text" else sys.stderr

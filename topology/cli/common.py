@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from topology.errors import RabbitformError
@@ -27,6 +28,11 @@ def add_spec_arguments(
     parser.add_argument(
         "--var-file", action="append", default=[], metavar="FILE", help="a YAML file of template variables"
     )
+
+
+def add_vhost_argument(parser: argparse.ArgumentParser) -> None:
+    """--vhost, which `read_spec` applies (checked by `vhost_override`)."""
+    parser.add_argument("--vhost", help="override the spec's vhost")
 
 
 def read_spec(args: argparse.Namespace) -> Spec:
@@ -61,6 +67,21 @@ def vhost_override(args: argparse.Namespace) -> str | None:
     if vhost != vhost.strip() or any(ord(c) < 32 for c in vhost):
         raise RabbitformError(f"--vhost {vhost!r}: a vhost name has no leading/trailing spaces or control characters")
     return vhost
+
+
+def confirm(verb: str, question: str | Callable[[], str], approved: bool) -> None:
+    """Every command that changes the broker asks the same way: only 'yes' typed on a terminal goes
+    ahead, or `approved` (--auto-approve). A callable `question` (a preview that reads the broker)
+    is built only once a terminal can answer."""
+    if approved:
+        return
+    if not sys.stdin.isatty():
+        raise RabbitformError(f"refusing to {verb} without confirmation: stdin is not a terminal; pass --auto-approve")
+    sys.stderr.write(question() if callable(question) else question)
+    sys.stderr.write("Only 'yes' will be accepted to approve.\n\nEnter a value: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != "yes":
+        raise RabbitformError(f"{verb} cancelled: nothing was changed")
 
 
 def write_output(text: str, path: str | None) -> None:

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from typing import Any
 
 from topology.apply.live import plan_destroy
-from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_ERROR, EXIT_OK, add_spec_arguments, add_vhost_argument, confirm, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.locking import add_lock_arguments, held_lock
-from topology.cli.plan_output import add_plan_display_arguments, show
+from topology.cli.plan_output import add_plan_display_arguments, show, summary_stream
 from topology.cli.progress import reporter_for
-from topology.errors import RabbitformError
-from topology.plan.model import Plan
 from topology.state.lifecycle import destroy_owned
 from topology.state.store import delete_record
 
@@ -28,15 +24,9 @@ def register(commands: Any) -> None:
         "earlier apply), then its ownership record. Nothing else is touched; the vhost stays.",
     )
     add_spec_arguments(parser)
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
-    parser.add_argument("--auto-approve", action="store_true", help="destroy without asking for confirmation")
-    parser.add_argument(
-        "--amqp-url",
-        metavar="URL",
-        help="AMQP, for the lock (default: the management host, port 5672, the same credentials)",
-    )
-    add_lock_arguments(parser)
+    add_lock_arguments(parser, "destroy")
     add_plan_display_arguments(parser)
     parser.set_defaults(handler=cmd_destroy)
 
@@ -57,30 +47,16 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             if not show(plan, args):
                 return EXIT_ERROR
             if plan.has_changes:
-                confirm_destroy(plan, client, args)
+                question = (
+                    f"\nDestroy everything spec {plan.owner!r} owns on vhost {plan.vhost!r} at {client.display_url}?\n"
+                )
+                confirm("destroy", question, approved=args.auto_approve)
             result = destroy_owned(spec, client, plan, progress=reporter_for(client))
     finally:
         client.close()
-    stream = sys.stdout if args.format == "text" else sys.stderr
-    seconds = f"{result.seconds:.1f}" if result.seconds >= 1 else f"{result.seconds:.2f}"
     print(
-        f"\nDestroy complete: {result.destroyed} destroyed in {seconds} s; removed the ownership record of spec "
+        f"\nDestroy complete: {result.destroyed} destroyed in {result.duration} s; removed the ownership record of spec "
         f"{spec.owner!r} on vhost {spec.vhost!r}",
-        file=stream,
+        file=summary_stream(args),
     )
     return EXIT_OK
-
-
-def confirm_destroy(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
-    """The same rule as apply: a terminal answers 'yes', or --auto-approve."""
-    if args.auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise RabbitformError("refusing to destroy without confirmation: stdin is not a terminal; pass --auto-approve")
-    sys.stderr.write(
-        f"\nDestroy everything spec {plan.owner!r} owns on vhost {plan.vhost!r} at {client.display_url}?\n"
-        "Only 'yes' will be accepted to approve.\n\nEnter a value: "
-    )
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != "yes":
-        raise RabbitformError("destroy cancelled: nothing was changed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_OK, add_spec_arguments, add_vhost_argument, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.state.lock import force_unlock
 
@@ -18,7 +18,7 @@ def register(commands: Any) -> None:
         "it by itself; use this for one that hangs.",
     )
     add_spec_arguments(parser)
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
     parser.set_defaults(handler=cmd_force_unlock)
 

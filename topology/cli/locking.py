@@ -15,7 +15,15 @@ from topology.state.lock import BrokerLock
 from topology.state.store import forget_records
 
 
-def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
+def add_lock_arguments(parser: argparse.ArgumentParser, verb: str, amqp_for: str = "the lock") -> None:
+    """--auto-approve, --amqp-url and --lock-timeout: the options of a command that changes the
+    broker under the spec's lock (`verb` it, with AMQP used for `amqp_for`)."""
+    parser.add_argument("--auto-approve", action="store_true", help=f"{verb} without asking for confirmation")
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help=f"AMQP, for {amqp_for} (default: the management host, port 5672, the same credentials)",
+    )
     parser.add_argument(
         "--lock-timeout",
         type=_seconds,

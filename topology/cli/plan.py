@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from topology.apply.live import plan_live
-from topology.cli.common import add_spec_arguments, read_spec
+from topology.cli.common import add_spec_arguments, add_vhost_argument, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.cli.plan_output import add_plan_output_arguments, report_plan
 from topology.cli.progress import reporter_for
@@ -32,7 +32,7 @@ def register(commands: Any) -> None:
     source.add_argument(
         "--state", metavar="DEFINITIONS.json", help="plan against a RabbitMQ definitions file, no network"
     )
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
     add_plan_output_arguments(parser)
     parser.set_defaults(handler=cmd_plan)

@@ -1,10 +1,11 @@
-"""How `plan` and `apply` print a plan, and the options they share to do it."""
+"""How `plan`, `apply` and `destroy` print a plan, and the options they share to do it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color, write_output
 from topology.plan.model import Plan
@@ -74,3 +75,9 @@ def show(plan: Plan, args: argparse.Namespace) -> bool:
             print(f"error: {error}", file=sys.stderr)
         return False
     return True
+
+
+def summary_stream(args: argparse.Namespace) -> TextIO:
+    """Where apply and destroy print their last line: stdout stays parseable when the plan was
+    printed as JSON or Markdown."""
+    return sys.stdout if args.format == "text" else sys.stderr

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from topology.broker.management import ManagementClient
-from topology.cli.common import EXIT_CHANGES, EXIT_OK, add_spec_arguments, read_spec
+from topology.cli.common import EXIT_CHANGES, EXIT_OK, add_spec_arguments, add_vhost_argument, read_spec
 from topology.cli.connection import add_connection_arguments, client_from_args
 from topology.errors import RabbitformError
 from topology.spec.model import Spec
@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
         description="The live state of the spec's queues (management API). Counts the API does not give print as '?'.",
     )
     add_spec_arguments(parser)
-    parser.add_argument("--vhost", help="override the spec's vhost")
+    add_vhost_argument(parser)
     add_connection_arguments(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     parser.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS until Ctrl-C")
@@ -69,9 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise RabbitformError("--watch needs a number of seconds > 0")
     if args.max_dead_letters < 0:
         raise RabbitformError("--max-dead-letters must be >= 0")
-    spec = read_spec(args)
-    if args.vhost:
-        spec = spec.model_copy(update={"vhost": args.vhost})
+    spec = read_spec(args)  # on --vhost when given
     client = client_from_args(args)
     problems: list[str] | None = None
     try:

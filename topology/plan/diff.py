@@ -6,8 +6,8 @@ Pure functions over plain data: the live shell reads the broker, this decides.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from topology.compile.definitions import (
     AnyObject,
@@ -19,6 +19,7 @@ from topology.compile.definitions import (
 from topology.compile.objects import (
     Binding,
     Exchange,
+    ObjectKind,
     Permission,
     Policy,
     Queue,
@@ -76,73 +77,24 @@ def diff(
 ) -> tuple[list[Change], int]:
     """Changes from `actual` to `desired` (both already in scope) and the count of no-ops."""
     stats = stats or {}
-    changes: list[Change] = []
-    unchanged = 0
 
-    policies_now = {p.name: p for p in actual.policies}
-    for policy in desired.policies:
-        current_policy = policies_now.get(policy.name)
-        if current_policy is None:
-            changes.append(_create("policy", policy.name, policy))
-        elif (reason := _policy_difference(current_policy, policy)) is not None:
-            changes.append(
-                Change(
-                    "update",
-                    "policy",
-                    policy.name,
-                    before=object_definition(current_policy),
-                    after=object_definition(policy),
-                    reason=reason,
-                )
-            )
-        else:
-            unchanged += 1
-    wanted_policies = {p.name for p in desired.policies}
-    changes.extend(_delete("policy", p.name, p) for p in actual.policies if p.name not in wanted_policies)
+    def queue_change(current: Queue, wanted: Queue) -> Change | None:
+        reason = _queue_difference(current, wanted)
+        if reason is None:
+            return None
+        return _replace("queue", wanted.name, current, wanted, reason, stats.get(wanted.name))
 
-    exchanges_now = {e.name: e for e in actual.exchanges}
-    replaced_exchanges: set[str] = set()
-    for exchange in desired.exchanges:
-        current = exchanges_now.get(exchange.name)
-        if current is None:
-            changes.append(_create("exchange", exchange.name, exchange))
-        elif (reason := _exchange_difference(current, exchange)) is not None:
-            replaced_exchanges.add(exchange.name)
-            changes.append(_replace("exchange", exchange.name, current, exchange, reason))
-        else:
-            unchanged += 1
-    wanted_exchanges = {e.name for e in desired.exchanges}
-    changes.extend(_delete("exchange", e.name, e) for e in actual.exchanges if e.name not in wanted_exchanges)
+    policies = _diff_kind("policy", desired.policies, actual.policies, _policy_change)
+    exchanges = _diff_kind("exchange", desired.exchanges, actual.exchanges, _exchange_change)
+    queues = _diff_kind("queue", desired.queues, actual.queues, queue_change, stats)
+    replaced_exchanges, replaced_queues = _replaced(exchanges), _replaced(queues)
 
-    queues_now = {q.name: q for q in actual.queues}
-    replaced_queues: set[str] = set()
-    for queue in desired.queues:
-        current_queue = queues_now.get(queue.name)
-        if current_queue is None:
-            changes.append(_create("queue", queue.name, queue))
-        elif (reason := _queue_difference(current_queue, queue)) is not None:
-            replaced_queues.add(queue.name)
-            changes.append(_replace("queue", queue.name, current_queue, queue, reason, stats.get(queue.name)))
-        else:
-            unchanged += 1
-    wanted_queues = {q.name for q in desired.queues}
-    changes.extend(_delete("queue", q.name, q, stats.get(q.name)) for q in actual.queues if q.name not in wanted_queues)
+    def binding_change(_: Binding, binding: Binding) -> Change | None:
+        reason = _replaced_end(binding, replaced_exchanges, replaced_queues)
+        return None if reason is None else _replace("binding", binding.label, binding, binding, reason)
 
-    bindings_now = {b.key for b in actual.bindings}
-    for binding in desired.bindings:
-        if binding.key not in bindings_now:
-            changes.append(_create("binding", binding.label, binding))
-        elif (reason := _replaced_end(binding, replaced_exchanges, replaced_queues)) is not None:
-            changes.append(_replace("binding", binding.label, binding, binding, reason))
-        else:
-            unchanged += 1
-    wanted_bindings = {b.key for b in desired.bindings}
-    changes.extend(_delete("binding", b.label, b) for b in actual.bindings if b.key not in wanted_bindings)
-
-    access_changes, access_unchanged = diff_access(desired, actual)
-    changes += access_changes
-    unchanged += access_unchanged
-
+    bindings = _diff_kind("binding", desired.bindings, actual.bindings, binding_change)
+    changes, unchanged = _merged(policies, exchanges, queues, bindings, diff_access(desired, actual))
     changes.sort(key=change_sort_key)
     return changes, unchanged
 
@@ -151,45 +103,87 @@ def diff_access(desired: Topology, actual: Topology) -> tuple[list[Change], int]
     """Users, permissions and topic permissions: created, or updated in place; never deleted
     (a user leaves the scope when the spec stops naming it). A user's password is compared
     with the broker's salted hash, so no plan ever needs to hold the password."""
+    return _merged(
+        _diff_kind("user", desired.users, actual.users, _user_change, deletes=False),
+        _diff_kind("permission", desired.permissions, actual.permissions, _permission_change, deletes=False),
+        _diff_kind("topic_permission", desired.topic_permissions, actual.topic_permissions, _topics_change),
+    )
+
+
+_T = TypeVar("_T", Policy, Exchange, Queue, Binding, User, Permission, TopicPermissions)
+_KindDiff = tuple[list[Change], int]
+
+
+def _diff_kind(
+    kind: ObjectKind,
+    desired: Sequence[_T],
+    actual: Sequence[_T],
+    change: Callable[[_T, _T], Change | None],
+    stats: Mapping[str, QueueStats] | None = None,
+    deletes: bool = True,
+) -> _KindDiff:
+    """Every kind the same way: create what is missing, `change` what is there (None when
+    nothing differs), delete what is no longer wanted (with its counters, for queues)."""
+    now = {obj.key: obj for obj in actual}
     changes: list[Change] = []
     unchanged = 0
-    users_now = {u.name: u for u in actual.users}
-    for user in desired.users:
-        current_user = users_now.get(user.name)
-        if current_user is None:
-            changes.append(_create("user", user.name, user))
-        elif (reason := _user_difference(current_user, user)) is not None:
-            before = user_definition(current_user, with_hash=False)
-            changes.append(
-                Change("update", "user", user.name, before=before, after=object_definition(user), reason=reason)
-            )
-        else:
+    for wanted in desired:
+        current = now.get(wanted.key)
+        found = _create(kind, _label(wanted), wanted) if current is None else change(current, wanted)
+        if found is None:
             unchanged += 1
-    permissions_now = {p.user: p for p in actual.permissions}
-    for permission in desired.permissions:
-        current_permission = permissions_now.get(permission.user)
-        if current_permission is None:
-            changes.append(_create("permission", permission.user, permission))
-        elif current_permission != permission:
-            reason = "; ".join(_property_changes(_regexes(current_permission), _regexes(permission)))
-            changes.append(_update("permission", permission.user, current_permission, permission, reason))
         else:
-            unchanged += 1
-    topics_now = {t.user: t for t in actual.topic_permissions}
-    for topics in desired.topic_permissions:
-        current_topics = topics_now.get(topics.user)
-        if current_topics is None:
-            changes.append(_create("topic_permission", topics.user, topics))
-        elif current_topics != topics:
-            reason = "; ".join(_property_changes(_by_exchange(current_topics), _by_exchange(topics)))
-            changes.append(_update("topic_permission", topics.user, current_topics, topics, reason))
-        else:
-            unchanged += 1
-    wanted_topics = {t.user for t in desired.topic_permissions}
-    changes.extend(
-        _delete("topic_permission", t.user, t) for t in actual.topic_permissions if t.user not in wanted_topics
-    )
+            changes.append(found)
+    if deletes:
+        wanted_keys = {obj.key for obj in desired}
+        gone = [obj for obj in actual if obj.key not in wanted_keys]
+        changes.extend(_delete(kind, _label(obj), obj, (stats or {}).get(_label(obj))) for obj in gone)
     return changes, unchanged
+
+
+def _merged(*kinds: _KindDiff) -> _KindDiff:
+    return [change for changes, _ in kinds for change in changes], sum(unchanged for _, unchanged in kinds)
+
+
+def _replaced(kind: _KindDiff) -> set[str]:
+    return {change.name for change in kind[0] if change.action == "replace"}
+
+
+def _label(obj: AnyObject) -> str:
+    """What a change names: a binding by its label, everything else by its key."""
+    return obj.label if isinstance(obj, Binding) else obj.key
+
+
+def _policy_change(current: Policy, wanted: Policy) -> Change | None:
+    reason = _policy_difference(current, wanted)
+    return None if reason is None else _update("policy", wanted.name, current, wanted, reason)
+
+
+def _exchange_change(current: Exchange, wanted: Exchange) -> Change | None:
+    reason = _exchange_difference(current, wanted)
+    return None if reason is None else _replace("exchange", wanted.name, current, wanted, reason)
+
+
+def _user_change(current: User, wanted: User) -> Change | None:
+    reason = _user_difference(current, wanted)
+    if reason is None:
+        return None
+    before = user_definition(current, with_hash=False)
+    return Change("update", "user", wanted.name, before=before, after=object_definition(wanted), reason=reason)
+
+
+def _permission_change(current: Permission, wanted: Permission) -> Change | None:
+    if current == wanted:
+        return None
+    reason = "; ".join(_property_changes(_regexes(current), _regexes(wanted)))
+    return _update("permission", wanted.user, current, wanted, reason)
+
+
+def _topics_change(current: TopicPermissions, wanted: TopicPermissions) -> Change | None:
+    if current == wanted:
+        return None
+    reason = "; ".join(_property_changes(_by_exchange(current), _by_exchange(wanted)))
+    return _update("topic_permission", wanted.user, current, wanted, reason)
 
 
 def _user_difference(current: User, wanted: User) -> str | None:

@@ -13,52 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from topology import naming
-from topology.compile.objects import Arguments, Binding, Queue
+from topology.compile.layouts import wiring
+from topology.compile.objects import Binding, Queue
 from topology.spec.model import ResolvedStore, ResolvedSubscriber
 
 
 def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], list[Binding]]:
-    main_exchange, retry_exchange, dead_letter_exchange = naming.service_exchanges(org, sub.service)
-    queue = sub.queue
-    retry = naming.retry_queue(queue)
-    dead = naming.dead_letter_queue(queue)
-    queues = [
-        Queue(queue, arguments=_main_arguments(dead_letter_exchange, dead, sub.main_queue_ttl_ms)),
-        Queue(
-            retry,
-            arguments={
-                "x-dead-letter-exchange": main_exchange,
-                "x-dead-letter-routing-key": retry,
-                "x-message-ttl": sub.retry.delay_ms,
-            },
-        ),
-        Queue(dead),
-    ]
-    bindings = [
-        Binding(main_exchange, queue, sub.routing_key),
-        Binding(main_exchange, queue, retry),
-        Binding(retry_exchange, retry, retry),
-        Binding(dead_letter_exchange, dead, dead),
-    ]
-    return queues, bindings
+    return wiring.subscriber_objects(org, sub, _queues)
 
 
 def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
     """The store dead-letters through `<org>.store` exchanges and is bound to every service."""
     queue, retry, dead = naming.store_queues(store.queue)
     store_retry, store_dead_letter = naming.petisco_store_exchanges(org)
-    queues = [
-        Queue(queue, arguments=_main_arguments(store_dead_letter, dead, store.main_queue_ttl_ms)),
-        Queue(
-            retry,
-            arguments={
-                "x-dead-letter-exchange": store_retry,
-                "x-dead-letter-routing-key": queue,
-                "x-message-ttl": store.retry.delay_ms,
-            },
-        ),
-        Queue(dead),
-    ]
+    queues = _queues(store, (queue, retry, dead), store_dead_letter, back=(store_retry, queue))
     bindings = [
         *(Binding(store_retry, queue, pattern) for pattern in naming.petisco_store_patterns()),
         Binding(store_retry, queue, queue),
@@ -69,15 +37,32 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
     return queues, bindings
 
 
-def _main_arguments(dead_letter_exchange: str, dead_letter_queue: str, ttl_ms: int | None) -> Arguments:
-    """petisco's declarer leaves `x-message-ttl` out when its main_ttl is None (or 0)."""
-    arguments: dict[str, int | str] = {
-        "x-dead-letter-exchange": dead_letter_exchange,
-        "x-dead-letter-routing-key": dead_letter_queue,
-    }
-    if ttl_ms is not None:
-        arguments["x-message-ttl"] = ttl_ms
-    return arguments
+def _queues(
+    of: ResolvedSubscriber | ResolvedStore,
+    names: tuple[str, str, str],
+    dead_letter_exchange: str,
+    back: tuple[str, str],
+) -> list[Queue]:
+    """A subscriber's or the store's three queues: the main queue (with its TTL) dead-letters
+    through `dead_letter_exchange` to the dead-letter queue; the retry queue holds a message for
+    the retry delay, then dead-letters it `back` (exchange, routing key) to the main queue."""
+    queue, retry, dead = names
+    back_exchange, back_key = back
+    main: dict[str, int | str] = {"x-dead-letter-exchange": dead_letter_exchange, "x-dead-letter-routing-key": dead}
+    if of.main_queue_ttl_ms is not None:  # petisco's declarer leaves it out when its main_ttl is None (or 0)
+        main["x-message-ttl"] = of.main_queue_ttl_ms
+    return [
+        Queue(queue, arguments=main),
+        Queue(
+            retry,
+            arguments={
+                "x-dead-letter-exchange": back_exchange,
+                "x-dead-letter-routing-key": back_key,
+                "x-message-ttl": of.retry.delay_ms,
+            },
+        ),
+        Queue(dead),
+    ]
 
 
 def _service_bindings(org: str, services: list[str], queue: str, retry: str, dead: str) -> Iterator[Binding]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from topology import naming
+from topology.compile.layouts import wiring
 from topology.compile.objects import Binding, Queue
 from topology.compile.quorum import quorum_arguments
 from topology.spec.model import ResolvedStore, ResolvedSubscriber
@@ -14,12 +15,33 @@ DEFAULT_EXCHANGE = ""
 
 
 def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], list[Binding]]:
-    main_exchange, retry_exchange, dead_letter_exchange = naming.service_exchanges(org, sub.service)
-    queue = sub.queue
-    retry = naming.retry_queue(queue)
-    dead = naming.dead_letter_queue(queue)
-    kind, limit = sub.queue_type, sub.retry.delivery_limit
-    queues = [
+    return wiring.subscriber_objects(org, sub, _queues)
+
+
+def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
+    """The store hears every service; its retries and dead letters travel by the default exchange.
+
+    The default exchange routes by queue name, so `retry.store` returns a message to the store
+    alone without depending on any one service's exchange.
+    """
+    queue, retry, dead = naming.store_queues(store.queue)
+    queues = _queues(store, (queue, retry, dead), DEFAULT_EXCHANGE, back=(DEFAULT_EXCHANGE, queue))
+    return queues, list(_store_bindings(org, services, queue, retry, dead))
+
+
+def _queues(
+    of: ResolvedSubscriber | ResolvedStore,
+    names: tuple[str, str, str],
+    dead_letter_exchange: str,
+    back: tuple[str, str],
+) -> list[Queue]:
+    """A subscriber's or the store's three queues: the main queue dead-letters through
+    `dead_letter_exchange` to the dead-letter queue; the retry queue holds a message for the
+    retry delay, then dead-letters it `back` (exchange, routing key) to the main queue."""
+    queue, retry, dead = names
+    back_exchange, back_key = back
+    kind, limit = of.queue_type, of.retry.delivery_limit
+    return [
         # No TTL on the main queue: a consumer outage must never dead-letter real work.
         Queue(
             queue,
@@ -32,52 +54,14 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber) -> tuple[list[Queue], 
         Queue(
             retry,
             arguments={
-                "x-message-ttl": sub.retry.delay_ms,
-                "x-dead-letter-exchange": main_exchange,
-                "x-dead-letter-routing-key": retry,
+                "x-message-ttl": of.retry.delay_ms,
+                "x-dead-letter-exchange": back_exchange,
+                "x-dead-letter-routing-key": back_key,
                 **quorum_arguments(kind, dead_letters=True),
             },
         ),
         Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
     ]
-    bindings = [
-        Binding(main_exchange, queue, sub.routing_key),
-        Binding(main_exchange, queue, retry),
-        Binding(retry_exchange, retry, retry),
-        Binding(dead_letter_exchange, dead, dead),
-    ]
-    return queues, bindings
-
-
-def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[list[Queue], list[Binding]]:
-    """The store hears every service; its retries and dead letters travel by the default exchange.
-
-    The default exchange routes by queue name, so `retry.store` returns a message to the store
-    alone without depending on any one service's exchange.
-    """
-    queue, retry, dead = naming.store_queues(store.queue)
-    kind, limit = store.queue_type, store.retry.delivery_limit
-    queues = [
-        Queue(
-            queue,
-            arguments={
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                "x-dead-letter-routing-key": dead,
-                **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
-            },
-        ),
-        Queue(
-            retry,
-            arguments={
-                "x-message-ttl": store.retry.delay_ms,
-                "x-dead-letter-exchange": DEFAULT_EXCHANGE,
-                "x-dead-letter-routing-key": queue,
-                **quorum_arguments(kind, dead_letters=True),
-            },
-        ),
-        Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
-    ]
-    return queues, list(_store_bindings(org, services, queue, retry, dead))
 
 
 def _store_bindings(org: str, services: list[str], queue: str, retry: str, dead: str) -> Iterator[Binding]:
