@@ -73,11 +73,13 @@ def raw_pika_move(params: pika.ConnectionParameters, source: str, destination: s
         if last is not None:
             state["channel"].basic_ack(last, multiple=True)
         if state["acked"] >= count:
-            connection.close()
+            state["connection"].close()
 
-    connection = pika.SelectConnection(
-        params, on_open_callback=on_open, on_close_callback=lambda *_: connection.ioloop.stop()
-    )
+    def on_close(closed: pika.SelectConnection, _reason: Exception) -> None:
+        closed.ioloop.stop()
+
+    connection = pika.SelectConnection(params, on_open_callback=on_open, on_close_callback=on_close)
+    state["connection"] = connection
     connection.ioloop.start()
 
 
