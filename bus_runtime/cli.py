@@ -24,12 +24,18 @@ from topology.cli.common import EXIT_OK, add_spec_arguments, add_vhost_argument,
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
 from topology.spec.model import Spec
+from topology.tls import CA_CERT_ENV, resolve_ca_cert
 
 
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost); a vhost in it must be the spec's",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        metavar="FILE",
+        help=f"verify an amqps:// broker's certificate with this CA bundle (default: ${CA_CERT_ENV}, else the system's)",
     )
     add_vhost_argument(parser)
     parser.add_argument(
@@ -51,7 +57,8 @@ def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
     source = "--url" if args.url is not None else URL_ENV if os.environ.get(URL_ENV) else None
     if not args.connect_timeout > 0:
         raise RabbitformError("--connect-timeout must be > 0 seconds")
-    connector = RabbitMqConnector(args.url, connect_timeout=args.connect_timeout, source=source)
+    ca_cert = resolve_ca_cert(args.ca_cert)  # names --ca-cert or RABBITMQ_CA_CERT when the file is missing
+    connector = RabbitMqConnector(args.url, connect_timeout=args.connect_timeout, source=source, ca_cert=ca_cert)
     vhost = vhost_override(args) or spec_vhost
     named = connector.url_vhost if source is not None else None  # the default URL's "/" is no choice
     if named is not None and named != vhost:

@@ -28,9 +28,9 @@ class RabbitMqEventConfigurer:
     """Create the exchanges and queues that `subscribers` need on the connector's vhost.
 
     The management API is `management_url`, else `RABBITMQ_MANAGEMENT_URL`, else
-    `http://localhost:15672`, with the connector's credentials. `retry_ttl` (ms) is how long
-    a failed message waits in its retry queue. `main_ttl` (ms, None for none) is layout
-    petisco's main-queue TTL, as petisco's `QueueConfig.default_main_ttl`.
+    `http://localhost:15672`, with the connector's credentials and CA bundle. `retry_ttl` (ms)
+    is how long a failed message waits in its retry queue. `main_ttl` (ms, None for none) is
+    layout petisco's main-queue TTL, as petisco's `QueueConfig.default_main_ttl`.
     """
 
     def __init__(
@@ -85,7 +85,9 @@ class RabbitMqEventConfigurer:
         return self.apply(self.spec(store=True))
 
     def apply(self, spec: Spec) -> ApplyResult:
-        client = ManagementClient(self.management_url, self.connector.username, self.connector.password)
+        client = ManagementClient(
+            self.management_url, self.connector.username, self.connector.password, ca_cert=self.connector.ca_cert
+        )
         try:
             full = plan_live(spec, client)
             differing = [change for change in full.changes if change.action == "replace"]

@@ -11,12 +11,14 @@ management API.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import pika
 import pika.exceptions
 
 from bus_runtime.errors import BrokerUnavailable, describe_error
+from topology.tls import CA_CERT_ENV, client_context, resolve_ca_cert
 from topology.urls import Endpoint, UrlError, parse_urls
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
@@ -34,7 +36,9 @@ class RabbitMqConnector:
 
     The URL is validated at once (topology.urls): a malformed one raises `UrlError` naming it
     with its password masked; nothing falls back to another account or vhost. `amqps://`
-    connects with TLS. `heartbeat` (seconds) is how long a silent connection may live:
+    connects with TLS and verifies the broker's certificate and host name against `ca_cert`
+    (a CA bundle file), else `RABBITMQ_CA_CERT`, else the system's CAs; a missing file is an
+    error at once. `heartbeat` (seconds) is how long a silent connection may live:
     handlers run off the I/O thread, so a slow handler does not trip it. `connect_timeout`
     bounds the TCP, TLS and AMQP handshakes of each connection attempt.
     """
@@ -44,6 +48,7 @@ class RabbitMqConnector:
     connection_name: str = "rabbitform"
     endpoints: tuple[Endpoint, ...] = field(default=(), repr=False, compare=False)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    ca_cert: str | None = None
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class RabbitMqConnector:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         *,
         source: str | None = None,
+        ca_cert: str | None = None,
     ):
         if url is not None:
             resolved, where = url, source or "the RabbitMQ URL"
@@ -70,6 +76,7 @@ class RabbitMqConnector:
         object.__setattr__(self, "connection_name", connection_name)
         object.__setattr__(self, "endpoints", endpoints)
         object.__setattr__(self, "connect_timeout", connect_timeout)
+        object.__setattr__(self, "ca_cert", resolve_ca_cert(ca_cert, flag="ca_cert"))
 
     def __repr__(self) -> str:
         return f"RabbitMqConnector({self.safe_url!r})"
@@ -118,7 +125,7 @@ class RabbitMqConnector:
     def with_vhost(self, vhost: str) -> RabbitMqConnector:
         """The same broker and credentials on another vhost (a spec names its own)."""
         url = ",".join(endpoint.url(vhost) for endpoint in self.endpoints)
-        return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout)
+        return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout, ca_cert=self.ca_cert)
 
     def parameters(self, purpose: str = "", endpoint: int = 0) -> pika.URLParameters:
         """pika parameters of node `endpoint` (counted modulo the nodes, so a reconnect loop can
@@ -131,6 +138,8 @@ class RabbitMqConnector:
 
     def _parameters(self, endpoint: Endpoint, purpose: str) -> pika.URLParameters:
         params = pika.URLParameters(endpoint.url(self.vhost))
+        if endpoint.uses_tls and self.ca_cert is not None:  # else pika's default: the system's CAs
+            params.ssl_options = pika.SSLOptions(client_context(self.ca_cert))
         params.heartbeat = self.heartbeat
         params.connection_attempts = 1
         params.blocked_connection_timeout = 60
@@ -180,9 +189,9 @@ class RabbitMqConnector:
         except (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError) as exc:
             raise BrokerUnavailable(_handshake_failed(where, self.connect_timeout, exc)) from None
         except pika.exceptions.AMQPConnectionError as exc:
-            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc)) from None
+            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc, self.ca_cert)) from None
         except Exception as exc:  # pika's connector errors (stack timeout, socket errors) share no base
-            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc)) from None
+            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc, self.ca_cert)) from None
 
 
 def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
@@ -190,11 +199,12 @@ def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
     cause = "no AMQP answer" if "timeout" in root.lower() or "timed out" in root.lower() else root
     return (
         f"cannot connect to {where}: AMQP handshake failed within {timeout:g} s ({cause}); "
-        "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port"
+        "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port, "
+        "and that a TLS port has an amqps:// URL"
     )
 
 
-def _connect_failed(where: str, timeout: float, exc: BaseException) -> str:
+def _connect_failed(where: str, timeout: float, exc: BaseException, ca_cert: str | None = None) -> str:
     root = _root(exc)
     if "timeout" in root.lower() or "timed out" in root.lower() or "handshake" in root.lower():
         return _handshake_failed(where, timeout, exc)
@@ -202,9 +212,29 @@ def _connect_failed(where: str, timeout: float, exc: BaseException) -> str:
         return f"cannot connect to {where}: connection refused; check the host and port, and that RabbitMQ runs"
     if "Name or service not known" in root or "gaierror" in root:
         return f"cannot connect to {where}: unknown host"
+    if "certificate verify failed" in root.lower():
+        reason = _tls_reason(root)
+        if "mismatch" in reason.lower():
+            fix = "connect by a host name the certificate lists"
+        elif ca_cert is not None:
+            fix = f"check that the CA bundle {ca_cert} holds the CA that signed the broker's certificate"
+        else:
+            fix = f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
+        return f"cannot connect to {where}: TLS verification failed ({reason}); {fix}"
+    if "wrong version number" in root.lower():
+        return (
+            f"cannot connect to {where}: TLS handshake failed (wrong version number): the port does not speak TLS; "
+            "use amqp:// for a plain port, or the AMQPS port (5671 by default)"
+        )
     if "SSL" in root or "certificate" in root.lower():
         return f"cannot connect to {where}: TLS failed ({root})"
     return f"cannot connect to {where}: {root}"
+
+
+def _tls_reason(root: str) -> str:
+    """The `certificate verify failed: <why>` part of an SSL error's text."""
+    found = re.search(r"certificate verify failed[^(]*", root, re.IGNORECASE)
+    return found.group(0).strip() if found else root
 
 
 def _root(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -40,6 +40,8 @@ from topology.compile.definitions import normalise_queue_arguments
 from topology.compile.objects import Binding, freeze_arguments
 from topology.errors import RabbitformError
 from topology.plan.model import Change
+from topology.tls import client_context
+from topology.urls import parse_urls
 
 PREFETCH = 2000  # messages in flight per move: enough to keep the broker busy, bounded memory
 IDLE_CHECK_SECONDS = 0.5
@@ -55,11 +57,13 @@ class MoveError(RabbitformError):
 def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
     """AMQP connection parameters for the broker behind `client`: `amqp_url` (its vhost replaced by
     `vhost`), else `$RABBITMQ_HOST` (default: the management host) and `$RABBITMQ_PORT` (default
-    5672), the variables the runtime reads, with the management client's credentials."""
+    5672), the variables the runtime reads, with the management client's credentials. An
+    `amqps://` URL is verified as the management API is: its CA bundle, or not with --insecure."""
     if amqp_url:
-        parts = urlsplit(amqp_url)
-        query = f"?{parts.query}" if parts.query else ""
-        params = pika.URLParameters(f"{parts.scheme}://{parts.netloc}/{quote(vhost, safe='')}{query}")
+        endpoint = parse_urls(amqp_url, "amqp", "--amqp-url")[0]
+        params = pika.URLParameters(endpoint.url(vhost))
+        if endpoint.uses_tls:
+            params.ssl_options = pika.SSLOptions(client_context(client.ca_cert, client.insecure))
     else:
         host = os.environ.get("RABBITMQ_HOST") or urlsplit(client.display_url).hostname or "localhost"
         port = int(os.environ.get("RABBITMQ_PORT") or 5672)

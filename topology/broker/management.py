@@ -20,6 +20,7 @@ request would only be cut again.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import threading
@@ -31,6 +32,7 @@ from urllib.parse import quote
 import requests
 
 from topology.errors import RabbitformError
+from topology.tls import CA_CERT_ENV, resolve_ca_cert
 from topology.urls import UrlError, mask, parse_urls
 
 DEFAULT_URL = "http://localhost:15672"
@@ -132,8 +134,8 @@ class ManagementClient:
         self.backoff = backoff
         self.insecure = insecure
         self.ca_cert = ca_cert
-        if ca_cert and not insecure and not os.path.isfile(ca_cert):
-            raise RabbitformError(f"--ca-cert {ca_cert}: no such file (the CA bundle to verify the broker with)")
+        if ca_cert and not insecure:
+            resolve_ca_cert(ca_cert)  # a missing file is an error now, not at the first request
         self.connect_timeout = min(connect_timeout, timeout)
         self.max_wait = max(max_wait, timeout)
         self.on_wait = on_wait
@@ -164,8 +166,11 @@ class ManagementClient:
         **options: Any,
     ) -> ManagementClient:
         """`url`, else `RABBITMQ_MANAGEMENT_URL`, else localhost; credentials from the URL,
-        else `RABBITMQ_USER` / `RABBITMQ_PASSWORD`, else guest/guest."""
+        else `RABBITMQ_USER` / `RABBITMQ_PASSWORD`, else guest/guest; the CA bundle from
+        `ca_cert`, else `RABBITMQ_CA_CERT` (topology.tls)."""
         env = os.environ if environ is None else environ
+        if not options.get("insecure"):
+            options["ca_cert"] = resolve_ca_cert(options.get("ca_cert"), env)
         if url is not None:
             chosen, where = url, source or "the management URL"
         elif env.get(URL_ENV):
@@ -196,6 +201,8 @@ class ManagementClient:
         session = requests.Session()
         session.auth = (self.user, self._password)
         session.headers["content-type"] = "application/json"
+        # Passed on every request too: requests lets $REQUESTS_CA_BUNDLE or $CURL_CA_BUNDLE
+        # override a session's `verify` (not a request's), which would ignore --ca-cert and --insecure.
         session.verify = self._verify
         return session
 
@@ -262,6 +269,9 @@ class ManagementClient:
                     "check that the broker is healthy and not overloaded"
                 ) from None
             except requests.exceptions.ConnectionError as exc:
+                spoken = _other_protocol(exc)
+                if spoken is not None:
+                    raise BrokerUnreachable(self._wrong_port_message(spoken)) from None
                 waited = time.monotonic() - started
                 if waited > self.timeout:
                     raise BrokerTimeout(
@@ -305,7 +315,12 @@ class ManagementClient:
             try:
                 outcome.append(
                     session.request(
-                        method, url, params=params, json=body, timeout=(self.connect_timeout, self.max_wait)
+                        method,
+                        url,
+                        params=params,
+                        json=body,
+                        timeout=(self.connect_timeout, self.max_wait),
+                        verify=self._verify,
                     )
                 )
             except BaseException as exc:  # handed to the waiting thread, which raises it
@@ -345,7 +360,9 @@ class ManagementClient:
         """
         session = self._new_session()
         try:
-            response = session.get(self.display_url + LIVENESS_PATH, timeout=(self.connect_timeout, self.timeout))
+            response = session.get(
+                self.display_url + LIVENESS_PATH, timeout=(self.connect_timeout, self.timeout), verify=self._verify
+            )
         except requests.exceptions.Timeout:
             return f"did not answer within {self.timeout:g} s"
         except requests.exceptions.RequestException as exc:
@@ -380,21 +397,39 @@ class ManagementClient:
         self._api_verified = True
 
     def _tls_message(self, exc: Exception) -> str:
+        """What failed: the port speaks no TLS, the handshake, or the verification (and what to pass)."""
         reason = _tls_reason(exc)
-        if self.insecure:
+        url = self.display_url
+        if reason == "wrong version number":  # the answer was no TLS record: a plain-HTTP port
             return (
-                f"TLS handshake with {self.display_url} failed ({reason}) even with --insecure; "
+                f"TLS handshake with {url} failed ({reason}): this port does not speak TLS; use "
+                f"{url.replace('https://', 'http://', 1)} if it serves plain HTTP, else the management "
+                "HTTPS port (15671 by default)"
+            )
+        if "certificate verify failed" not in reason:
+            even = " even with --insecure" if self.insecure else ""
+            return (
+                f"TLS handshake with {url} failed ({reason}){even}; "
                 "check that this port serves HTTPS (15671 by default) and the broker's TLS settings"
             )
         if self.ca_cert:
             return (
-                f"TLS verification failed for {self.display_url} ({reason}) with --ca-cert {self.ca_cert}; "
+                f"TLS verification failed for {url} ({reason}) with the CA bundle {self.ca_cert}; "
                 "check that this CA signed the broker's certificate and that the host name matches it"
             )
         return (
-            f"TLS verification failed for {self.display_url} ({reason}); "
-            "pass --ca-cert CA.pem (or --insecure to skip verification)"
+            f"TLS verification failed for {url} ({reason}); "
+            f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}; --insecure skips verification)"
         )
+
+    def _wrong_port_message(self, spoken: str) -> str:
+        url = self.display_url
+        if spoken == "TLS":
+            return (
+                f"{url} answered with TLS, not plain HTTP: this port serves HTTPS; "
+                f"use {url.replace('http://', 'https://', 1)} in --management-url (or {URL_ENV})"
+            )
+        return f"{url} answered with AMQP: this is an AMQP port, not the management API; {CHECK_URL}"
 
     def _may_retry(self, attempt: int) -> bool:
         if attempt >= self.retries:
@@ -452,8 +487,25 @@ def _reason(response: requests.Response) -> str:
 
 def _tls_reason(exc: Exception) -> str:
     """The OpenSSL reason buried in requests' wrapping, e.g. "certificate verify failed"."""
-    found = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
+    found = re.search(r"\[SSL: [A-Z0-9_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
     return found.group(1).strip() if found else "handshake failed"
+
+
+def _other_protocol(exc: BaseException) -> str | None:
+    """ "TLS" or "AMQP" when the port answered an HTTP request in that protocol (http.client reads
+    the answer as a bad status line: a TLS 1.x alert or handshake record, or AMQP's protocol
+    header), else None."""
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, http.client.BadStatusLine):
+            line = str(item.args[0]) if item.args else ""
+            if line[:2] in ("\x15\x03", "\x16\x03"):
+                return "TLS"
+            return "AMQP" if line.startswith("AMQP") else None
+        if isinstance(item, BaseException):
+            pending.extend(item.args)
+    return None
 
 
 def _connection_reason(exc: Exception) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 from topology.apply.move import amqp_parameters
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
+from topology.tls import CA_CERT_ENV
 
 LOCK_PREFIX = "rabbitform-lock:"  # ':' is in no organization, service or store name: never in a spec's scope
 HOLDER_ARGUMENT = "rabbitform-holder"
@@ -37,6 +39,18 @@ TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for rele
 
 class LockHeld(RabbitformError):
     """Another apply or destroy holds the lock."""
+
+
+def connect_failure(exc: BaseException, ca_cert: str | None) -> tuple[str, str]:
+    """Why the lock's AMQP connection failed, and what to do about it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = f"TLS verification failed: {exc.verify_message}"
+        if ca_cert is not None:
+            return why, f"check that the CA bundle {ca_cert} holds the CA that signed the broker's certificate"
+        return why, f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}", "check that --amqp-url is amqps:// only on a TLS port"
+    return type(exc).__name__, "pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
 
 
 def lock_queue(owner: str) -> str:
@@ -137,10 +151,11 @@ class BrokerLock:
         started = time.monotonic()
         try:
             connection = pika.BlockingConnection(params)
-        except pika.exceptions.AMQPError as exc:
+        except (pika.exceptions.AMQPError, OSError) as exc:  # ssl.SSLError is an OSError
+            why, fix = connect_failure(exc, self.client.ca_cert)
             raise RabbitformError(
                 f"cannot take the lock on vhost {self.vhost!r}: AMQP connection to {params.host}:{params.port} failed "
-                f"({type(exc).__name__}); pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
+                f"({why}); {fix}"
             ) from None
         while True:
             try:
