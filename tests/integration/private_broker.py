@@ -9,7 +9,8 @@ its HOME, that is to the shared broker's cookie.
 Use the session-scoped `private_broker` fixture (import it into a test module, or into a
 conftest.py), then `broker.new_vhost()` (through the management API: rabbitmqctl boots an Erlang
 VM per call, seconds each), `broker.amqp_url(vhost)`, `broker.management_url`, and
-`broker.ctl(...)` for what only rabbitmqctl does (memory alarms).
+`broker.ctl(...)` for what only rabbitmqctl does (memory alarms). A node with more listeners
+is a subclass that extends `ports`, `config()` and `ready()` (tls_broker.py), started by `running()`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,23 @@ class PrivateBroker:
 
     # ---------------------------------------------------------------- lifecycle
 
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port the node listens on: all must be free before it starts."""
+        return (self.port, self.http_port, self.dist_port)
+
+    def config(self) -> list[str]:
+        """The lines of its rabbitmq.conf (a subclass adds its own)."""
+        return [
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}",
+            "management.tcp.ip = 127.0.0.1",
+            f"management.tcp.port = {self.http_port}",
+            "collect_statistics_interval = 500",  # queue counts in the management API lag 0.5 s, not 5
+        ]
+
+    def ready(self) -> bool:
+        return _port_open(self.port) and self._management_answers()
+
     def prepare(self) -> None:
         for sub in ("mnesia", "log"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
@@ -156,15 +174,11 @@ class PrivateBroker:
         cookie.write_text(uuid.uuid4().hex.upper())
         cookie.chmod(0o400)
         (self.base / "rabbitmq-env.conf").write_text("")  # not the shared broker's /etc/rabbitmq one
-        (self.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
-            f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.http_port}\n"
-            "collect_statistics_interval = 500\n"  # queue counts in the management API lag 0.5 s, not 5
-        )
+        (self.base / "rabbitmq.conf").write_text("".join(f"{line}\n" for line in self.config()))
         (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
 
     def start(self) -> None:
-        for port in (self.port, self.http_port, self.dist_port):
+        for port in self.ports:
             if _port_open(port):
                 raise RuntimeError(f"port {port}, which the private test broker needs, is taken")
         self.prepare()
@@ -178,7 +192,7 @@ class PrivateBroker:
                 timeout=60,
             )
         deadline = time.monotonic() + START_DEADLINE
-        while not (_port_open(self.port) and self._management_answers()):
+        while not self.ready():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.node} did not listen on {self.port} (logs: {self.base / 'log'})")
             time.sleep(0.2)
@@ -205,25 +219,38 @@ class PrivateBroker:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def private_broker() -> Iterator[PrivateBroker]:
-    """A RabbitMQ node this test session started and stops (skipped when RabbitMQ is not installed)."""
-    scripts = _scripts_dir()
-    if scripts is None:
-        pytest.skip("rabbitmq-server is not installed: cannot start a private broker")
-    # One directory per port, so that a session killed before its teardown leaves a node the
-    # next session can find (by its pid file) and stop, instead of failing on a taken port.
-    base = Path(tempfile.gettempdir()) / f"rabbitform-rftest-{AMQP_PORT}"
-    broker = PrivateBroker(base, scripts)
+@contextlib.contextmanager
+def running(broker: PrivateBroker) -> Iterator[PrivateBroker]:
+    """Start `broker` in a clean directory, stop it and remove the directory afterwards.
+
+    One directory per node, so that a session killed before its teardown leaves a node the
+    next session can find (by its pid file) and stop, instead of failing on a taken port.
+    """
     broker.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(broker.base, ignore_errors=True)
     try:
         broker.start()
     except Exception as exc:
         broker.stop()
-        pytest.fail(f"cannot start the private test broker {NODE}: {exc} (logs under {base / 'log'})")
+        pytest.fail(f"cannot start the private test broker {broker.node}: {exc} (logs under {broker.base / 'log'})")
     try:
         yield broker
     finally:
         broker.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(broker.base, ignore_errors=True)
+
+
+def rabbitmq_scripts() -> Path:
+    """The RabbitMQ scripts directory; skips the test when RabbitMQ is not installed."""
+    scripts = _scripts_dir()
+    if scripts is None:
+        pytest.skip("rabbitmq-server is not installed: cannot start a private broker")
+    return scripts
+
+
+@pytest.fixture(scope="session")
+def private_broker() -> Iterator[PrivateBroker]:
+    """A RabbitMQ node this test session started and stops (skipped when RabbitMQ is not installed)."""
+    base = Path(tempfile.gettempdir()) / f"rabbitform-rftest-{AMQP_PORT}"
+    with running(PrivateBroker(base, rabbitmq_scripts())) as broker:
+        yield broker

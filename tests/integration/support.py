@@ -1,11 +1,17 @@
 """What the integration tests share: waiting with a deadline, importing a topology into the test's
-vhost, reading queues (depths over AMQP, names and messages through the management API)."""
+vhost, reading queues (depths over AMQP, names and messages through the management API), and
+running a `rabbitform` child process."""
 
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -21,6 +27,8 @@ from topology.spec.model import Spec
 T = TypeVar("T")
 
 AUTH = (USER, PASSWORD)
+ROOT = Path(__file__).resolve().parents[2]
+RABBITFORM = str(Path(sys.executable).with_name("rabbitform"))
 
 
 def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0, interval: float = 0.05) -> T:
@@ -95,3 +103,29 @@ def get_messages(
     )
     response.raise_for_status()
     return list(response.json())
+
+
+class Process:
+    """A child process whose combined output is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def count(self, text: str) -> int:
+        return "".join(list(self.lines)).count(text)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import pytest
 import requests
 
 from examples.rabbitmq import configure, publish
 from tests.integration.runtime_support import assert_all_empty
-from tests.integration.support import depth, import_topology, wait_for
+from tests.integration.support import RABBITFORM, ROOT, Process, depth, import_topology, wait_for
 from topology.spec.loader import load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
-RABBITFORM = str(Path(sys.executable).with_name("rabbitform"))
 QUEUE = "alice.petisco.1.event.user.created.send_mail_handler"
 PUBLISH_ONE = ["--event", "UserCreated", "--attributes", '{"user_id": "1"}']
-
-
-class Process:
-    """A child process whose combined output is collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def count(self, text: str) -> int:
-        return "".join(list(self.lines)).count(text)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
 
 
 @pytest.fixture
