@@ -42,6 +42,7 @@ from benchmarks.bench_runtime import (
     url,
     wait_depth,
 )
+from benchmarks.rounds import best_of, judged
 from bus_runtime.aio import AsyncRabbitMqEventBus, AsyncRabbitMqEventConsumer
 from bus_runtime.bus import outgoing
 from bus_runtime.connector import RabbitMqConnector
@@ -184,14 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     else:
         print("FastStream is not installed (pip install -e '.[bench]'): its rows are skipped", flush=True)
-    samples: dict[str, list[float]] = {label: [] for label, _ in steps}
-    for _ in range(max(1, args.rounds)):
-        for label, step in steps:
-            samples[label].append(step())
-    rates = {label: max(values) for label, values in samples.items()}
-    for label, rate in rates.items():
-        runs = ", ".join(f"{value:,.0f}" for value in samples[label])
-        print(f"  {label:<56} {rate:>9,.0f} msg/s  (runs: {runs})", flush=True)
+    rates = best_of(steps, args.rounds, 56)
     values = list(rates.values())
     threaded_pub, async_pub, threaded_con, async_con = values[:4]
     checks = [
@@ -204,13 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("asyncio publish vs FastStream", async_pub / fs_pub, 1.0),
             ("asyncio consume vs FastStream", async_con / values[6], 1.0),
         ]
-    ok = True
     print("ratios:")
-    for label, ratio, target in checks:
-        met = ratio >= target
-        ok &= met
-        print(f"  {label:<32} {ratio:6.2f}x  (target >= {target:g}x: {'met' if met else 'MISSED'})")
-    return 0 if ok else 1
+    return 0 if judged(checks, 32) else 1
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import requests
 from meiga import isSuccess
 
 from benchmarks.raw_pika import consume_and_ack
+from benchmarks.rounds import best_of, judged
 from benchmarks.scratch import scratch_vhost
 from bus_runtime.bus import RabbitMqEventBus, outgoing
 from bus_runtime.connector import RabbitMqConnector
@@ -286,23 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         (f"raw pika consume+ack (prefetch {args.prefetch})", lambda: raw_consume(n, args.prefetch)),
         (f"bus_runtime consume, no-op handler (prefetch {args.prefetch})", lambda: our_consume(n, args.prefetch)),
     ]
-    samples: dict[str, list[float]] = {label: [] for label, _ in steps}
-    for _ in range(max(1, args.rounds)):
-        for label, step in steps:
-            samples[label].append(step())
-    rates = {label: max(values) for label, values in samples.items()}
-    for label, rate in rates.items():
-        runs = ", ".join(f"{value:,.0f}" for value in samples[label])
-        print(f"  {label:<64} {rate:>9,.0f} msg/s  (runs: {runs})", flush=True)
+    rates = best_of(steps, args.rounds, 64)
     recovered = failover()
     print(f"  failover: first event handled {recovered:.2f} s after kill -9 of the consumer's node", flush=True)
     raw_pub, our_pub, raw_con, our_con = rates.values()
-    ok = True
-    for label, ratio in (("publish vs raw pika", our_pub / raw_pub), ("consume vs raw pika", our_con / raw_con)):
-        met = ratio >= 0.5
-        ok &= met
-        print(f"  {label:<22} {ratio:6.2f}x  (target >= 0.5x: {'met' if met else 'MISSED'})")
-    return 0 if ok else 1
+    checks = [("publish vs raw pika", our_pub / raw_pub, 0.5), ("consume vs raw pika", our_con / raw_con, 0.5)]
+    return 0 if judged(checks, 22) else 1
 
 
 if __name__ == "__main__":

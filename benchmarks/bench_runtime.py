@@ -31,6 +31,7 @@ import pika
 from meiga import isSuccess
 
 from benchmarks.raw_pika import consume_and_ack
+from benchmarks.rounds import best_of, judged
 from benchmarks.scratch import scratch_vhost
 from bus_runtime.bus import RabbitMqEventBus, outgoing
 from bus_runtime.connector import RabbitMqConnector
@@ -310,14 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     # Rounds interleave the measurements, so that load from other processes hits all alike;
     # the best rate of each is its figure (the least disturbed run).
-    samples: dict[str, list[float]] = {label: [] for label, _ in steps}
-    for _ in range(max(1, args.rounds)):
-        for label, step in steps:
-            samples[label].append(step())
-    rates = {label: max(values) for label, values in samples.items()}
-    for label, rate in rates.items():
-        runs = ", ".join(f"{value:,.0f}" for value in samples[label])
-        print(f"  {label:<64} {rate:>9,.0f} msg/s  (runs: {runs})", flush=True)
+    rates = best_of(steps, args.rounds, 64)
     raw_pub, our_pub, pet_pub, raw_con, our_con, pet_con, pet_con_same = rates.values()
     checks = [
         ("publish vs raw pika", our_pub / raw_pub, 0.5),
@@ -326,12 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("consume vs petisco", our_con / pet_con, 5.0),
     ]
     print(f"ratios (consume vs petisco at prefetch {args.prefetch} too: {our_con / pet_con_same:.2f}x, informative):")
-    ok = True
-    for label, ratio, target in checks:
-        met = ratio >= target
-        ok &= met
-        print(f"  {label:<22} {ratio:6.2f}x  (target >= {target:g}x: {'met' if met else 'MISSED'})")
-    return 0 if ok else 1
+    return 0 if judged(checks, 22) else 1
 
 
 if __name__ == "__main__":
