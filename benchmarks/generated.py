@@ -18,33 +18,24 @@ def subscriber_name(index: int) -> str:
     return f"handler_{index}"
 
 
-SUBSCRIBERS_PER_SERVICE = SUBSCRIBERS_PER_EVENT * EVENTS_PER_SERVICE
-
-
-def services_of(subscribers: int) -> int:
-    """How many services a generated spec of `subscribers` subscribers has."""
-    return -(-subscribers // SUBSCRIBERS_PER_SERVICE)
-
-
 def generated_spec_data(
-    subscribers: int, vhost: str, organization: str = "bench", drop: int = 0, drop_services: int = 0
+    subscribers: int, vhost: str, organization: str = "bench", first_service: int = 0, without_first: bool = False
 ) -> dict[str, Any]:
-    """The spec document (as YAML would hold it) with `subscribers` subscribers, less `drop`
-    of them (the last events lose all their subscribers but the first, so every service stays
-    and a plan deletes exactly `drop` subscribers' queues), less the first `drop_services`
-    services, 300 subscribers each (a plan deletes them whole, exchanges too, through the
-    ownership record)."""
-    events_total = -(-subscribers // SUBSCRIBERS_PER_EVENT)
-    dropped_from = events_total - -(-drop // (SUBSCRIBERS_PER_EVENT - 1))
-    dropped = 0
+    """The spec document (as YAML would hold it) with `subscribers` subscribers in services of
+    100 events (300 subscribers); with `first_service`, the first service (`service0`) holds
+    that many subscribers (rounded up to whole events) and the others follow. `without_first`
+    leaves `service0` out: the spec of a team that removed that service (a plan deletes it
+    whole, exchanges too, through the ownership record)."""
+    big_events = -(-first_service // SUBSCRIBERS_PER_EVENT)
     services: dict[str, Any] = {}
     for n in range(subscribers):
         event_index, handler = divmod(n, SUBSCRIBERS_PER_EVENT)
-        if handler and event_index >= dropped_from and dropped < drop:
-            dropped += 1
-            continue
-        service, event = divmod(event_index, EVENTS_PER_SERVICE)
-        if service < drop_services:
+        if event_index < big_events:
+            service, event = 0, event_index
+        else:
+            service, event = divmod(event_index - big_events, EVENTS_PER_SERVICE)
+            service += 1 if big_events else 0
+        if without_first and service == 0:
             continue
         events = services.setdefault(f"service{service}", {"events": {}})["events"]
         events.setdefault(event_class(event), {"version": 1, "subscribers": {}})["subscribers"][
@@ -60,8 +51,8 @@ def generated_spec_data(
 
 
 def generated_spec(
-    subscribers: int, vhost: str, organization: str = "bench", drop: int = 0, drop_services: int = 0
+    subscribers: int, vhost: str, organization: str = "bench", first_service: int = 0, without_first: bool = False
 ) -> Spec:
-    """A spec with `subscribers - drop` subscribers (7 broker objects each), less the first
-    `drop_services` services, and a store."""
-    return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, drop, drop_services))
+    """A spec of `subscribers` subscribers (7 broker objects each) and a store; see
+    `generated_spec_data` for `first_service` and `without_first`."""
+    return Spec.model_validate(generated_spec_data(subscribers, vhost, organization, first_service, without_first))
