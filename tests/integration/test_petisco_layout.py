@@ -128,6 +128,18 @@ def petisco_classes() -> dict[str, Any]:
     return {"UserCreated": UserCreated, "subscribers": [SendMailHandler, PersistUserHandler]}
 
 
+def import_petisco(organization: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
+    """`rabbitform import --layout petisco` of the organization into a file: (the file, its stderr);
+    it must warn of nothing."""
+    spec = tmp_path / "imported.yaml"
+    capsys.readouterr()
+    args = ["import", "--organization", organization, "--vhost", ROOT_VHOST, "--layout", "petisco", "-o", str(spec)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning:" not in err, err
+    return spec, err
+
+
 def test_petiscos_configurer_builds_the_fixture_and_import_plans_no_changes(
     organization: str, management_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -143,12 +155,7 @@ def test_petiscos_configurer_builds_the_fixture_and_import_plans_no_changes(
     )
     assert owned(live, organization) == from_definitions(fixture, ROOT_VHOST)
 
-    spec = tmp_path / "imported.yaml"
-    capsys.readouterr()
-    args = ["import", "--organization", organization, "--vhost", ROOT_VHOST, "--layout", "petisco", "-o", str(spec)]
-    assert main(args) == 0
-    err = capsys.readouterr().err
-    assert "warning:" not in err, err
+    spec, err = import_petisco(organization, tmp_path, capsys)
     assert '1 service, 2 subscribers, store "store"; 0 warnings' in err
     text = spec.read_text()
     assert "layout: petisco" in text and "UserCreated:" in text and "PersistUser:" in text
@@ -179,12 +186,7 @@ def test_a_petisco_queue_config_with_other_main_ttls_imports_with_no_changes(
     assert ttls[f"{organization}.svc.1.command.persist_user.persist_user_handler"] is None
     assert ttls["store"] == 3000
 
-    spec = tmp_path / "imported.yaml"
-    capsys.readouterr()
-    args = ["import", "--organization", organization, "--vhost", ROOT_VHOST, "--layout", "petisco", "-o", str(spec)]
-    assert main(args) == 0
-    err = capsys.readouterr().err
-    assert "warning:" not in err, err
+    spec, _ = import_petisco(organization, tmp_path, capsys)
     text = spec.read_text()
     assert "  main_queue_ttl_ms: 3000\n" in text
     assert "send_mail_handler: {main_queue_ttl_ms: 8000}" in text
