@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,16 @@ AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
 USER = os.environ.get("RABBITMQ_USER", "guest")
 PASSWORD = os.environ.get("RABBITMQ_PASSWORD", "guest")
+
+
+@pytest.fixture(scope="session")
+def exclusive_test_nodes() -> Iterator[None]:
+    """The brokers tests start, stop or kill themselves (the three-node cluster, the private and
+    TLS nodes) have fixed names and ports: pytest runs from several checkouts on one machine take
+    turns here instead of killing each other's nodes. One run alone never waits."""
+    with open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "rabbitform-test-nodes.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _admin() -> requests.Session:

@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def cluster(exclusive_test_nodes: None) -> Cluster:
     """The three-node cluster, started (or completed) by `scripts/rabbitmq-cluster up` once per
     session and left running afterwards (`make cluster-down` stops it)."""
     try:

@@ -249,7 +249,7 @@ def rabbitmq_scripts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def private_broker() -> Iterator[PrivateBroker]:
+def private_broker(exclusive_test_nodes: None) -> Iterator[PrivateBroker]:
     """A RabbitMQ node this test session started and stops (skipped when RabbitMQ is not installed)."""
     base = Path(tempfile.gettempdir()) / f"rabbitform-rftest-{AMQP_PORT}"
     with running(PrivateBroker(base, rabbitmq_scripts())) as broker:

@@ -134,7 +134,7 @@ def make_certificates(directory: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def tls_broker() -> Iterator[TlsBroker]:
+def tls_broker(exclusive_test_nodes: None) -> Iterator[TlsBroker]:
     """A TLS-speaking RabbitMQ node this test session started and stops (skipped without
     RabbitMQ or the `openssl` command)."""
     scripts = rabbitmq_scripts()
