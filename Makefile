@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test unit integration lint bench rabbitmq cluster cluster-down cluster-test clean
+.PHONY: install demo run test unit integration lint bench rabbitmq test-tools cluster cluster-down cluster-test clean
 
 install: $(STAMP)
 
@@ -24,15 +24,20 @@ run: install
 rabbitmq:
 	scripts/rabbitmq-up
 
+# Chromium and chromedriver (the console's browser tests) and promtool (the alert rules' tests),
+# from Debian's packages when missing.
+test-tools:
+	scripts/test-tools-up
+
 # Everything, the fault tests on the three-node cluster included (`make cluster` starts it, or
 # completes it; it stays up afterwards, `make cluster-down` stops it).
-test: install rabbitmq cluster
+test: install rabbitmq test-tools cluster
 	$(BIN)/python -m pytest -q
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: install rabbitmq
+integration: install rabbitmq test-tools
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install

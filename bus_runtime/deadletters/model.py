@@ -36,6 +36,7 @@ class DeadLetter:
     headers: Mapping[str, Any]
     attributes: Mapping[str, Any] | None = None
     body_size: int = 0
+    body: bytes = field(default=b"", repr=False, compare=False)  # as read: the console shows it as text
 
     def _header(self, name: str) -> str | None:
         value = self.headers.get(name)
@@ -144,6 +145,7 @@ def dead_letter_from(
         headers=own,
         attributes=attributes if isinstance(attributes, dict) else None,
         body_size=len(body),
+        body=body,
     )
 
 
