@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, asyncapi, destroy, export, force_unlock, graph, import_, plan, status, validate
+from topology.cli import alerts, apply, asyncapi, destroy, export, force_unlock, graph, import_, plan, status, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
 from topology.urls import mask_text, secret_parts
@@ -115,6 +115,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     import_.register,
     graph.register,
     status.register,
+    alerts.register,
 ]
 
 
