@@ -15,7 +15,7 @@ from bus_runtime.console.broker import BrokerConfig
 from bus_runtime.console.server import build_server
 from tests.conftest import AMQP_HOST, AMQP_PORT, PASSWORD, USER
 from tests.console.forwarder import Forwarder
-from tests.console.support import MAIL, VIEWER_PASSWORD, Console, signed_in
+from tests.console.support import VIEWER_PASSWORD, Console, signed_in
 from tests.console.webdriver import wait_for
 
 pytestmark = pytest.mark.integration
