@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import mimetypes
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -21,6 +22,7 @@ import jinja2
 from bus_runtime.console.audit import AuditLog
 from bus_runtime.console.broker import MAX_MESSAGES, BrokerConfig, ConsoleError, UserBroker, whoami
 from bus_runtime.console.sessions import Session, SessionStore, cleared_cookie, session_cookie, token_from_cookies
+from bus_runtime.console.snapshots import Snapshot
 
 StartResponse = Callable[..., Any]
 MAX_BODY = 1 << 20
@@ -95,6 +97,8 @@ class ConsoleApp:
         self.secure = secure
         self.sessions = sessions or SessionStore()
         self.broker_factory = broker_factory
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="console-snapshot")
+        self._graph: dict[str, Any] | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("bus_runtime.console", "templates"),
             autoescape=True,
@@ -148,6 +152,8 @@ class ConsoleApp:
             message = "Wrong user name or password (the broker refused them)." if exc.status == 401 else str(exc)
             return self._page_login(message, exc.status)
         session = self.sessions.create(user, password, tags)
+        self._snapshot(session, "status").refresh()  # the bus page asks for both next
+        self._snapshot(session, "groups").refresh()
         return _redirect("/", session_cookie(session.token, self.secure))
 
     def _logout(self, environ: dict[str, Any], session: Session | None) -> Response:
@@ -197,6 +203,20 @@ class ConsoleApp:
             broker = session.resources["broker"] = self.broker_factory(self.config, session.user, session.password)
         return broker
 
+    def _snapshot(self, session: Session, name: str) -> Snapshot[Any]:
+        """The session's latest status or groups (read as its user), refreshed in the background."""
+        snapshot: Snapshot[Any] | None = session.resources.get(name)
+        if snapshot is None:
+            broker = self._broker(session)
+            load = broker.status if name == "status" else broker.groups
+            snapshot = session.resources[name] = Snapshot(load, self.executor)
+        return snapshot
+
+    def graph(self, broker: UserBroker) -> dict[str, Any]:
+        if self._graph is None:
+            self._graph = broker.graph()
+        return self._graph
+
     def _api(
         self, method: str, path: str, query: dict[str, str], environ: dict[str, Any], session: Session | None
     ) -> Response:
@@ -214,11 +234,11 @@ class ConsoleApp:
         if path == "/session":
             return _json(200, {"user": session.user, "csrf_token": session.csrf_token, "tags": list(session.tags)})
         if path == "/status":
-            report = broker.status()
-            report["graph"] = broker.graph()
-            return _json(200, report)
+            report, age = self._snapshot(session, "status").get()
+            return _json(200, {**report, "graph": self.graph(broker), "age_seconds": round(age, 1)})
         if path == "/dead-letters":
-            return _json(200, {"groups": broker.groups()})
+            groups, age = self._snapshot(session, "groups").get()
+            return _json(200, {"groups": groups, "age_seconds": round(age, 1)})
         if path == "/dead-letters/messages":
             subscriber = query.get("subscriber") or ""
             if not subscriber:
@@ -238,7 +258,7 @@ class ConsoleApp:
         broker = self._broker(session)
         label = subscriber
         try:
-            label = broker.target(subscriber).label
+            label = broker.name_of(broker.target(subscriber))
             run = broker.replay if action == "replay" else broker.purge
             count = run(subscriber, error_type, ids or ())
         except ConsoleError as exc:
@@ -246,7 +266,20 @@ class ConsoleApp:
             self.audit.record(session.user, action, label, error_type, len(ids) if ids else None, f"{verdict}: {exc}")
             raise
         self.audit.record(session.user, action, label, error_type, count, "ok")
+        self._snapshot(session, "groups").update(lambda rows: _taken(rows, label, error_type, count))
         return _json(200, {"replayed" if action == "replay" else "purged": count})
+
+
+def _taken(rows: list[dict[str, Any]], subscriber: str, error_type: str, count: int) -> list[dict[str, Any]]:
+    """The groups once `count` dead letters of one group are gone (until the next read says more)."""
+    kept = []
+    for row in rows:
+        if row["subscriber"] == subscriber and row["error_type"] == error_type:
+            row = {**row, "count": row["count"] - count}
+            if row["count"] <= 0:
+                continue
+        kept.append(row)
+    return kept
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

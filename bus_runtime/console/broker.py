@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -36,11 +37,12 @@ from topology.compile.compiler import compile_spec
 from topology.errors import RabbitformError
 from topology.graph import build_graph
 from topology.spec.model import Spec
-from topology.status.read import read_status
+from topology.status.model import QUEUE_COLUMNS, build_status
 from topology.urls import mask_text
 
 UNKNOWN_ERROR = "unknown"  # the group of dead letters that carry no error type (as `dlq list` counts them)
 MAX_MESSAGES = 500
+READERS = 4  # AMQP connections reading dead-letter queues side by side for the groups
 GRAPH_LIMIT = 80  # queues; a larger bus is a table only (`rabbitform graph` draws it)
 
 
@@ -122,7 +124,15 @@ def group_key(letter: DeadLetter) -> str:
     return letter.error_type or UNKNOWN_ERROR
 
 
-def groups_of(target: Target, letters: Iterable[DeadLetter]) -> list[dict[str, Any]]:
+def subscriber_names(targets: Iterable[Target]) -> dict[str, str]:
+    """The name each subscriber goes by, by queue: `SERVICE/NAME` as `dlq` prints it, or its
+    queue's name where several subscribers share that (a handler subscribed to several events)."""
+    chosen = list(targets)
+    counts = Counter(target.label for target in chosen)
+    return {target.queue: target.label if counts[target.label] == 1 else target.queue for target in chosen}
+
+
+def groups_of(target: Target, letters: Iterable[DeadLetter], name: str | None = None) -> list[dict[str, Any]]:
     """A subscriber's dead letters by error type: count, oldest, newest (the last failure times)."""
     by_type: dict[str, list[DeadLetter]] = defaultdict(list)
     for letter in letters:
@@ -132,7 +142,7 @@ def groups_of(target: Target, letters: Iterable[DeadLetter]) -> list[dict[str, A
         times = [t for t in (letter.dead_lettered_at for letter in items) if t is not None]
         rows.append(
             {
-                "subscriber": target.label,
+                "subscriber": name or target.label,
                 "error_type": error_type,
                 "count": len(items),
                 "oldest": _iso(min(times)) if times else None,
@@ -182,6 +192,7 @@ class UserBroker:
         self.user = user
         self._password = password
         self.management = config.management(user, password)
+        self._names = subscriber_names(targets_of(config.spec))
 
     def close(self) -> None:
         self.management.close()
@@ -191,10 +202,24 @@ class UserBroker:
         return self.config.spec
 
     def status(self) -> dict[str, Any]:
+        """Per subscriber: its three queues' counts, consumers and rates, from one queue listing
+        (only the columns shown). `rabbitform status` also reads every service exchange's
+        bindings; the page does not show those, so it does not wait for them."""
         with _translated(self._password):
-            report = read_status(self.spec, self.management).to_dict()
-        report["broker"] = self.management.display_url
-        return report
+            rows = self.management.get(
+                "queues", self.spec.vhost, params={"columns": ",".join(QUEUE_COLUMNS)}, missing_ok=True
+            )
+        if rows is None:
+            raise ConsoleError(
+                404,
+                f"vhost {self.spec.vhost!r} does not exist on {self.management.display_url}: run `rabbitform apply`",
+            )
+        report = build_status(self.spec, rows, {})
+        return {
+            "vhost": report.vhost,
+            "broker": self.management.display_url,
+            "subscribers": [s.to_dict() for s in report.subscribers],
+        }
 
     def graph(self) -> dict[str, Any]:
         graph = build_graph(compile_spec(self.spec))
@@ -207,8 +232,10 @@ class UserBroker:
         }
 
     def _dead_letter_depths(self) -> dict[str, int | None]:
-        """Messages per queue as the management API last sampled them (None: not sampled yet)."""
-        rows = self.management.get("queues", self.spec.vhost, params={"columns": "name,messages"}) or []
+        """Messages per queue as the broker last sampled them (None: not sampled yet). Without
+        statistics and with queue totals, the listing costs a fraction of the full one."""
+        params = {"columns": "name,messages", "disable_stats": "true", "enable_queue_totals": "true"}
+        rows = self.management.get("queues", self.spec.vhost, params=params) or []
         return {str(row.get("name")): _count(row.get("messages")) for row in rows}
 
     def _dead_letters(self) -> DeadLetterQueues:
@@ -218,17 +245,27 @@ class UserBroker:
     def groups(self) -> list[dict[str, Any]]:
         """Every group of every subscriber holding dead letters. One listing says which
         dead-letter queues hold anything (the broker samples it every few seconds; a queue not
-        sampled yet is read to be sure); only those are read, over AMQP, taking nothing."""
+        sampled yet is read to be sure); only those are read, over AMQP, taking nothing, by up
+        to `READERS` connections side by side."""
         with _translated(self._password):
             depths = self._dead_letter_depths()
-            holding = [t for t in targets_of(self.spec) if depths.get(t.dead_letter_queue, 0) != 0]
-            if not holding:
-                return []
-            rows: list[dict[str, Any]] = []
-            with self._dead_letters() as dlq:
-                for target in holding:
-                    rows.extend(groups_of(target, ops.scan(dlq.transport, target)))
+        holding = [t for t in targets_of(self.spec) if depths.get(t.dead_letter_queue, 0) != 0]
+        if not holding:
+            return []
+        shares = [holding[n::READERS] for n in range(min(READERS, len(holding)))]
+        with ThreadPoolExecutor(len(shares), thread_name_prefix="console-read") as pool:
+            parts = list(pool.map(self._read_groups, shares))
+        return [row for part in parts for row in part]
+
+    def _read_groups(self, targets: list[Target]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        with _translated(self._password), self._dead_letters() as dlq:
+            for target in targets:
+                rows.extend(groups_of(target, ops.scan(dlq.transport, target), self.name_of(target)))
         return rows
+
+    def name_of(self, target: Target) -> str:
+        return self._names.get(target.queue, target.label)
 
     def target(self, subscriber: str) -> Target:
         with _translated(self._password):
@@ -240,7 +277,7 @@ class UserBroker:
         with _translated(self._password), self._dead_letters() as dlq:
             letters = ops.scan(dlq.transport, target, selection)
         return {
-            "subscriber": target.label,
+            "subscriber": self.name_of(target),
             "error_type": error_type,
             "dead_letter_queue": target.dead_letter_queue,
             "messages": [message_view(letter) for letter in letters],

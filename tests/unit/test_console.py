@@ -85,3 +85,40 @@ def test_groups_by_error_type_with_oldest_and_newest() -> None:
     assert [x.message_id for x in letters if only.matches(x)] == ["m1"]
     assert [x.message_id for x in letters if GroupSelection(group="unknown").matches(x)] == ["m2"]
     assert message_view(letters[0])["body"] == "<b>x</b>"  # text: the page puts it in with textContent
+
+
+def test_a_snapshot_is_served_at_once_refreshed_when_old_and_raises_a_failed_read() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bus_runtime.console.snapshots import Snapshot
+
+    now = [0.0]
+    reads: list[int] = []
+    failing = [False]
+
+    def load() -> int:
+        if failing[0]:
+            raise ConnectionError("broker down")
+        reads.append(1)
+        return len(reads)
+
+    with ThreadPoolExecutor(1) as pool:
+        snapshot = Snapshot(load, pool, max_age=2, clock=lambda: now[0])
+        assert snapshot.get() == (1, 0.0)  # the first read waits
+        now[0] = 1
+        assert snapshot.get() == (1, 1.0)  # young enough: no read
+        now[0] = 3
+        assert snapshot.get()[0] == 1  # old: served at once, a read starts
+        snapshot.refresh().result()
+        assert snapshot.get()[0] == 2
+        failing[0] = True
+        now[0] = 6
+        with pytest.raises(ConnectionError):
+            snapshot.get()  # the read it starts fails...
+            snapshot.refresh().exception()
+            snapshot.get()  # ...and says so
+        failing[0] = False
+        with pytest.raises(ConnectionError):
+            snapshot.get()  # still the last word, while the next read runs
+        snapshot.refresh().result()
+        assert snapshot.get()[0] == 3  # recovered by itself
