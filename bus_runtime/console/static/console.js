@@ -233,7 +233,12 @@ function setUpGroup() {
   document.getElementById("purge-group").addEventListener("click", () => change("purge", false));
   document.getElementById("replay-selected").addEventListener("click", () => change("replay", true));
   document.getElementById("purge-selected").addEventListener("click", () => change("purge", true));
-  loadMessages().catch((error) => { if (error.status !== 503) notify(error.message, true); });
+  // not refreshed by itself (that would clear the selection), but retried while the broker is away
+  const load = () => loadMessages().catch((error) => {
+    if (error.status === 503 || error.status === 0) window.setTimeout(load, REFRESH_MS);
+    else if (error.status !== 401) notify(error.message, true);
+  });
+  load();
 }
 
 // ------------------------------------------------------------------ audit trail
