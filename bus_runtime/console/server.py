@@ -64,5 +64,6 @@ def build_server(app: Any, host: str, port: int, tls_cert: str | None = None, tl
         except (OSError, ssl.SSLError) as exc:
             server.server_close()
             raise RabbitformError(f"cannot load --tls-cert {tls_cert} / --tls-key {tls_key}: {exc}") from None
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        # the handshake happens in the request's thread (on its first read), not in the accepting one
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server

@@ -132,3 +132,32 @@ def console_management_url() -> str:
     from tests.conftest import MANAGEMENT_URL
 
     return MANAGEMENT_URL
+
+
+def test_over_tls_the_cookie_is_secure(console: Console, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.integration.tls_broker import make_certificates
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    make_certificates(tmp_path)
+    config = BrokerConfig(console.spec, console_management_url(), f"amqp://{AMQP_HOST}:{AMQP_PORT}")
+    app = ConsoleApp(config, AuditLog(tmp_path / "audit.jsonl"), secure=True)
+    server = build_server(app, "127.0.0.1", 0, str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_port}"
+        page = requests.get(f"{url}/login", verify=str(tmp_path / "ca.pem"), timeout=10)
+        assert page.status_code == 200 and "Sign in" in page.text
+        signed = requests.post(
+            f"{url}/login",
+            data={"username": USER, "password": PASSWORD},
+            verify=str(tmp_path / "ca.pem"),
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert signed.status_code == 303 and "; Secure" in signed.headers["Set-Cookie"]
+    finally:
+        server.shutdown()
+        server.server_close()
