@@ -122,3 +122,13 @@ def test_a_snapshot_is_served_at_once_refreshed_when_old_and_raises_a_failed_rea
             snapshot.get()  # still the last word, while the next read runs
         snapshot.refresh().result()
         assert snapshot.get()[0] == 3  # recovered by itself
+
+
+def test_ui_refuses_a_network_address_without_tls_and_half_a_certificate(capsys: pytest.CaptureFixture[str]) -> None:
+    from topology.cli.main import main
+
+    alice = str(Path(__file__).resolve().parents[2] / "specs" / "alice.yaml")
+    assert main(["ui", alice, "--host", "0.0.0.0"]) == 1
+    assert "give --tls-cert and --tls-key, or --insecure-http" in capsys.readouterr().err
+    assert main(["ui", alice, "--tls-cert", "cert.pem"]) == 1
+    assert "--tls-cert and --tls-key go together" in capsys.readouterr().err

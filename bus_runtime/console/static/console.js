@@ -131,7 +131,8 @@ function drawGraph(container, graph) {
     const fillColour = node.kind === "exchange" ? "#e8f0fe" : node.role === "dead_letter" ? "#fdecea" : node.role === "retry" ? "#fff8e1" : "#e7f4ea";
     svg.append(svgEl("rect", { x, y, width, height, rx: node.kind === "exchange" ? 12 : 3, fill: fillColour, stroke: "#8895a7" }));
     const text = svgEl("text", { x: x + 8, y: y + 17 });
-    text.textContent = node.name.length > 36 ? node.name.slice(0, 35) + "…" : node.name;
+    // the tail tells subscribers apart (their names share the organization.service.version prefix)
+    text.textContent = node.name.length > 36 ? "…" + node.name.slice(-35) : node.name;
     const title = svgEl("title", {});
     title.textContent = node.name;
     text.append(title);
