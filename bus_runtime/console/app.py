@@ -39,7 +39,7 @@ SECURITY_HEADERS = [
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
 ]
 
@@ -125,6 +125,8 @@ class ConsoleApp:
         path = environ.get("PATH_INFO", "/") or "/"
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         session = self.sessions.get(token_from_cookies(environ.get("HTTP_COOKIE")))
+        if method == "POST" and not _same_origin(environ):
+            return _error(403, "a request from another site's page is refused")
         if path.startswith("/static/") and method == "GET":
             return self._static(path.removeprefix("/static/"))
         if path == "/login":
@@ -280,6 +282,15 @@ def _taken(rows: list[dict[str, Any]], subscriber: str, error_type: str, count: 
                 continue
         kept.append(row)
     return kept
+
+
+def _same_origin(environ: dict[str, Any]) -> bool:
+    """Browsers name the page a POST comes from: another site's page may not sign anyone in
+    (login CSRF) or act; clients that send no Origin (scripts) are judged by their cookie and token."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin:
+        return True
+    return origin.partition("://")[2].rstrip("/") == environ.get("HTTP_HOST", "")
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

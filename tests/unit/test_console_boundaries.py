@@ -118,3 +118,13 @@ def test_reads_answer_a_result_or_a_json_error(tmp_path: Path, query: dict[str, 
         json.loads(answer)
     status, _ = call(app, "GET", "/api/dead-letters", cookie="rabbitform_session=" + query.get("limit", "x"))
     assert status == 401
+
+
+def test_a_post_from_another_sites_page_is_refused(tmp_path: Path) -> None:
+    app, cookie, csrf = make_app(tmp_path)
+    body = b"username=alice&password=secret"
+    status, answer = call(app, "POST", "/login", body, origin="http://evil.example", host="127.0.0.1:8088")
+    assert status == 403 and b"another site" in answer
+    body = json.dumps({"subscriber": "send_mail_handler", "error_type": "SmtpDown"}).encode()
+    same = {"origin": "http://127.0.0.1:8088", "host": "127.0.0.1:8088", "cookie": cookie, "x_csrf_token": csrf}
+    assert call(app, "POST", "/api/dead-letters/replay", body, **same)[0] == 200
