@@ -29,6 +29,7 @@ from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
+from topology.progress import Progress
 from topology.spec.model import Spec
 from topology.state.lifecycle import apply_owned, apply_saved_owned
 
@@ -57,7 +58,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         amqp_url = resolve_amqp(client, args.amqp_url)  # a wrong AMQP endpoint stops us before any change
         if read_vhost(client, spec.vhost) is None:
-            result = _apply_new_vhost(spec, client, args, amqp_url)
+            result = _apply_new_vhost(spec, client, args, amqp_url, progress)
         else:
             with held_lock(
                 client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=False, amqp_url=amqp_url
@@ -78,7 +79,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     return EXIT_OK
                 _confirm_apply(plan, client, args)
                 lock.ensure_held("apply")
-                result = _apply(spec, client, plan, args, amqp_url)
+                result = _apply(spec, client, plan, args, amqp_url, progress)
     finally:
         client.close()
     if result is None:
@@ -93,12 +94,11 @@ def _confirm_apply(plan: Plan, client: ManagementClient, args: argparse.Namespac
 
 
 def _apply_new_vhost(
-    spec: Spec, client: ManagementClient, args: argparse.Namespace, amqp_url: str
+    spec: Spec, client: ManagementClient, args: argparse.Namespace, amqp_url: str, progress: Progress
 ) -> ApplyResult | None:
     """A missing vhost: plan and confirm first (the lock lives in the vhost, so it cannot be taken
     yet), then create the vhost, take the lock and plan again; a plan that changed meanwhile
     (another apply got there first) is refused. A refusal or a `no` leaves the broker untouched."""
-    progress = reporter_for(client)
     planned = plan_live(
         spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
     )
@@ -113,7 +113,8 @@ def _apply_new_vhost(
                 f"vhost {spec.vhost!r} at {client.display_url} changed while the plan waited for confirmation "
                 f"(another apply?): nothing of the plan was applied; run `rabbitform apply {args.spec}` again"
             )
-        return _apply(spec, client, replace(again, source=args.spec), args, amqp_url)
+        result = _apply(spec, client, replace(again, source=args.spec), args, amqp_url, progress)
+    return replace(result, added=result.added + 1)  # the vhost, created with the lock
 
 
 def _change_keys(plan: Plan) -> list[tuple[str, str, str]]:
@@ -121,13 +122,15 @@ def _change_keys(plan: Plan) -> list[tuple[str, str, str]]:
     return sorted((c.action, c.kind, c.name) for c in plan.changes if c.kind != "vhost")
 
 
-def _apply(spec: Spec, client: ManagementClient, plan: Plan, args: argparse.Namespace, amqp_url: str) -> ApplyResult:
+def _apply(
+    spec: Spec, client: ManagementClient, plan: Plan, args: argparse.Namespace, amqp_url: str, progress: Progress
+) -> ApplyResult:
     try:
         return apply_owned(
             spec,
             client,
             plan,
-            progress=reporter_for(client),
+            progress=progress,
             amqp_url=amqp_url,
             move_progress=MoveProgressReporter(),
         )
