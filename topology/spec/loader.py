@@ -17,6 +17,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from topology.compile.limits import limit_problems
 from topology.errors import RabbitformError
 from topology.spec.model import Spec
 
@@ -60,7 +61,7 @@ def parse_spec(text: str, file: str = "<spec>", variables: Mapping[str, Any] | N
         spec = Spec.model_validate(_nulls_as_empty(document))
     except ValidationError as exc:
         raise _first_error(exc, file, lines) from None
-    for path, message in [*spec.layout_problems(), *spec.overlong_names(), *spec.access_problems()]:
+    for path, message in [*spec.layout_problems(), *limit_problems(spec), *spec.access_problems()]:
         raise SpecError(file, message, _line_for(path, lines), ".".join(path))
     return spec
 

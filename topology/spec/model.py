@@ -246,24 +246,6 @@ class Spec(_Strict):
                             main_queue_ttl_ms=self._main_queue_ttl(sub.main_queue_ttl_ms),
                         )
 
-    def overlong_names(self) -> list[tuple[tuple[str, ...], str]]:
-        """(field path, message) for every name RabbitMQ would refuse: names are at most 255 bytes.
-
-        The dead-letter queue is the longest name a subscriber or the store gets.
-        """
-        problems: list[tuple[tuple[str, ...], str]] = []
-        for sub in self.subscribers():
-            path = ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name)
-            problems.extend((path, message) for message in _too_long(naming.dead_letter_queue(sub.queue)))
-        for service in sorted(self.services):
-            longest = naming.dead_letter_exchange(self.organization, service)
-            problems.extend((("services", service), message) for message in _too_long(longest, "exchange"))
-        if self.store is not None:
-            problems.extend(
-                (("store", "queue"), message) for message in _too_long(naming.dead_letter_queue(self.store.queue))
-            )
-        return problems
-
     def access_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """(field path, message) for every `access` entry that names nothing it could use."""
         problems: list[tuple[tuple[str, ...], str]] = []
@@ -343,13 +325,3 @@ class Spec(_Strict):
             if value == NO_TTL:
                 return None
         return naming.PETISCO_MAIN_TTL_MS
-
-
-MAX_NAME_BYTES = 255
-
-
-def _too_long(name: str, what: str = "queue") -> list[str]:
-    size = len(name.encode("utf-8"))
-    if size <= MAX_NAME_BYTES:
-        return []
-    return [f"{what} name {name!r} is {size} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}: use shorter names"]

@@ -1,0 +1,128 @@
+"""What the broker would refuse in what a spec compiles to, found at `validate` time.
+
+Checked on the compiled topology, not on the spec's fields, so every name a layout or a future
+queue kind produces is covered by construction: exchanges, queues, policies, users, and the
+names apply derives from them (the lock queue `rabbitform-lock:<owner>`, the holding queue
+`rabbitform-moving.<queue>` a `--move-messages` uses). Values too: TTLs and delivery limits in
+queue arguments and policy definitions must be in the broker's ranges. Each problem is located
+at the spec field it comes from (the subscriber, the store, the service, the name).
+
+Pure: a `Spec` in, (field path, message) pairs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from topology import naming
+from topology.compile.compiler import compile_spec
+from topology.compile.objects import Topology
+from topology.spec.model import Spec
+
+MAX_NAME_BYTES = 255
+# RabbitMQ refuses a TTL over ten years (measured on 3.10.8: 315,360,000,000 ms is accepted, one more is not).
+MAX_TTL_MS = 315_360_000_000
+# AMQP's signed 64-bit integer: the largest a queue argument can carry to the broker.
+MAX_AMQP_INTEGER = 2**63 - 1
+TTL_KEYS = ("x-message-ttl", "x-expires", "message-ttl", "expires")
+LIMIT_KEYS = ("x-delivery-limit", "delivery-limit", "x-max-length", "max-length")
+LOCK_PREFIX = "rabbitform-lock:"  # topology.state.lock.LOCK_PREFIX (state sits above compile)
+
+FieldPath = tuple[str, ...]
+
+
+def limit_problems(spec: Spec) -> list[tuple[FieldPath, str]]:
+    """Every name over 255 bytes and every value out of the broker's range, at its spec field."""
+    topology = compile_spec(spec)
+    locate = _locator(spec)
+    problems: list[tuple[FieldPath, str]] = []
+    owner_path: FieldPath = ("name",) if spec.name else ("organization",)
+    problems.extend((owner_path, m) for m in _too_long(LOCK_PREFIX + spec.owner, "lock queue", "apply takes a lock"))
+    for kind, name in _names(topology):
+        problems.extend((locate(name), m) for m in _too_long(name, kind))
+        if kind == "queue":
+            holding = naming.holding_queue(name)
+            problems.extend((locate(name), m) for m in _too_long(holding, "holding queue", "--move-messages"))
+    for user in spec.access:
+        problems.extend((("access", user), m) for m in _too_long(user, "user"))
+    for owner, settings in _settings(topology):
+        for key, value in settings.items():
+            problems.extend((locate(owner), m) for m in _out_of_range(owner, key, value))
+    return _first_per_path(problems)
+
+
+def _names(topology: Topology) -> Iterator[tuple[str, str]]:
+    for exchange in topology.exchanges:
+        yield "exchange", exchange.name
+    for queue in topology.queues:
+        yield "queue", queue.name
+    for policy in topology.policies:
+        yield "policy", policy.name
+
+
+def _settings(topology: Topology) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for queue in topology.queues:
+        yield queue.name, queue.arguments
+    for policy in topology.policies:
+        yield policy.name, policy.definition
+
+
+def _too_long(name: str, what: str, why: str = "") -> list[str]:
+    size = len(name.encode("utf-8"))
+    if size <= MAX_NAME_BYTES:
+        return []
+    because = f" ({why})" if why else ""
+    return [
+        f"{what} name {name!r}{because} is {size} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}: use shorter names"
+    ]
+
+
+def _out_of_range(owner: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return []
+    if key in TTL_KEYS and not 0 <= value <= MAX_TTL_MS:
+        return [f"{key} {value} of {owner!r} is out of RabbitMQ's range 0..{MAX_TTL_MS} ms (ten years)"]
+    if key in LIMIT_KEYS and not 0 <= value <= MAX_AMQP_INTEGER:
+        return [f"{key} {value} of {owner!r} is out of RabbitMQ's range 0..{MAX_AMQP_INTEGER}"]
+    return []
+
+
+def _locator(spec: Spec) -> Any:
+    """A function from a compiled object's name to the spec field it comes from: the subscriber
+    or store whose queue name it holds (longest first), the service whose exchange it holds,
+    else the organization (every name holds it)."""
+    owners: list[tuple[str, FieldPath]] = []
+    for sub in spec.subscribers():
+        owners.append(
+            (sub.queue, ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name))
+        )
+    if spec.store is not None:
+        owners.append((spec.store.queue, ("store", "queue")))
+    for service in spec.services:
+        owners.append((naming.exchange(spec.organization, service), ("services", service)))
+    owners.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def locate(name: str) -> FieldPath:
+        for part, path in owners:
+            if part in name:
+                return path
+        return ("organization",)
+
+    return locate
+
+
+def _first_per_path(problems: list[tuple[FieldPath, str]]) -> list[tuple[FieldPath, str]]:
+    """One problem per field, in the order found: the first value problem, else the longest name
+    (the one to shorten the field for)."""
+    kept: dict[FieldPath, str] = {}
+    for path, message in problems:
+        if path not in kept or _size(message) > _size(kept[path]):
+            kept[path] = message
+    return list(kept.items())
+
+
+def _size(message: str) -> int:
+    """The byte count a name problem states (0 for a value problem: the first one stays)."""
+    head, found, tail = message.partition(" bytes; RabbitMQ allows")
+    return int(head.rsplit(" ", 1)[-1]) if found else 0
