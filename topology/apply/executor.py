@@ -53,6 +53,8 @@ class Schedule:
     put_permissions: tuple[dict[str, Any], ...] = ()
     put_topic_permissions: tuple[dict[str, Any], ...] = ()
     clear_topic_permissions: tuple[str, ...] = ()
+    delete_permissions: tuple[str, ...] = ()
+    delete_users: tuple[str, ...] = ()
 
     @property
     def steps(self) -> int:
@@ -65,6 +67,8 @@ class Schedule:
             + len(self.put_permissions)
             + len(self.put_topic_permissions)
             + len(self.clear_topic_permissions)
+            + len(self.delete_permissions)
+            + len(self.delete_users)
             + len(self.delete_bindings)
             + len(self.delete_queues)
             + len(self.delete_exchanges)
@@ -157,6 +161,8 @@ def schedule(plan: Plan) -> Schedule:
         clear_topic_permissions=tuple(
             c.name for c in plan.changes if c.kind == "topic_permission" and c.action in ("update", "delete")
         ),
+        delete_permissions=tuple(c.name for c in plan.changes if c.kind == "permission" and c.action == "delete"),
+        delete_users=tuple(c.name for c in plan.changes if c.kind == "user" and c.action == "delete"),
     )
 
 
@@ -238,6 +244,14 @@ def execute(
         progress,
         1,
     )
+    run_phase(
+        "Revoking permissions",
+        steps.delete_permissions,
+        lambda n: client.delete("permissions", vhost, n),
+        progress,
+        1,
+    )
+    run_phase("Deleting users", steps.delete_users, lambda n: client.delete("users", n), progress, 1)
     # policies last: the queues they governed are gone or re-set by now
     run_phase("Deleting policies", steps.delete_policies, lambda n: client.delete("policies", vhost, n), progress, 1)
     summary = plan.summary

@@ -11,14 +11,15 @@ from dataclasses import replace
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
-from topology.broker.access_snapshot import with_access
+from topology.broker.access_snapshot import read_access, with_access
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
 from topology.compile import access
 from topology.compile.compiler import compile_spec
-from topology.compile.objects import Topology
+from topology.compile.objects import Topology, User
 from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
+from topology.plan.access_safety import access_problems
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
@@ -83,21 +84,27 @@ def _plan_owned(
     snapshot = read_snapshot(client, spec.vhost, progress=progress)
     ownership = ownership_of(spec, snapshot.records)
     scope = ownership.planning_scope
+    created = ownership.recorded.created_users if ownership.recorded is not None else ()
+    users: tuple[User, ...] = ()
     if scope.users:  # the users in scope with their permissions, as read_state reads them
-        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
+        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users, created))
+        if snapshot.topology is None:  # users are cluster-wide: they may exist before the vhost
+            users = tuple(read_access(client, spec.vhost, scope.users, created)[0])
     progress.phase("Planning", 0)
     if destroy and not snapshot.exists:
         plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
     else:
         plan = compute_plan(
-            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages
+            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages, users=users
         )
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
-        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
+        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages, users)
     progress.finish(f"{len(plan.changes)} changes")
     problems = tuple(ownership.problems(desired, snapshot.topology))
+    known = snapshot.topology or Topology(vhost=spec.vhost, users=users)
+    problems += tuple(access_problems(desired, known, client.user))
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
 
 

@@ -124,5 +124,5 @@ def _first_per_path(problems: list[tuple[FieldPath, str]]) -> list[tuple[FieldPa
 
 def _size(message: str) -> int:
     """The byte count a name problem states (0 for a value problem: the first one stays)."""
-    head, found, tail = message.partition(" bytes; RabbitMQ allows")
+    head, found, _tail = message.partition(" bytes; RabbitMQ allows")
     return int(head.rsplit(" ", 1)[-1]) if found else 0

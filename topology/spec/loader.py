@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from topology.compile.limits import limit_problems
 from topology.errors import RabbitformError
@@ -61,9 +61,25 @@ def parse_spec(text: str, file: str = "<spec>", variables: Mapping[str, Any] | N
         spec = Spec.model_validate(_nulls_as_empty(document))
     except ValidationError as exc:
         raise _first_error(exc, file, lines) from None
+    spec = _with_env_passwords(spec, file, lines)
     for path, message in [*spec.layout_problems(), *limit_problems(spec), *spec.access_problems()]:
         raise SpecError(file, message, _line_for(path, lines), ".".join(path))
     return spec
+
+
+def _with_env_passwords(spec: Spec, file: str, lines: Any) -> Spec:
+    """Each `password_env: NAME` read from the environment, verbatim; an unset variable is an error."""
+    resolved = {}
+    for user, entry in spec.access.items():
+        if entry.password_env is None or entry.password is not None:
+            continue
+        value = os.environ.get(entry.password_env)
+        if value is None:
+            path = ("access", user, "password_env")
+            message = f"environment variable {entry.password_env} is not set"
+            raise SpecError(file, message, _line_for(path, lines), ".".join(path))
+        resolved[user] = entry.model_copy(update={"password": SecretStr(value)})
+    return spec.model_copy(update={"access": {**spec.access, **resolved}}) if resolved else spec
 
 
 def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:

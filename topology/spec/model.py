@@ -56,6 +56,11 @@ UserName = Annotated[
 ]
 
 
+EnvName = Annotated[
+    str, _matching(re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z"), "environment variable name: letters, digits and '_'")
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -162,7 +167,12 @@ class Access(_Strict):
 
     service: ServiceName | None = None
     store: bool = False  # also consume the store (the store's own service)
-    password: SecretStr
+    # One of the two: `password` (templated, e.g. `{{ env.X }}`), or `password_env`, the name of an
+    # environment variable whose value is the password verbatim (no YAML or template quoting).
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    # An existing user with tags or other permissions is refused unless the spec adopts it.
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,8 +268,13 @@ class Spec(_Strict):
                 problems.append(((*path, "service"), f"unknown service {entry.service!r} (services: {known})"))
             if entry.store and self.store is None:
                 problems.append(((*path, "store"), "the spec has no store"))
-            if not entry.password.get_secret_value():
-                problems.append(((*path, "password"), "the password is empty (is its environment variable set?)"))
+            if entry.password is not None and entry.password_env is not None:
+                problems.append(((*path, "password_env"), "give password or password_env, not both"))
+            elif entry.password is None:
+                problems.append((path, "give the user a password (password_env: NAME reads it from the environment)"))
+            elif not entry.password.get_secret_value():
+                field = "password_env" if entry.password_env is not None else "password"
+                problems.append(((*path, field), "the password is empty (is its environment variable set?)"))
         return problems
 
     def layout_problems(self) -> list[tuple[tuple[str, ...], str]]:
