@@ -71,12 +71,16 @@ def _with_env_passwords(spec: Spec, file: str, lines: Any) -> Spec:
     """Each `password_env: NAME` read from the environment, verbatim; an unset variable is an error."""
     resolved = {}
     for user, entry in spec.access.items():
-        if entry.password_env is None or entry.password is not None:
+        if entry.password_env is None:
             continue
+        path = ("access", user, "password_env")
         value = os.environ.get(entry.password_env)
-        if value is None:
-            path = ("access", user, "password_env")
-            message = f"environment variable {entry.password_env} is not set"
+        if entry.password is not None or value is None:
+            message = (
+                "give password or password_env, not both"
+                if entry.password is not None
+                else f"environment variable {entry.password_env} is not set"
+            )
             raise SpecError(file, message, _line_for(path, lines), ".".join(path))
         resolved[user] = entry.model_copy(update={"password": SecretStr(value)})
     return spec.model_copy(update={"access": {**spec.access, **resolved}}) if resolved else spec

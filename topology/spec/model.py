@@ -268,9 +268,7 @@ class Spec(_Strict):
                 problems.append(((*path, "service"), f"unknown service {entry.service!r} (services: {known})"))
             if entry.store and self.store is None:
                 problems.append(((*path, "store"), "the spec has no store"))
-            if entry.password is not None and entry.password_env is not None:
-                problems.append(((*path, "password_env"), "give password or password_env, not both"))
-            elif entry.password is None:
+            if entry.password is None:  # `password_env` is read (and checked) by the loader
                 problems.append((path, "give the user a password (password_env: NAME reads it from the environment)"))
             elif not entry.password.get_secret_value():
                 field = "password_env" if entry.password_env is not None else "password"
