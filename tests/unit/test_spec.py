@@ -520,7 +520,9 @@ def test_the_lock_queue_and_broker_ranges_are_checked_at_validate() -> None:
         parse_spec(f"organization: alice\nname: {name}\n")
     parse_spec(f"organization: alice\nname: {name[: 255 - len('rabbitform-lock:')]}\n")
     huge = SUBSCRIBER.replace("send_mail_handler", "h") + "defaults:\n  retry: {delay_ms: 99999999999999}\n"
-    with pytest.raises(SpecError, match="x-message-ttl 99999999999999 of 'retry.alice.petisco.1.event.user.created.h'"):
+    with pytest.raises(
+        SpecError, match=r"x-message-ttl 99999999999999 of 'retry\.alice\.petisco\.1\.event\.user\.created\.h'"
+    ):
         parse_spec(huge)
     parse_spec(huge.replace("99999999999999", "315360000000"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from topology.apply.emptiness import QueueDepths
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
@@ -154,14 +155,23 @@ def apply_plan(
     if not plan.changes:
         return ApplyResult()
     mover = None
-    if any(c.move for c in plan.changes):
-        queue_type = default_queue_type(read_vhost(client, plan.vhost))
+    depths = None
+    moves = any(c.move for c in plan.changes)
+    deletes = any(c.kind == "queue" and c.action in ("delete", "replace") and not c.move for c in plan.changes)
+    if moves or (deletes and not plan.allow_data_loss):
         params = amqp_parameters(client, plan.vhost, amqp_url)
-        mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
-    if chunk_size is None:
-        result = execute(plan, client, progress=progress, mover=mover)
-    else:
-        result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
+        depths = QueueDepths(params)
+        if moves:
+            queue_type = default_queue_type(read_vhost(client, plan.vhost))
+            mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
+    try:
+        if chunk_size is None:
+            result = execute(plan, client, progress=progress, mover=mover, depths=depths)
+        else:
+            result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover, depths=depths)
+    finally:
+        if depths is not None:
+            depths.close()
     if not verify:
         return result
     snapshot = read_state(client, plan.vhost, plan.scope, progress)

@@ -369,8 +369,16 @@ class QueueMover:
 
     def _empty_and_delete(self, source: str, destination: str) -> None:
         """Move `source` into `destination` until the broker agrees it is empty and deletes it."""
+        found = self._queue(source)
+        arguments = (found or {}).get("arguments") or {}
+        classic = str(arguments.get("x-queue-type") or self.vhost_queue_type) == "classic"
         for _ in range(DELETE_ATTEMPTS):
             drain_into(self.params, source, destination, self.progress)
+            if not classic:  # RabbitMQ 3.x refuses if-empty for quorum queues: read, then delete
+                if not message_count(self.params, source):
+                    self.client.delete("queues", self.vhost, source)
+                    return
+                continue
             try:
                 self.client.delete("queues", self.vhost, source, params={"if-empty": "true"})
                 return
