@@ -61,7 +61,7 @@ def test_the_readme_cluster_example_works_as_printed(
 ) -> None:
     spec = _spec(tmp_path, new_vhost)
     assert main(["apply", spec, "--management-url", README_URLS, "--auto-approve"]) == 0
-    assert "Apply complete: 10 added" in capsys.readouterr().out
+    assert "Apply complete: 11 added" in capsys.readouterr().out  # the vhost and 10 objects
     assert not _exists(MANAGEMENT_URL, new_vhost)  # nothing on the broker at <management host>:5672
 
 
