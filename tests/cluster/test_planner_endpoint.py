@@ -63,6 +63,23 @@ def test_the_readme_cluster_example_works_as_printed(
     assert main(["apply", spec, "--management-url", README_URLS, "--auto-approve"]) == 0
     assert "Apply complete: 11 added" in capsys.readouterr().out  # the vhost and 10 objects
     assert not _exists(MANAGEMENT_URL, new_vhost)  # nothing on the broker at <management host>:5672
+    urls = f"amqp://guest:guest@127.0.0.1:5699/{new_vhost},amqp://guest:guest@127.0.0.1:5683/{new_vhost}"
+    publish = ["publish", spec, "--service", "orders", "--event", "OrderPlaced"]
+    assert main([*publish, "--url", urls]) == 0  # as printed
+    assert "confirmed by the broker" in capsys.readouterr().out
+
+
+def test_the_runtime_cli_follows_the_same_rule(
+    cluster: Cluster, new_vhost: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec(tmp_path, new_vhost)
+    assert main(["apply", spec, "--management-url", "http://127.0.0.1:15683", "--auto-approve"]) == 0
+    publish = ["publish", spec, "--service", "orders", "--event", "OrderPlaced", "--management-url"]
+    assert main([*publish, "http://127.0.0.1:15682"]) == 0  # no --url: the AMQP listener rf2 names
+    assert "at amqp://127.0.0.1:5682: confirmed by the broker" in capsys.readouterr().out
+    assert main([*publish, "http://127.0.0.1:15682", "--url", "amqp://guest:guest@127.0.0.1:5672"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "are not the same broker" in err[0]
 
 
 def test_the_lock_is_taken_on_the_cluster_not_on_the_broker_at_5672(

@@ -199,3 +199,27 @@ def resolve_amqp(client: ManagementClient, amqp_url: str | None, environ: Mappin
             "same broker; nothing was changed. Point both at the same broker, or leave the AMQP URL out"
         )
     return endpoint.url()
+
+
+def verify_endpoints(client: ManagementClient, endpoints: list[Endpoint], source: str) -> None:
+    """The runtime's rule (`publish`, `consume`, `dlq` with a management URL known): each node
+    of an AMQP URL list that answers must belong to the broker the management API manages. A
+    node that does not answer is skipped (the runtime fails over past it); a node that answers
+    for another broker is a one-line error before anything is published or consumed."""
+    identity = read_identity(client)
+    for endpoint in endpoints:
+        try:
+            announced = probe_cluster_name(endpoint, client.ca_cert, client.insecure)
+        except (OSError, RabbitformError):
+            continue
+        if not same_broker(identity, announced):
+            raise EndpointMismatch(
+                f"{source} {endpoint.display} reaches broker {announced!r}, but the management API at "
+                f"{client.display_url} manages {identity.cluster_name!r} (node {identity.node}): they are not the "
+                "same broker; point both at the same broker, or leave one of them out"
+            )
+
+
+def discovered_url(client: ManagementClient) -> str:
+    """The AMQP URL (credentials included: for the client library only) of the node behind `client`."""
+    return discover(client, read_identity(client)).url()
