@@ -21,12 +21,13 @@ from topology.compile.objects import Topology, User
 from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.access_safety import access_problems
+from topology.plan.destroy import declared_only, recorded_only
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
 from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
-from topology.state.record import ownership_of
+from topology.state.record import OwnershipRecord, ownership_of
 
 __all__ = [
     "ApplyResult",
@@ -98,15 +99,32 @@ def _plan_owned(
         plan = compute_plan(
             desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages, users=users
         )
+    if destroy:
+        plan = _declared_only(plan, spec, ownership.recorded)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
         plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages, users)
+        if destroy:
+            plan = _declared_only(plan, spec, ownership.recorded)
     progress.finish(f"{len(plan.changes)} changes")
     problems = tuple(ownership.problems(desired, snapshot.topology))
     known = snapshot.topology or Topology(vhost=spec.vhost, users=users)
     problems += tuple(access_problems(desired, known, client.user))
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
+
+
+def _declared_only(plan: Plan, spec: Spec, recorded: OwnershipRecord | None) -> Plan:
+    """A destroy plan narrowed to what the spec declares or its record lists (topology.plan.destroy)."""
+    dropped = recorded_only(Scope.of_spec(spec), recorded.scope if recorded is not None else None)
+    kept, left = declared_only(plan.changes, compile_spec(spec), dropped)
+    if len(kept) == len(plan.changes):
+        return plan
+    narrowed = replace(plan, changes=tuple(kept), warnings=plan.warnings + tuple(left))
+    # the safety rules judged every change; keep only the errors about what is still deleted
+    names = {c.name for c in kept}
+    errors = tuple(e for e in plan.errors if not e.startswith("queue ") or e.split(" ", 2)[1] in names)
+    return replace(narrowed, errors=errors)
 
 
 def read_state(client: ManagementClient, vhost: str, scope: Scope | None, progress: Progress = NO_PROGRESS) -> Snapshot:
