@@ -137,8 +137,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())  # handlers are named relative to where the command runs
     spec = read_spec(args)
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
-    if args.prefetch < 1 or args.workers < 1:
-        raise RabbitformError("--prefetch and --workers must be >= 1")
+    if not 1 <= args.prefetch <= 65535 or not 1 <= args.workers <= 1024:
+        raise RabbitformError("--prefetch must be from 1 to 65535 (AMQP's limit) and --workers from 1 to 1024")
     connector = _connector(args, spec.vhost)
     connector.check()
     consumer = RabbitMqEventConsumer(
