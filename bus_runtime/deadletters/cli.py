@@ -121,6 +121,7 @@ def _open(args: argparse.Namespace) -> DeadLetterQueues:
     """The broker and vhost as `consume` and `publish` choose them (one rule for every runtime command)."""
     spec = read_spec(args)
     connector = broker_connector(args, spec.vhost)
+    connector.check()  # why a connection fails, in words (never a pika exception's name)
     return DeadLetterQueues.connect(spec, connector, vhost=connector.vhost)
 
 
