@@ -77,3 +77,16 @@ def _try_unlock(client: ManagementClient, vhost: str) -> bool:
         return force_unlock(client, vhost, "alice") is not None
     except Exception:
         return False
+
+
+def test_destroy_of_a_spec_never_applied_says_so(
+    broker: ManagementClient,  # noqa: F811
+    vhost: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = write_spec(tmp_path / "spec.yaml", vhost)
+    assert main(["destroy", spec, "--auto-approve"]) == 0
+    out = capsys.readouterr().out
+    assert f"spec 'alice' had no ownership record on vhost {vhost!r} (never applied there)" in out
+    assert "removed the ownership record" not in out
