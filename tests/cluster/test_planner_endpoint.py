@@ -33,6 +33,13 @@ services:
 README_URLS = "http://127.0.0.1:15699,http://127.0.0.1:15682"  # as the README prints it
 
 
+@pytest.fixture(autouse=True)
+def no_amqp_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other tests point these at the shared broker for the whole process (petisco reads them)."""
+    for name in ("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def new_vhost(cluster: Cluster) -> Iterator[str]:
     """A vhost name no broker has yet; deleted afterwards on the cluster and the shared broker."""

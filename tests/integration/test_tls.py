@@ -27,7 +27,14 @@ PUBLISH = ["--service", "petisco", "--event", "UserCreated", "--attributes", '{"
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No broker from the environment; and requests' own CA variable set, as on many machines,
     which must not override --ca-cert or --insecure."""
-    for name in ("RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "RABBITMQ_CA_CERT", "CURL_CA_BUNDLE"):
+    for name in (
+        "RABBITMQ_MANAGEMENT_URL",
+        "RABBITMQ_URL",
+        "RABBITMQ_HOST",
+        "RABBITMQ_PORT",
+        "RABBITMQ_CA_CERT",
+        "CURL_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
 
