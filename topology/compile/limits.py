@@ -48,8 +48,32 @@ def limit_problems(spec: Spec) -> list[tuple[FieldPath, str]]:
         problems.extend((("access", user), m) for m in _too_long(user, "user"))
     for owner, settings in _settings(topology):
         for key, value in settings.items():
-            problems.extend((locate(owner), m) for m in _out_of_range(owner, key, value))
+            path = _setting_field(spec, locate(owner), owner, key)
+            problems.extend((path, m) for m in _out_of_range(owner, key, value))
     return _first_per_path(problems)
+
+
+def _setting_field(spec: Spec, path: FieldPath, owner: str, key: str) -> FieldPath:
+    """The spec field a queue argument or policy key comes from: the subscriber's (or store's)
+    own setting when it has one, else the one in `defaults`."""
+    if key in TTL_KEYS:
+        setting: FieldPath = ("retry", "delay_ms") if owner.startswith(naming.RETRY_PREFIX) else ("main_queue_ttl_ms",)
+    elif key in ("x-delivery-limit", "delivery-limit"):
+        setting = ("retry", "delivery_limit")
+    else:
+        return path
+    entry: Any = None
+    if path[:1] == ("store",):
+        entry = spec.store
+    elif len(path) == 6:  # services.S.events|commands.C.subscribers.N
+        service = spec.services[path[1]]
+        entry = getattr(service, path[2])[path[3]].subscribers[path[5]]
+    holder = entry
+    for part in setting:
+        holder = getattr(holder, part, None) if holder is not None else None
+    if holder is not None:
+        return (*(path[:1] if path[:1] == ("store",) else path), *setting)
+    return ("defaults", *setting)
 
 
 def _names(topology: Topology) -> Iterator[tuple[str, str]]:
