@@ -12,12 +12,12 @@ Pure: a `Spec` in, (field path, message) pairs out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 from topology import naming
 from topology.compile.compiler import compile_spec
-from topology.compile.objects import Topology
+from topology.compile.layouts import strategy
+from topology.compile.objects import Queue
 from topology.spec.model import Spec
 
 MAX_NAME_BYTES = 255
@@ -33,24 +33,53 @@ FieldPath = tuple[str, ...]
 
 
 def limit_problems(spec: Spec) -> list[tuple[FieldPath, str]]:
-    """Every name over 255 bytes and every value out of the broker's range, at its spec field."""
-    topology = compile_spec(spec)
-    locate = _locator(spec)
+    """Every name over 255 bytes and every value out of the broker's range, at its spec field.
+
+    Walks what the compiler builds, unit by unit (each subscriber's and the store's objects from
+    the spec's layout, the layout's exchanges, the policies): each object is attributed to the
+    unit that made it, in one pass."""
+    layout = strategy(spec.layout)
+    org = spec.organization
     problems: list[tuple[FieldPath, str]] = []
     owner_path: FieldPath = ("name",) if spec.name else ("organization",)
     problems.extend((owner_path, m) for m in _too_long(LOCK_PREFIX + spec.owner, "lock queue", "apply takes a lock"))
-    for kind, name in _names(topology):
-        problems.extend((locate(name), m) for m in _too_long(name, kind))
-        if kind == "queue":
-            holding = naming.holding_queue(name)
-            problems.extend((locate(name), m) for m in _too_long(holding, "holding queue", "--move-messages"))
+    units: list[tuple[FieldPath, list[Queue]]] = []
+    for sub in spec.subscribers():
+        where: FieldPath = ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name)
+        units.append((where, layout.subscriber_objects(org, sub)[0]))
+    store = spec.resolved_store()
+    if store is not None:
+        units.append((("store", "queue"), layout.store_objects(org, sorted(spec.services), store)[0]))
+    for path, queues in units:
+        for queue in queues:
+            problems.extend((path, m) for m in _too_long(queue.name, "queue"))
+            holding = naming.holding_queue(queue.name)
+            problems.extend((path, m) for m in _too_long(holding, "holding queue", "--move-messages"))
+            for key, value in queue.arguments.items():
+                field = _setting_field(spec, path, queue.name, key)
+                problems.extend((field, m) for m in _out_of_range(queue.name, key, value))
+    for service in sorted(spec.services):
+        for name in naming.layout_exchanges(org, [service], False, spec.layout):
+            problems.extend((("services", service), m) for m in _too_long(name, "exchange"))
+    if store is not None:
+        for name in naming.layout_exchanges(org, [], True, spec.layout):
+            problems.extend((("store", "queue"), m) for m in _too_long(name, "exchange"))
+    if spec.queue_settings == "policies":
+        for policy in compile_spec(spec).policies:
+            of = _service_of(spec, policy.name)
+            problems.extend((of, m) for m in _too_long(policy.name, "policy"))
+            for key, value in policy.definition.items():
+                field = _setting_field(spec, of, policy.name, key)
+                problems.extend((field, m) for m in _out_of_range(policy.name, key, value))
     for user in spec.access:
         problems.extend((("access", user), m) for m in _too_long(user, "user"))
-    for owner, settings in _settings(topology):
-        for key, value in settings.items():
-            path = _setting_field(spec, locate(owner), owner, key)
-            problems.extend((path, m) for m in _out_of_range(owner, key, value))
     return _first_per_path(problems)
+
+
+def _service_of(spec: Spec, name: str) -> FieldPath:
+    """The service whose exchange name a policy's name holds (the longest that fits), else the organization."""
+    found = [s for s in spec.services if naming.exchange(spec.organization, s) + "." in name + "."]
+    return ("services", max(found, key=len)) if found else ("organization",)
 
 
 def _setting_field(spec: Spec, path: FieldPath, owner: str, key: str) -> FieldPath:
@@ -76,22 +105,6 @@ def _setting_field(spec: Spec, path: FieldPath, owner: str, key: str) -> FieldPa
     return ("defaults", *setting)
 
 
-def _names(topology: Topology) -> Iterator[tuple[str, str]]:
-    for exchange in topology.exchanges:
-        yield "exchange", exchange.name
-    for queue in topology.queues:
-        yield "queue", queue.name
-    for policy in topology.policies:
-        yield "policy", policy.name
-
-
-def _settings(topology: Topology) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for queue in topology.queues:
-        yield queue.name, queue.arguments
-    for policy in topology.policies:
-        yield policy.name, policy.definition
-
-
 def _too_long(name: str, what: str, why: str = "") -> list[str]:
     size = len(name.encode("utf-8"))
     if size <= MAX_NAME_BYTES:
@@ -110,30 +123,6 @@ def _out_of_range(owner: str, key: str, value: Any) -> list[str]:
     if key in LIMIT_KEYS and not 0 <= value <= MAX_AMQP_INTEGER:
         return [f"{key} {value} of {owner!r} is out of RabbitMQ's range 0..{MAX_AMQP_INTEGER}"]
     return []
-
-
-def _locator(spec: Spec) -> Any:
-    """A function from a compiled object's name to the spec field it comes from: the subscriber
-    or store whose queue name it holds (longest first), the service whose exchange it holds,
-    else the organization (every name holds it)."""
-    owners: list[tuple[str, FieldPath]] = []
-    for sub in spec.subscribers():
-        owners.append(
-            (sub.queue, ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name))
-        )
-    if spec.store is not None:
-        owners.append((spec.store.queue, ("store", "queue")))
-    for service in spec.services:
-        owners.append((naming.exchange(spec.organization, service), ("services", service)))
-    owners.sort(key=lambda item: len(item[0]), reverse=True)
-
-    def locate(name: str) -> FieldPath:
-        for part, path in owners:
-            if part in name:
-                return path
-        return ("organization",)
-
-    return locate
 
 
 def _first_per_path(problems: list[tuple[FieldPath, str]]) -> list[tuple[FieldPath, str]]:
