@@ -93,6 +93,11 @@ def register_consume(commands: Any) -> None:
     parser.add_argument(
         "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="the metrics listen address (default 127.0.0.1)"
     )
+    parser.add_argument(
+        "--inbox-database-url",
+        metavar="URL",
+        help="run each handler once in effect per message, recorded in this database (needs rabbitform[outbox])",
+    )
     parser.set_defaults(handler=cmd_consume)
 
 
@@ -106,8 +111,15 @@ def cmd_consume(args: argparse.Namespace) -> int:
         raise RabbitformError("--prefetch and --workers must be >= 1")
     connector = _connector(args, spec.vhost)
     connector.check()
+    inbox = _inbox(args.inbox_database_url) if args.inbox_database_url else None
     consumer = RabbitMqEventConsumer(
-        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers, layout=spec.layout
+        connector,
+        spec.organization,
+        subs[0].service,
+        prefetch=args.prefetch,
+        workers=args.workers,
+        layout=spec.layout,
+        inbox=inbox,
     )
     consumer.add_subscriptions(subs)
     if args.metrics_port is not None:
@@ -117,6 +129,13 @@ def cmd_consume(args: argparse.Namespace) -> int:
         print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
     consumer.run_forever()
     return EXIT_OK
+
+
+def _inbox(url: str) -> Any:
+    """The inbox of `--inbox-database-url`, its tables created where missing."""
+    from bus_runtime.outbox.cli import open_inbox
+
+    return open_inbox(url)
 
 
 # ---------------------------------------------------------------- publish

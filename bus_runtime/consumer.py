@@ -42,7 +42,14 @@ from bus_runtime.republisher import Republisher
 from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
-from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.subscriber import (
+    EventSubscriber,
+    Handler,
+    Subscription,
+    SubscriptionGuard,
+    store_subscription,
+    subscriptions,
+)
 from bus_runtime.telemetry import hooks
 from topology import naming
 from topology.spec.loader import load_spec
@@ -73,7 +80,8 @@ class RabbitMqEventConsumer:
     """Consume the queues of `subscribers` (and the store) on `<organization>.<service>`.
 
     `max_retries=N` allows at most N+1 handler calls per message; `prefetch` bounds the
-    messages in hand (default 100); `workers` is the size of the handler pool.
+    messages in hand (default 100); `workers` is the size of the handler pool; `inbox`
+    (`bus_runtime.outbox.Inbox`) runs each handler once in effect per message.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class RabbitMqEventConsumer:
         workers: int = DEFAULT_WORKERS,
         start_timeout: float = 30.0,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        inbox: SubscriptionGuard | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -99,6 +108,7 @@ class RabbitMqEventConsumer:
         self.workers = workers
         self.start_timeout = start_timeout
         self.layout = layout  # whose queue names and store route: rabbitform's or petisco's
+        self.inbox = inbox  # `bus_runtime.outbox.Inbox`: each handler call in its transaction
         self.subscriptions: list[Subscription] = []
         self.reconnect_count = 0
 
@@ -158,6 +168,8 @@ class RabbitMqEventConsumer:
         if self._running:
             raise BusError("add subscribers before start()")
         known = {s.queue for s in self.subscriptions}
+        if self.inbox is not None:
+            subs = [self.inbox.guard(sub) for sub in subs]
         for sub in subs:
             if sub.queue in known:
                 raise ValueError(f"queue {sub.queue!r} is consumed twice (same handler name for one message?)")

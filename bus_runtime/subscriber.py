@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bus_runtime.message import Message
 from topology import naming
 
-Handler = Callable[[Any], Any]  # (message) -> meiga Result; anything else counts as a failure
+Handler = Callable[..., Any]  # (message) -> meiga Result; anything else counts as a failure
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class EventSubscriber:
 
 
 CommandSubscriber = EventSubscriber
+
+
+class SubscriptionGuard(Protocol):
+    """Wraps a subscription's handler (e.g. `bus_runtime.outbox.Inbox`: one transaction per delivery)."""
+
+    def guard(self, subscription: Subscription) -> Subscription: ...
 
 
 @dataclass(frozen=True)

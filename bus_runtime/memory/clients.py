@@ -18,7 +18,14 @@ from bus_runtime.memory.messages import Listener, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried, TraceEntry
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.retry import Failure, decide
-from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.subscriber import (
+    EventSubscriber,
+    Handler,
+    Subscription,
+    SubscriptionGuard,
+    store_subscription,
+    subscriptions,
+)
 from bus_runtime.wire import encode
 from topology import naming
 
@@ -144,12 +151,14 @@ class InMemoryConsumer:
         service: str,
         max_retries: int = 5,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        inbox: SubscriptionGuard | None = None,
     ) -> None:
         self.broker = broker
         self.layout = layout
         self.organization = organization
         self.service = service
         self.max_retries = max_retries
+        self.inbox = inbox  # `bus_runtime.outbox.Inbox`, as on `RabbitMqEventConsumer`
         self.running = False
         self._listeners: list[_QueueListener] = []
 
@@ -176,6 +185,8 @@ class InMemoryConsumer:
         """Attach each subscription to its queue; raises `TopologyMissing` (as the RabbitMQ
         consumer does on start) when a queue is not in the topology."""
         subs = list(items)
+        if self.inbox is not None:
+            subs = [self.inbox.guard(sub) for sub in subs]
         missing = [s.queue for s in subs if not self.broker.has_queue(s.queue)]
         if missing:
             raise TopologyMissing(self.broker.vhost, missing)
