@@ -134,10 +134,10 @@ class Inbox:
         if failure_of(result) is not None:
             session.rollback()
             return result
-        session.execute(insert(_t).values(message_id=message.id, subscriber=subscriber, handled_at=time.time()))
         try:
+            session.execute(insert(_t).values(message_id=message.id, subscriber=subscriber, handled_at=time.time()))
             session.commit()
-        except IntegrityError:  # another delivery of it committed first: its effect stands
+        except IntegrityError:  # another delivery of it was handled meanwhile: its effect stands
             session.rollback()
             self.duplicates += 1
             return isSuccess

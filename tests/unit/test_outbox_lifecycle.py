@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
-from bus_runtime.outbox.lifecycle import InvalidTransition, RelayMachine, RelayState, sent_prefix  # noqa: E402
-from bus_runtime.outbox.outbox import StoredMessage  # noqa: E402
-from bus_runtime.outbox.relay import OutboxRelay  # noqa: E402
-from bus_runtime.outbox.sinks import Outcome  # noqa: E402
-from bus_runtime.wire import WireMessage  # noqa: E402
+from bus_runtime.outbox.lifecycle import InvalidTransition, RelayMachine, RelayState, sent_prefix
+from bus_runtime.outbox.outbox import StoredMessage
+from bus_runtime.outbox.relay import OutboxRelay
+from bus_runtime.outbox.sinks import Outcome
+from bus_runtime.wire import WireMessage
 
 
 def row(id_: int, service: str = "orders") -> StoredMessage:
