@@ -133,9 +133,17 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 def _inbox(url: str) -> Any:
     """The inbox of `--inbox-database-url`, its tables created where missing."""
-    from bus_runtime.outbox.cli import open_inbox
-
-    return open_inbox(url)
+    try:
+        from bus_runtime.outbox.database import database_errors
+        from bus_runtime.outbox.inbox import Inbox
+    except ImportError as exc:
+        raise RabbitformError(
+            f"the inbox needs its extra ({exc.name} missing): pip install 'rabbitform[outbox]'"
+        ) from None
+    inbox = Inbox(url)
+    with database_errors(url):
+        inbox.create_tables()
+    return inbox
 
 
 # ---------------------------------------------------------------- publish

@@ -49,9 +49,10 @@ def register_outbox(commands: Any) -> None:
 
 def cmd_outbox_init(args: argparse.Namespace) -> int:
     outbox = _outbox(args.database_url)
-    with _database_errors(args.database_url):
+    from bus_runtime.outbox.database import database_errors, shown
+
+    with database_errors(args.database_url):
         outbox.create_tables()
-    from bus_runtime.outbox.database import shown
 
     print(f"outbox and inbox tables ready in {shown(outbox.engine)} (rabbitform_outbox, rabbitform_inbox)")
     return EXIT_OK
@@ -61,7 +62,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from bus_runtime.cli import _configure_logging
     from bus_runtime.connector import RabbitMqConnector
     from bus_runtime.errors import BusError
-    from bus_runtime.outbox.database import shown
+    from bus_runtime.outbox.database import database_errors, shown
     from bus_runtime.outbox.metrics import OutboxMetrics
     from bus_runtime.outbox.relay import OutboxRelay
     from bus_runtime.outbox.store import OutboxStore
@@ -73,7 +74,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise RabbitformError("--poll-interval must be > 0 and --retention-hours >= 0")
     _configure_logging()
     outbox = _outbox(args.database_url)
-    with _database_errors(args.database_url):
+    with database_errors(args.database_url):
         OutboxStore(outbox.engine).due()  # the database answers and holds the tables
     source = "--url" if args.url is not None else None
     connector = RabbitMqConnector(args.url, source=source, ca_cert=resolve_ca_cert(args.ca_cert))
@@ -104,20 +105,6 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def open_inbox(url: str) -> Any:
-    """`Inbox(url)` for `rabbitform consume --inbox-database-url`, its table created where missing."""
-    try:
-        from bus_runtime.outbox.inbox import Inbox
-    except ImportError as exc:
-        raise RabbitformError(
-            f"the inbox needs its extra ({exc.name} missing): pip install 'rabbitform[outbox]'"
-        ) from None
-    inbox = Inbox(url)
-    with _database_errors(url):
-        inbox.create_tables()
-    return inbox
-
-
 def _outbox(url: str) -> Any:
     try:
         from bus_runtime.outbox.outbox import Outbox
@@ -126,29 +113,3 @@ def _outbox(url: str) -> Any:
             f"the outbox needs its extra ({exc.name} missing): pip install 'rabbitform[outbox]'"
         ) from None
     return Outbox(url)
-
-
-class _database_errors:
-    """A database that does not answer, or lacks the tables, as one line naming the URL."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, _tb: Any) -> None:
-        from sqlalchemy.exc import DBAPIError
-
-        from topology.urls import mask, mask_text
-
-        if not isinstance(exc, DBAPIError):
-            return
-        detail = mask_text(str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__)
-        if "rabbitform_outbox" in str(exc.orig) or "does not exist" in detail or "no such table" in detail:
-            raise RabbitformError(
-                f"{mask(self.url)}: {detail}; create the tables with `rabbitform outbox init --database-url URL`"
-            ) from None
-        raise RabbitformError(
-            f"cannot use the database {mask(self.url)}: {detail}; check the URL and that it runs"
-        ) from None

@@ -6,13 +6,17 @@ shares one connection across threads so a test's service, relay and consumer see
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from bus_runtime.errors import BusError
-from topology.urls import database_url, mask
+from topology.errors import RabbitformError
+from topology.urls import database_url, mask, mask_text
 
 UrlOrEngine = str | Engine
 
@@ -62,3 +66,20 @@ def require_sqlalchemy() -> None:
         import sqlalchemy  # noqa: F401
     except ImportError:  # pragma: no cover - exercised where the extra is absent
         raise BusError("the outbox needs SQLAlchemy: pip install 'rabbitform[outbox]'") from None
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """A database that does not answer, or lacks the tables, as one line naming the URL (masked)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        origin = str(exc.orig).strip()
+        detail = mask_text(origin.splitlines()[0] if origin else type(exc.orig).__name__)
+        if "rabbitform_outbox" in detail or "rabbitform_inbox" in detail:  # the table is missing
+            raise RabbitformError(
+                f"{mask(url)}: {detail}; create the tables with `rabbitform outbox init --database-url URL`"
+            ) from None
+        raise RabbitformError(
+            f"cannot use the database {mask(url)}: {detail}; check the URL and that it runs"
+        ) from None
