@@ -19,6 +19,7 @@ from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConn
 from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
+from bus_runtime.subscriber import wants_session
 from topology import naming
 from topology.cli.common import EXIT_OK, add_spec_arguments, add_vhost_argument, read_spec, vhost_override
 from topology.errors import RabbitformError
@@ -111,6 +112,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
         raise RabbitformError("--prefetch and --workers must be >= 1")
     connector = _connector(args, spec.vhost)
     connector.check()
+    needs_inbox = [sub.handler_name for sub in subs if wants_session(sub.handler)]
+    if needs_inbox and not args.inbox_database_url:
+        raise RabbitformError(
+            f"handler(s) {', '.join(needs_inbox)} take a `session`: pass --inbox-database-url URL (their database)"
+        )
     inbox = _inbox(args.inbox_database_url) if args.inbox_database_url else None
     consumer = RabbitMqEventConsumer(
         connector,

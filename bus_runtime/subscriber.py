@@ -7,6 +7,8 @@ never re-delivers the event to the others.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +62,16 @@ class Subscription:
     message_class: type[Message] | None  # None: any message (the store)
     max_retries: int
     layout: naming.Layout = naming.DEFAULT_LAYOUT
+
+
+def wants_session(handler: Handler) -> bool:
+    """Whether the handler declares a second parameter `session` (it runs with an inbox)."""
+    target = handler.func if isinstance(handler, functools.partial) else handler
+    try:
+        parameters = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return False
+    return parameters[1:2] == ["session"]
 
 
 def handler_name(handler: Handler) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import threading
 import time
@@ -31,23 +30,13 @@ from bus_runtime.dispatch import failure_of
 from bus_runtime.message import Message
 from bus_runtime.outbox.database import UrlOrEngine, engine_of
 from bus_runtime.outbox.tables import inbox_table, metadata
-from bus_runtime.subscriber import Handler, Subscription
+from bus_runtime.subscriber import Handler, Subscription, wants_session
 
 log = logging.getLogger("bus_runtime.outbox.inbox")
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a record is kept: longer than any redelivery
 PURGE_INTERVAL = 600.0
 _t = inbox_table
-
-
-def wants_session(handler: Handler) -> bool:
-    """Whether the handler declares a second parameter named `session`."""
-    target = handler.func if isinstance(handler, functools.partial) else handler
-    try:
-        parameters = list(inspect.signature(target).parameters)
-    except (TypeError, ValueError):
-        return False
-    return len(parameters) >= 2 and parameters[1] == "session"
 
 
 class Inbox:

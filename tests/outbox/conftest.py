@@ -3,6 +3,7 @@ project's private PostgreSQL (scripts/postgres-up, 127.0.0.1:5433)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,18 @@ def pg_url(postgres_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN.format(port=port), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def restart_postgres(postgres_url: str) -> None:
+    """Restart the private cluster (fast shutdown: every connection is cut)."""
+    port = postgres_url.rsplit(":", 1)[1].split("/")[0]
+    data = Path(f"/tmp/rabbitform-postgres-{port}/data")
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+    log = data.parent / "server.log"
+    command = [str(pg_ctl), "-D", str(data), "-l", str(log), "-m", "fast", "-w", "-t", "60", "restart"]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture

@@ -93,12 +93,16 @@ def prepare_database(url: str) -> Outbox:
     return outbox
 
 
-def commit_orders(outbox: Outbox, ids: Sequence[str], service: str = "orders", rollback: bool = False) -> None:
-    """One transaction per order: the order row and its event (rolled back when asked)."""
-    for order_id in ids:
+def commit_orders(
+    outbox: Outbox, ids: Sequence[str], service: str = "orders", rollback: bool = False, per_transaction: int = 1
+) -> None:
+    """Orders and their events, `per_transaction` orders a transaction (rolled back when asked)."""
+    for start in range(0, len(ids), per_transaction):
+        chunk = ids[start : start + per_transaction]
         with Session(outbox.engine) as session:
-            session.execute(insert(orders).values(id=f"{service}:{order_id}"))
-            outbox.add(session, OrderPlaced(order_id=order_id), organization=ORG, service=service)
+            session.execute(insert(orders), [{"id": f"{service}:{order_id}"} for order_id in chunk])
+            events = [OrderPlaced(order_id=order_id) for order_id in chunk]
+            outbox.add(session, events, organization=ORG, service=service)
             session.rollback() if rollback else session.commit()
 
 
