@@ -68,16 +68,16 @@ def test_relay_killed_mid_batch_loses_nothing(
     database_url = str(request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url"))
     declare(amqp_url, vhost)
     outbox = prepare_database(database_url)
-    committed = [f"k{i}" for i in range(3000)]
+    committed = [f"k{i}" for i in range(800)]
     commit_orders(outbox, committed, per_transaction=50)
     commit_orders(outbox, ["never-1", "never-2"], rollback=True)
-    relay = start(relay_command(database_url, amqp_url, "--batch", "25"), tmp_path / "relay.log")
-    wait_for(lambda: due(outbox.engine) < 2800, "the relay under way", interval=0.005)
+    relay = start(relay_command(database_url, amqp_url, "--batch", "10"), tmp_path / "relay.log")
+    wait_for(lambda: due(outbox.engine) < 750, "the relay under way", interval=0.005)
     relay.send_signal(signal.SIGKILL)
     assert relay.wait(10) == -signal.SIGKILL
     left = due(outbox.engine)
-    assert 0 < left < 3000, "killed mid-run"
-    again = start(relay_command(database_url, amqp_url, "--batch", "25"), tmp_path / "relay.log")
+    assert 0 < left < 800, "killed mid-run"
+    again = start(relay_command(database_url, amqp_url, "--batch", "10"), tmp_path / "relay.log")
     try:
         wait_for(lambda: due(outbox.engine) == 0, "every committed event sent", timeout=60)
     finally:
@@ -161,13 +161,13 @@ def test_postgres_restarted_under_the_relay(
 ) -> None:
     declare(amqp_url, vhost)
     outbox = prepare_database(pg_url)
-    committed = [f"p{i}" for i in range(3000)]
+    committed = [f"p{i}" for i in range(1000)]
     commit_orders(outbox, committed, per_transaction=100)
     commit_orders(outbox, ["never-1"], rollback=True)
     log = tmp_path / "relay.log"
-    relay = start(relay_command(pg_url, amqp_url, "--batch", "25"), log)
+    relay = start(relay_command(pg_url, amqp_url, "--batch", "10"), log)
     try:
-        wait_for(lambda: due(outbox.engine) < 2900, "the relay under way", interval=0.005)
+        wait_for(lambda: due(outbox.engine) < 950, "the relay under way", interval=0.005)
         restart_postgres(postgres_url)
         wait_for(lambda: "outbox relay: database:" in log.read_text(), "the relay's back-off in the log")
         more = [f"q{i}" for i in range(50)]
