@@ -22,6 +22,7 @@ from typing import Any
 
 from meiga import isSuccess
 from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ class Inbox:
         self, url_or_engine: UrlOrEngine, retention: float = DEFAULT_RETENTION, purge_interval: float = PURGE_INTERVAL
     ) -> None:
         self.engine: Engine = engine_of(url_or_engine)
+        self._dialect = self.engine.dialect.name
         self.retention = retention
         self.purge_interval = purge_interval
         self.duplicates = 0  # deliveries acked without a handler call
@@ -110,8 +112,10 @@ class Inbox:
             self._maybe_purge()
 
     def _begin(self, session: Session, message: Message, subscriber: str) -> bool:
-        """True when the message was handled already (nothing to do but ack)."""
-        if self._recorded(session, message.id, subscriber):
+        """Record the message first, in the transaction the handler then joins; True when it was
+        recorded already (nothing to do but ack). A second delivery handled at the same moment
+        waits on the first one's row and finds it once that commits."""
+        if not self._claim(session, message.id, subscriber):
             session.rollback()
             self.duplicates += 1
             log.info("%s: message %s handled already: acked without calling the handler", subscriber, message.id)
@@ -119,18 +123,29 @@ class Inbox:
         return False
 
     def _finish(self, session: Session, message: Message, subscriber: str, result: Any) -> Any:
-        """Commit the handler's writes with the record, or roll them back on a failure."""
+        """Commit the handler's writes with the record, or roll both back on a failure."""
         if failure_of(result) is not None:
             session.rollback()
             return result
         try:
-            session.execute(insert(_t).values(message_id=message.id, subscriber=subscriber, handled_at=time.time()))
             session.commit()
-        except IntegrityError:  # another delivery of it was handled meanwhile: its effect stands
+        except IntegrityError:  # a database without ON CONFLICT: another delivery committed first
             session.rollback()
             self.duplicates += 1
             return isSuccess
         return result
+
+    def _claim(self, session: Session, message_id: str, subscriber: str) -> bool:
+        """Insert the record unless it exists: one statement where the database has ON CONFLICT."""
+        values = {"message_id": message_id, "subscriber": subscriber, "handled_at": time.time()}
+        if self._dialect in ("postgresql", "sqlite"):
+            module = postgresql if self._dialect == "postgresql" else sqlite
+            statement = module.insert(_t).values(**values).on_conflict_do_nothing().returning(_t.c.message_id)
+            return session.execute(statement).first() is not None
+        if self._recorded(session, message_id, subscriber):
+            return False
+        session.execute(insert(_t).values(**values))
+        return True
 
     def _recorded(self, session: Session, message_id: str, subscriber: str) -> bool:
         query = select(_t.c.message_id).where(_t.c.message_id == message_id, _t.c.subscriber == subscriber)

@@ -167,7 +167,8 @@ class OutboxRelay:
         if state is RelayState.MARKING:
             return self._mark_step()
         if state in (RelayState.IDLE, RelayState.BACKING_OFF):
-            self._housekeeping()
+            if state is RelayState.IDLE:  # not while the database or the broker is failing
+                self._housekeeping()
             if wait:
                 self._stop.wait(machine.delay)
                 if self._stop.is_set():

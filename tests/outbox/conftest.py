@@ -3,6 +3,7 @@ project's private PostgreSQL (scripts/postgres-up, 127.0.0.1:5433)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import uuid
@@ -15,6 +16,7 @@ pytest.importorskip("sqlalchemy")
 pytest.importorskip("psycopg")
 
 import psycopg
+from sqlalchemy import Engine
 
 from tests.integration.private_broker import private_broker  # noqa: F401
 
@@ -41,8 +43,17 @@ def pg_url(postgres_url: str) -> Iterator[str]:
     try:
         yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
+        close_engines(name)
         with psycopg.connect(ADMIN.format(port=port), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def close_engines(database: str) -> None:
+    """Close the pooled connections of the test's engines before its database is dropped (a
+    connection the server cut would otherwise be closed, noisily, whenever it is collected)."""
+    gc.collect()
+    for engine in [o for o in gc.get_objects() if isinstance(o, Engine) and o.url.database == database]:
+        engine.dispose()
 
 
 def restart_postgres(postgres_url: str) -> None:
