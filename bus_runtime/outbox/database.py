@@ -31,7 +31,9 @@ def engine_of(url_or_engine: UrlOrEngine, source: str = "the database URL") -> E
     elif url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # no pre-ping (a round trip per checkout): a connection the server cut fails one use, and
+        # SQLAlchemy then replaces the whole pool; the relay backs off, a handler is retried
+        engine = create_engine(url, pool_size=10, max_overflow=20)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_settings)
     return engine

@@ -181,7 +181,10 @@ class OutboxRelay:
             self._claim = self.store.claim(self.batch)
         except Exception as exc:
             return self._failed(f"database: {_short(exc)}")
-        return self.machine.claimed(len(self._claim.rows))
+        count = len(self._claim.rows)
+        if count == 0:
+            self._release()  # nothing due: end the claim's transaction now
+        return self.machine.claimed(count)
 
     def _publish_step(self) -> RelayState:
         assert self._claim is not None

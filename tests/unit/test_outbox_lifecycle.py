@@ -99,6 +99,7 @@ def test_claims_publishes_marks_then_idles() -> None:
     ]
     assert store.sent == [1, 2, 3] and sink.published == [1, 2, 3]
     assert r.machine.delay == r.machine.poll_interval
+    assert store.released == 1  # the empty claim ended at once
 
 
 def test_broker_down_backs_off_doubling_and_marks_nothing(caplog: pytest.LogCaptureFixture) -> None:
