@@ -110,13 +110,13 @@ def cmd_consume(args: argparse.Namespace) -> int:
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
     if args.prefetch < 1 or args.workers < 1:
         raise RabbitformError("--prefetch and --workers must be >= 1")
-    connector = _connector(args, spec.vhost)
-    connector.check()
     needs_inbox = [sub.handler_name for sub in subs if wants_session(sub.handler)]
     if needs_inbox and not args.inbox_database_url:
         raise RabbitformError(
             f"handler(s) {', '.join(needs_inbox)} take a `session`: pass --inbox-database-url URL (their database)"
         )
+    connector = _connector(args, spec.vhost)
+    connector.check()
     inbox = _inbox(args.inbox_database_url) if args.inbox_database_url else None
     consumer = RabbitMqEventConsumer(
         connector,
