@@ -28,6 +28,7 @@ from bus_runtime.outbox.outbox import StoredMessage, stored_of
 from bus_runtime.outbox.tables import outbox_table
 
 MAX_STREAMS_PER_CLAIM = 64
+STREAM_SCAN_FACTOR = 4  # due rows looked at per claimed row when choosing streams
 _t = outbox_table
 
 
@@ -90,12 +91,19 @@ class OutboxStore:
             raise
 
     def _claim_streams(self, connection: Connection, limit: int) -> list[StoredMessage]:
-        oldest = func.min(_t.c.id)
-        streams = connection.execute(
-            select(_t.c.organization, _t.c.service)
+        # the streams among the oldest due rows (a bounded scan of the due index, however long
+        # the backlog), oldest first
+        head = (
+            select(_t.c.id, _t.c.organization, _t.c.service)
             .where(_t.c.sent_at.is_(None))
-            .group_by(_t.c.organization, _t.c.service)
-            .order_by(oldest)
+            .order_by(_t.c.id)
+            .limit(max(limit, 1) * STREAM_SCAN_FACTOR)
+            .subquery()
+        )
+        streams = connection.execute(
+            select(head.c.organization, head.c.service)
+            .group_by(head.c.organization, head.c.service)
+            .order_by(func.min(head.c.id))
             .limit(MAX_STREAMS_PER_CLAIM)
         ).all()
         taken: list[StoredMessage] = []

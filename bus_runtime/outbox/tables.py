@@ -48,6 +48,13 @@ Index(
     postgresql_where=outbox_table.c.sent_at.is_(None),
     sqlite_where=outbox_table.c.sent_at.is_(None),
 )
+# the oldest due rows across streams, without walking the sent rows kept for retention
+Index(
+    "ix_rabbitform_outbox_due_order",
+    outbox_table.c.id,
+    postgresql_where=outbox_table.c.sent_at.is_(None),
+    sqlite_where=outbox_table.c.sent_at.is_(None),
+)
 Index("ix_rabbitform_outbox_sent_at", outbox_table.c.sent_at)
 
 # One row per (message, subscriber) handled: a redelivered message finds its row and is acked.

@@ -126,3 +126,31 @@ def test_sqlite_runs_one_relay_at_a_time(sqlite_url: str, amqp_url: str, vhost: 
         assert "another relay (pid" in text and "one relay runs at a time" in text and "Traceback" not in text
     finally:
         assert stop(first) == 0
+
+
+def test_several_relays_on_postgresql_share_the_streams_in_order(
+    pg_url: str, amqp_url: str, vhost: str, tmp_path: Path
+) -> None:
+    declare(amqp_url, vhost)
+    outbox = prepare_database(pg_url)
+    services = ("orders", "billing", "shipping", "stock")
+    for start_at in range(0, 200, 20):  # the streams' events interleaved in insertion order
+        for service in services:
+            commit_orders(
+                outbox, [f"{service}-{i}" for i in range(start_at, start_at + 20)], service, per_transaction=20
+            )
+    logs = [tmp_path / f"relay{n}.log" for n in range(3)]
+    relays = [start(relay_command(pg_url, amqp_url, "--batch", "10"), log) for log in logs]
+    try:
+        wait_for(lambda: due(outbox.engine) == 0, "every event sent", timeout=60)
+    finally:
+        assert [stop(relay) for relay in relays] == [0, 0, 0]
+    published = [int(log.read_text().rsplit("relay stopped: ", 1)[1].split()[0]) for log in logs]
+    assert sum(published) >= 800 and sum(1 for n in published if n) >= 2, published  # the work was shared
+    firsts: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for exchange, _message_id, order_id in drain(amqp_url, AUDIT_QUEUE):
+        if order_id not in seen:
+            seen.add(order_id)
+            firsts.setdefault(exchange, []).append(int(order_id.rsplit("-", 1)[1]))
+    assert firsts == {f"{ORG}.{service}": list(range(200)) for service in services}  # each stream in order
