@@ -3,6 +3,8 @@ unit tests assert (committed means published, rolled back means not; a duplicate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 pytest.importorskip("sqlalchemy")
@@ -152,3 +154,27 @@ def test_add_validates_names_and_accepts_an_empty_batch(outbox: Outbox) -> None:
         assert outbox.add(session, [], organization="acme", service="orders") == []
         with pytest.raises(ValueError, match="invalid organization/service"):
             outbox.add(session, OrderPlaced(order_id="1"), organization="Acme", service="orders")
+
+
+def test_the_docs_example(make_memory_broker: Callable[..., InMemoryBroker]) -> None:
+    """docs/outbox.md, "In a service's unit tests", kept true."""
+    from examples.outbox.billing import bill_order_handler
+    from examples.outbox.model import OrderPlaced as ShopOrderPlaced
+    from examples.outbox.model import invoices, tables
+    from examples.outbox.orders import place_order
+
+    memory_broker = make_memory_broker("examples/outbox/shop.yaml", consume=False)
+    outbox = Outbox("sqlite://")  # in memory: the service, the relay and billing share it
+    outbox.create_tables()
+    tables.create_all(outbox.engine)
+    memory_broker.consumer(
+        "orders", [EventSubscriber(ShopOrderPlaced, [bill_order_handler])], inbox=Inbox(outbox.engine)
+    )
+    place_order(outbox, "o-1", 1250)
+    with pytest.raises(RuntimeError):
+        place_order(outbox, "o-2", 990, fail=True)  # rolled back
+    assert OutboxRelay.in_memory(outbox, memory_broker).run_once() == 1
+    memory_broker.run_until_idle()
+    assert memory_broker.calls("bill_order_handler") == 1
+    with Session(outbox.engine) as session:
+        assert session.execute(select(invoices.c.order_id)).scalars().all() == ["o-1"]
