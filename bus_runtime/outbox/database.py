@@ -29,7 +29,8 @@ def engine_of(url_or_engine: UrlOrEngine, source: str = "the database URL") -> E
     if url in ("sqlite://", "sqlite:///:memory:"):
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     elif url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # a connection may serve an async handler's transaction from more than one thread
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     else:
         # no pre-ping (a round trip per checkout): a connection the server cut fails one use, and
         # SQLAlchemy then replaces the whole pool; the relay backs off, a handler is retried
