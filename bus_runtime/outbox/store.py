@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Connection, Engine, delete, func, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, cast, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from bus_runtime.errors import BusError
 from bus_runtime.outbox.database import is_postgresql, sqlite_file
@@ -49,8 +50,10 @@ class Claim:
     def done(self, ids: Sequence[int], now: float) -> None:
         if self._connection is not None:
             try:
-                if ids:
-                    self._connection.execute(update(_t).where(_t.c.id.in_(list(ids))).values(sent_at=now))
+                if ids:  # one array parameter, however many ids
+                    self._connection.execute(
+                        update(_t).where(_t.c.id == func.any(cast(list(ids), ARRAY(BigInteger)))).values(sent_at=now)
+                    )
                 self._connection.commit()
             finally:
                 self._close()
@@ -80,7 +83,7 @@ class OutboxStore:
     def claim(self, limit: int) -> Claim:
         if not self.postgresql:
             with self.engine.connect() as connection:
-                rows = connection.execute(select(_t).where(_t.c.sent_at.is_(None)).order_by(_t.c.id).limit(limit))
+                rows = connection.execute(select(_t).where(_t.c.sent_at.is_(None)).order_by(_t.c.id).limit(limit)).all()
                 return Claim(self, [stored_of(row) for row in rows], None)
         connection = self.engine.connect()
         try:
@@ -119,7 +122,7 @@ class OutboxStore:
                 .order_by(_t.c.id)
                 .limit(limit - len(taken))
                 .with_for_update(skip_locked=True)
-            )
+            ).all()  # one fetch, not a round of driver calls per row
             taken.extend(stored_of(row) for row in rows)
         return taken
 
