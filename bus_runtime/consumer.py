@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pika
 from pika.channel import Channel
@@ -42,17 +42,13 @@ from bus_runtime.republisher import Republisher
 from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
-from bus_runtime.subscriber import (
-    EventSubscriber,
-    Handler,
-    Subscription,
-    SubscriptionGuard,
-    store_subscription,
-    subscriptions,
-)
+from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.telemetry import hooks
 from topology import naming
 from topology.spec.loader import load_spec
+
+if TYPE_CHECKING:
+    from bus_runtime.subscriber import SubscriptionGuard
 
 log = logging.getLogger("bus_runtime.consumer")
 

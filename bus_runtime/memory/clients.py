@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from bus_runtime import retry
 from bus_runtime.dispatch import delivery_of, handle_delivery
@@ -18,16 +18,12 @@ from bus_runtime.memory.messages import Listener, Properties, QueuedMessage
 from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried, TraceEntry
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.retry import Failure, decide
-from bus_runtime.subscriber import (
-    EventSubscriber,
-    Handler,
-    Subscription,
-    SubscriptionGuard,
-    store_subscription,
-    subscriptions,
-)
+from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.wire import encode
 from topology import naming
+
+if TYPE_CHECKING:
+    from bus_runtime.subscriber import SubscriptionGuard
 
 OnUnroutable = Literal["log", "raise"]
 _log = logging.getLogger("bus_runtime.memory")
