@@ -80,10 +80,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     connector = RabbitMqConnector(args.url, source=source, ca_cert=resolve_ca_cert(args.ca_cert))
     metrics = None
     if args.metrics_port is not None:
-        from bus_runtime.cli import _serve_metrics
-
-        _serve_metrics(args.metrics_addr, args.metrics_port)
-        metrics = OutboxMetrics()
+        metrics = OutboxMetrics(_serve_metrics(args.metrics_addr, args.metrics_port))
     relay = OutboxRelay(
         outbox,
         connector=connector,
@@ -113,3 +110,20 @@ def _outbox(url: str) -> Any:
             f"the outbox needs its extra ({exc.name} missing): pip install 'rabbitform[outbox]'"
         ) from None
     return Outbox(url)
+
+
+def _serve_metrics(addr: str, port: int) -> Any:
+    """The registry served at http://addr:port/metrics (the runtime's metrics and the relay's)."""
+    if not 0 < port < 65536:
+        raise RabbitformError(f"--metrics-port {port} is not a TCP port (1-65535)")
+    from bus_runtime.errors import BusError
+    from bus_runtime.telemetry.metrics import serve_metrics
+
+    try:
+        served = serve_metrics(port, addr)
+    except BusError as exc:
+        raise RabbitformError(str(exc)) from None
+    except OSError as exc:
+        raise RabbitformError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from None
+    print(f"metrics on http://{addr}:{port}/metrics", file=sys.stderr)
+    return served.registry

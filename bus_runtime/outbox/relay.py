@@ -168,7 +168,8 @@ class OutboxRelay:
             return self._mark_step()
         if state in (RelayState.IDLE, RelayState.BACKING_OFF):
             if state is RelayState.IDLE:  # not while the database or the broker is failing
-                self._housekeeping()
+                self._purge()
+            self._refresh_stats(force=True)
             if wait:
                 self._stop.wait(machine.delay)
                 if self._stop.is_set():
@@ -232,7 +233,7 @@ class OutboxRelay:
             except Exception as exc:  # the connection is gone: so are its locks
                 log.debug("releasing a claim: %s", _short(exc))
 
-    def _housekeeping(self) -> None:
+    def _purge(self) -> None:
         now = self._clock()
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
@@ -243,7 +244,6 @@ class OutboxRelay:
             else:
                 if removed:
                     log.info("outbox relay: removed %d message(s) sent over %gs ago", removed, self.retention)
-        self._refresh_stats(force=True)
 
     def _refresh_stats(self, force: bool = False) -> None:
         if self.metrics is None:

@@ -58,7 +58,8 @@ class AmqpSink:
             returned = self._publisher.publish(items, self.timeout)
         except PublishError as error:
             failed = {ids[id(item)] for item in error.messages if id(item) in ids}
-            return Outcome(frozenset(ids.values()) - failed, error.reason)
+            reason = error.reasons[0] if error.reasons else error.reason  # e.g. cannot connect to ...
+            return Outcome(frozenset(ids.values()) - failed, reason)
         except UnroutableError:  # pragma: no cover - on_unroutable is "log"
             returned = []
         for item in returned:

@@ -178,3 +178,20 @@ def test_the_machine_refuses_an_impossible_report() -> None:
     with pytest.raises(InvalidTransition):
         machine.marked(0)
     assert machine.waited() is RelayState.CLAIMING
+
+
+def test_metrics_follow_the_outbox_while_the_broker_is_down_and_after() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from bus_runtime.outbox.metrics import OutboxMetrics
+
+    registry = CollectorRegistry()
+    store, sink = FakeStore([row(1), row(2)]), FakeSink(down=1)
+    r = OutboxRelay("sqlite://", sink, store=store, metrics=OutboxMetrics(registry), clock=lambda: 1000.0)
+    drive(r, 5)  # claim, publish (refused), mark nothing, back off, wait
+    assert registry.get_sample_value("rabbitform_outbox_due") == 2
+    while r.step(wait=False) is not RelayState.IDLE:
+        pass
+    r.step(wait=False)
+    assert registry.get_sample_value("rabbitform_outbox_published_total") == 2
+    assert registry.get_sample_value("rabbitform_outbox_due") == 0
