@@ -154,3 +154,16 @@ def test_several_relays_on_postgresql_share_the_streams_in_order(
             seen.add(order_id)
             firsts.setdefault(exchange, []).append(int(order_id.rsplit("-", 1)[1]))
     assert firsts == {f"{ORG}.{service}": list(range(200)) for service in services}  # each stream in order
+
+
+def test_sent_rows_are_removed_after_the_retention_due_ones_never(database_url: str) -> None:
+    from bus_runtime.outbox.store import OutboxStore
+
+    outbox = prepare_database(database_url)
+    commit_orders(outbox, ["a", "b", "c"], per_transaction=3)
+    store = OutboxStore(outbox.engine)
+    claim = store.claim(2)
+    claim.done([row.id for row in claim.rows], now=100.0)
+    assert store.purge_sent(before=50.0) == 0  # sent at 100: within the retention
+    assert store.purge_sent(before=101.0) == 2
+    assert store.due()[0] == 1 and store.purge_sent(before=1e12) == 0
