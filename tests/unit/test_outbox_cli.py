@@ -58,3 +58,16 @@ def test_relay_needs_the_outbox_tables(tmp_path: Path, capsys: pytest.CaptureFix
     assert "no such table: rabbitform_outbox; create the tables with `rabbitform outbox init" in capsys.readouterr().err
     assert main(["outbox", "init", "--database-url", url]) == 0
     assert "outbox and inbox tables ready" in capsys.readouterr().out
+
+
+def test_neither_the_runtime_nor_the_cli_loads_sqlalchemy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bus_runtime\n"
+        "from topology.cli.main import build_parser\n"
+        "build_parser()\n"
+        "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy loaded'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
