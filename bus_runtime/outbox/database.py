@@ -32,9 +32,9 @@ def engine_of(url_or_engine: UrlOrEngine, source: str = "the database URL") -> E
         # a connection may serve an async handler's transaction from more than one thread
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     else:
-        # no pre-ping (a round trip per checkout): a connection the server cut fails one use, and
-        # SQLAlchemy then replaces the whole pool; the relay backs off, a handler is retried
-        engine = create_engine(url, pool_size=10, max_overflow=20)
+        # pre-ping: a connection the server cut (a restart) is replaced on checkout, so the
+        # service's next transaction does not fail for it (a round trip per checkout)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_settings)
     return engine
