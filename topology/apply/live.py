@@ -7,9 +7,9 @@ names and signatures are stable.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
-from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
 from topology.broker.access_snapshot import with_access
 from topology.broker.management import ManagementClient
@@ -25,6 +25,9 @@ from topology.plan.scope import Scope
 from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 from topology.state.record import ownership_of
+
+if TYPE_CHECKING:  # the mover (pika) is imported only by an apply that moves messages: `plan` never loads it
+    from topology.apply.move import MoveProgress
 
 __all__ = [
     "ApplyResult",
@@ -148,6 +151,8 @@ def apply_plan(
         return ApplyResult()
     mover = None
     if any(c.move for c in plan.changes):
+        from topology.apply.move import QueueMover, amqp_parameters
+
         queue_type = default_queue_type(read_vhost(client, plan.vhost))
         params = amqp_parameters(client, plan.vhost, amqp_url)
         mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
