@@ -100,6 +100,7 @@ COMMANDS: dict[str, str] = {
     "import": "topology.cli.import_",
     "graph": "topology.cli.graph",
     "status": "topology.cli.status",
+    "doctor": "topology.cli.doctor",
 }
 
 PLUGIN_GROUP = "rabbitform.commands"
