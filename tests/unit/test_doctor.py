@@ -54,7 +54,7 @@ def test_classic_mirroring_policies_name_their_keys_and_queues() -> None:
     )
     [finding] = diagnose(state)
     assert (finding.check, finding.kind, finding.name, finding.vhost) == ("classic-mirroring", "policy", "ha-all", "v")
-    assert "ha-mode, ha-sync-mode; 1 queue match it" in finding.problem
+    assert "ha-mode, ha-sync-mode; 1 queue matches it" in finding.problem
     assert "quorum" in finding.fix and "remove ha-mode, ha-sync-mode" in finding.fix
 
 

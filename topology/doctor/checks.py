@@ -103,7 +103,7 @@ def classic_mirroring(state: VhostState) -> Iterator[Finding]:
             "classic-mirroring",
             "policy",
             str(policy.get("name")),
-            f"classic mirroring ({', '.join(keys)}; {_count(governed, 'queue')} match it): 4.x removed mirrored "
+            f"classic mirroring ({', '.join(keys)}; {_count(governed, 'queue')} {'matches' if len(governed) == 1 else 'match'} it): 4.x removed mirrored "
             "classic queues, so these queues are no longer replicated",
             "replicate with quorum queues instead (in a spec: `queue_type: quorum`, then "
             f"`rabbitform apply SPEC --move-messages`), and remove {', '.join(keys)} from the policy",
