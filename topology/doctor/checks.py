@@ -240,7 +240,7 @@ def quorum_without_dead_letter(state: VhostState) -> Iterator[Finding]:
             + ("" if "x-delivery-limit" in arguments else " (its default delivery limit)")
             + " and nothing keeps it",
             "give it a dead-letter exchange (argument x-dead-letter-exchange, or a policy with "
-            "dead-letter-exchange); rabbitform's subscriber queues always have one",
+            "dead-letter-exchange), or, once on 4.x, x-delivery-limit -1 to redeliver without limit",
         )
 
 
