@@ -36,7 +36,6 @@ VALIDATE_MODULES = {
     "topology.spec",
     "topology.spec.loader",
     "topology.spec.model",
-    "topology.urls",
 }
 VALIDATE_PACKAGES = {"pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection"}
 VALIDATE_PACKAGES |= {"yaml", "jinja2", "markupsafe"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any, NoReturn
@@ -13,7 +12,6 @@ from typing import Any, NoReturn
 from topology import __version__
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
-from topology.urls import mask_text, secret_parts
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,12 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_error(message: str, arguments: list[str], debug: bool) -> None:
     if debug:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
     print(f"error: {_masked(message, arguments)}", file=sys.stderr)
 
 
 def _masked(message: str, arguments: list[str]) -> str:
     """One line, with every password we may have been given replaced by ***."""
+    from topology.urls import mask_text, secret_parts  # on the error path only
+
     secrets: list[str] = []
     for value in [*arguments, *(os.environ.get(name, "") for name in URL_VARIABLES)]:
         if "://" in value or "@" in value:
