@@ -27,6 +27,7 @@ VALIDATE_MODULES = {
     "topology.compile.layouts.petisco",
     "topology.compile.layouts.rabbitform",
     "topology.compile.layouts.wiring",
+    "topology.compile.limits",
     "topology.compile.objects",
     "topology.compile.passwords",
     "topology.compile.policies",
