@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test unit integration lint bench rabbitmq test-tools cluster cluster-down cluster-test clean
+.PHONY: install demo run test unit integration lint bench rabbitmq postgres test-tools cluster cluster-down cluster-test clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ run: install
 rabbitmq:
 	scripts/rabbitmq-up
 
+# A private PostgreSQL on 127.0.0.1:5433 for the outbox and inbox tests (data under /tmp).
+postgres:
+	scripts/postgres-up
+
 # Chromium and chromedriver (the console's browser tests) and promtool (the alert rules' tests),
 # from Debian's packages when missing.
 test-tools:
@@ -31,13 +35,13 @@ test-tools:
 
 # Everything, the fault tests on the three-node cluster included (`make cluster` starts it, or
 # completes it; it stays up afterwards, `make cluster-down` stops it).
-test: install rabbitmq test-tools cluster
+test: install rabbitmq postgres test-tools cluster
 	$(BIN)/python -m pytest -q
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: install rabbitmq test-tools
+integration: install rabbitmq postgres test-tools
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install
@@ -55,7 +59,7 @@ cluster-down:
 cluster-test: install cluster
 	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
-bench: install rabbitmq
+bench: install rabbitmq postgres
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 

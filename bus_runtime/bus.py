@@ -15,7 +15,7 @@ from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import PublishError
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import ConfirmedPublisher, OnUnroutable, Outgoing
-from bus_runtime.wire import encode
+from bus_runtime.wire import WireMessage, encode
 from topology import naming
 
 CHUNK = 500  # messages encoded per hand-over to the I/O thread
@@ -29,7 +29,11 @@ def outgoing(
     layout: naming.Layout = naming.DEFAULT_LAYOUT,
 ) -> Outgoing:
     """A message as the publisher sends it: wire body plus AMQP properties."""
-    wire = encode(message, organization, service, headers, layout)
+    return outgoing_of(encode(message, organization, service, headers, layout), organization, service)
+
+
+def outgoing_of(wire: WireMessage, organization: str, service: str) -> Outgoing:
+    """An encoded message as the publisher sends it (the outbox relay publishes stored ones)."""
     properties = pika.BasicProperties(
         message_id=wire.message_id,
         type=wire.type,

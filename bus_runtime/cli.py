@@ -20,6 +20,7 @@ from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConn
 from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
+from bus_runtime.subscriber import wants_session
 from topology import naming
 from topology.cli.common import EXIT_OK, add_spec_arguments, add_vhost_argument, read_spec, vhost_override
 from topology.errors import RabbitformError
@@ -128,6 +129,11 @@ def register_consume(commands: Any) -> None:
     parser.add_argument(
         "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="the metrics listen address (default 127.0.0.1)"
     )
+    parser.add_argument(
+        "--inbox-database-url",
+        metavar="URL",
+        help="run each handler once in effect per message, recorded in this database (needs rabbitform[outbox])",
+    )
     parser.set_defaults(handler=cmd_consume)
 
 
@@ -139,10 +145,22 @@ def cmd_consume(args: argparse.Namespace) -> int:
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
     if not 1 <= args.prefetch <= 65535 or not 1 <= args.workers <= 1024:
         raise RabbitformError("--prefetch must be from 1 to 65535 (AMQP's limit) and --workers from 1 to 1024")
+    needs_inbox = [sub.handler_name for sub in subs if wants_session(sub.handler)]
+    if needs_inbox and not args.inbox_database_url:
+        raise RabbitformError(
+            f"handler(s) {', '.join(needs_inbox)} take a `session`: pass --inbox-database-url URL (their database)"
+        )
     connector = _connector(args, spec.vhost)
     connector.check()
+    inbox = _inbox(args.inbox_database_url) if args.inbox_database_url else None
     consumer = RabbitMqEventConsumer(
-        connector, spec.organization, subs[0].service, prefetch=args.prefetch, workers=args.workers, layout=spec.layout
+        connector,
+        spec.organization,
+        subs[0].service,
+        prefetch=args.prefetch,
+        workers=args.workers,
+        layout=spec.layout,
+        inbox=inbox,
     )
     consumer.add_subscriptions(subs)
     if args.metrics_port is not None:
@@ -152,6 +170,21 @@ def cmd_consume(args: argparse.Namespace) -> int:
         print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
     consumer.run_forever()
     return EXIT_OK
+
+
+def _inbox(url: str) -> Any:
+    """The inbox of `--inbox-database-url`, its tables created where missing."""
+    try:
+        from bus_runtime.outbox.database import database_errors
+        from bus_runtime.outbox.inbox import Inbox
+    except ImportError as exc:
+        raise RabbitformError(
+            f"the inbox needs its extra ({exc.name} missing): pip install 'rabbitform[outbox]'"
+        ) from None
+    inbox = Inbox(url)
+    with database_errors(url):
+        inbox.create_tables()
+    return inbox
 
 
 # ---------------------------------------------------------------- publish

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pika
 from pika.channel import Channel
@@ -46,6 +46,9 @@ from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store
 from bus_runtime.telemetry import hooks
 from topology import naming
 from topology.spec.loader import load_spec
+
+if TYPE_CHECKING:
+    from bus_runtime.subscriber import SubscriptionGuard
 
 log = logging.getLogger("bus_runtime.consumer")
 
@@ -73,7 +76,8 @@ class RabbitMqEventConsumer:
     """Consume the queues of `subscribers` (and the store) on `<organization>.<service>`.
 
     `max_retries=N` allows at most N+1 handler calls per message; `prefetch` bounds the
-    messages in hand (default 100); `workers` is the size of the handler pool.
+    messages in hand (default 100); `workers` is the size of the handler pool; `inbox`
+    (`bus_runtime.outbox.Inbox`) runs each handler once in effect per message.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class RabbitMqEventConsumer:
         workers: int = DEFAULT_WORKERS,
         start_timeout: float = 30.0,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        inbox: SubscriptionGuard | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -99,6 +104,7 @@ class RabbitMqEventConsumer:
         self.workers = workers
         self.start_timeout = start_timeout
         self.layout = layout  # whose queue names and store route: rabbitform's or petisco's
+        self.inbox = inbox  # `bus_runtime.outbox.Inbox`: each handler call in its transaction
         self.subscriptions: list[Subscription] = []
         self.reconnect_count = 0
 
@@ -158,6 +164,8 @@ class RabbitMqEventConsumer:
         if self._running:
             raise BusError("add subscribers before start()")
         known = {s.queue for s in self.subscriptions}
+        if self.inbox is not None:
+            subs = [self.inbox.guard(sub) for sub in subs]
         for sub in subs:
             if sub.queue in known:
                 raise ValueError(f"queue {sub.queue!r} is consumed twice (same handler name for one message?)")

@@ -20,12 +20,21 @@ from topology.naming import MessageKind
 from topology.spec.model import ResolvedSubscriber, Spec
 
 
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*[object()] * count)
+    except TypeError:
+        return False
+    return True
+
+
 def import_handler(path: str, where: str = "the spec") -> Handler:
     """`package.module:function` (or `module:Class.method`) -> the callable.
 
     Every way this can fail is one line naming the handler, the module and, for an error
     inside the module, its file and line; a class or a callable that cannot take exactly
-    one argument (the message) is refused here, not retried forever at runtime.
+    one argument (the message), or the message and an inbox's `session`, is refused here, not
+    retried forever at runtime.
     """
     module_name, _, attribute = path.partition(":")
     target: Any = _import_module(module_name, path, where)
@@ -48,6 +57,8 @@ def import_handler(path: str, where: str = "the spec") -> Handler:
     try:
         signature.bind(object())
     except TypeError:
+        if list(signature.parameters)[1:2] == ["session"] and _binds(signature, 2):
+            return target  # (message, session): run with an inbox (`consume --inbox-database-url`)
         raise RabbitformError(
             f"handler {path!r} named in {where} takes {signature}; a handler takes one argument, the message"
         ) from None

@@ -7,14 +7,16 @@ never re-delivers the event to the others.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bus_runtime.message import Message
 from topology import naming
 
-Handler = Callable[[Any], Any]  # (message) -> meiga Result; anything else counts as a failure
+Handler = Callable[..., Any]  # (message) -> meiga Result; anything else counts as a failure
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class EventSubscriber:
 CommandSubscriber = EventSubscriber
 
 
+class SubscriptionGuard(Protocol):
+    """Wraps a subscription's handler (e.g. `bus_runtime.outbox.Inbox`: one transaction per delivery)."""
+
+    def guard(self, subscription: Subscription) -> Subscription: ...
+
+
 @dataclass(frozen=True)
 class Subscription:
     """One handler bound to one queue, with everything the consumer loop needs."""
@@ -54,6 +62,16 @@ class Subscription:
     message_class: type[Message] | None  # None: any message (the store)
     max_retries: int
     layout: naming.Layout = naming.DEFAULT_LAYOUT
+
+
+def wants_session(handler: Handler) -> bool:
+    """Whether the handler declares a second parameter `session` (it runs with an inbox)."""
+    target = handler.func if isinstance(handler, functools.partial) else handler
+    try:
+        parameters = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return False
+    return parameters[1:2] == ["session"]
 
 
 def handler_name(handler: Handler) -> str:

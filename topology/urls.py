@@ -246,3 +246,36 @@ def _valid_host(host: str, hostport: str) -> bool:
             return False
         return True
     return bool(_HOST.match(host)) and ":" not in host
+
+
+DATABASE_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "sqlite": "sqlite",
+}
+
+
+def database_url(text: str, source: str = "the database URL") -> str:
+    """A database URL (the outbox and inbox) as SQLAlchemy takes it, the driver chosen here:
+    `postgresql://` (or `postgres://`) becomes `postgresql+psycopg://`; `sqlite:///file.db`
+    and `sqlite://` (in memory) stay. Raises `UrlError` (password masked) for anything else."""
+    raw = text.strip()
+    scheme, sep, rest = raw.partition("://")
+    driver = DATABASE_DRIVERS.get(scheme.lower()) if sep else None
+    if driver is None:
+        raise UrlError(
+            f"{source} {mask(raw)!r} is not a database URL: use postgresql://user:password@host:port/db "
+            "or sqlite:///path/to/file.db"
+        )
+    if driver != "sqlite":
+        try:
+            parsed = urlsplit(f"{driver}://{rest}")
+            parsed.port  # noqa: B018 - a bad port raises here
+        except ValueError as exc:
+            raise UrlError(f"{source} {mask(raw)!r}: {exc} ({ENCODE_HINT})") from None
+        if not parsed.hostname or not parsed.path.strip("/"):
+            raise UrlError(
+                f"{source} {mask(raw)!r} names no host or no database: postgresql://user:password@host:port/db"
+            )
+    return f"{driver}://{rest}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, RabbitMqEventConsumer
-from bus_runtime.subscriber import EventSubscriber, Handler, Subscription
+from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, SubscriptionGuard
 from topology import naming
 from topology.naming import DEFAULT_LAYOUT, Layout
 
@@ -37,9 +37,10 @@ class AsyncRabbitMqEventConsumer:
         workers: int = DEFAULT_ASYNC_WORKERS,
         start_timeout: float = 30.0,
         layout: Layout = DEFAULT_LAYOUT,
+        inbox: SubscriptionGuard | None = None,
     ) -> None:
         self._consumer = RabbitMqEventConsumer(
-            connector, organization, service, max_retries, prefetch, workers, start_timeout, layout
+            connector, organization, service, max_retries, prefetch, workers, start_timeout, layout, inbox
         )
 
     @classmethod

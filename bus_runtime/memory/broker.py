@@ -36,7 +36,7 @@ from bus_runtime.memory.trace import (
     format_trace,
 )
 from bus_runtime.spec_runtime import spec_subscriptions
-from bus_runtime.subscriber import EventSubscriber
+from bus_runtime.subscriber import EventSubscriber, SubscriptionGuard
 from topology.compile.objects import Binding, Exchange, Queue, Topology
 from topology.compile.policies import effective_arguments
 from topology.naming import DEFAULT_LAYOUT, Layout
@@ -286,11 +286,17 @@ class InMemoryBroker:
         return DeadLetterQueues.in_memory(self)
 
     def consumer(
-        self, service: str, subscribers: Sequence[EventSubscriber] = (), max_retries: int = 5
+        self,
+        service: str,
+        subscribers: Sequence[EventSubscriber] = (),
+        max_retries: int = 5,
+        inbox: SubscriptionGuard | None = None,
     ) -> InMemoryConsumer:
         """A started consumer for `service`, like `RabbitMqEventConsumer(...).consume(subscribers)`."""
         self._require_organization()
-        consumer = InMemoryConsumer(self, self.organization, service, max_retries=max_retries, layout=self.layout)
+        consumer = InMemoryConsumer(
+            self, self.organization, service, max_retries=max_retries, layout=self.layout, inbox=inbox
+        )
         if subscribers:
             consumer.consume(subscribers)
         consumer.start()

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from bus_runtime import retry
 from bus_runtime.dispatch import delivery_of, handle_delivery
@@ -21,6 +21,9 @@ from bus_runtime.retry import Failure, decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.wire import encode
 from topology import naming
+
+if TYPE_CHECKING:
+    from bus_runtime.subscriber import SubscriptionGuard
 
 OnUnroutable = Literal["log", "raise"]
 _log = logging.getLogger("bus_runtime.memory")
@@ -144,12 +147,14 @@ class InMemoryConsumer:
         service: str,
         max_retries: int = 5,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        inbox: SubscriptionGuard | None = None,
     ) -> None:
         self.broker = broker
         self.layout = layout
         self.organization = organization
         self.service = service
         self.max_retries = max_retries
+        self.inbox = inbox  # `bus_runtime.outbox.Inbox`, as on `RabbitMqEventConsumer`
         self.running = False
         self._listeners: list[_QueueListener] = []
 
@@ -176,6 +181,8 @@ class InMemoryConsumer:
         """Attach each subscription to its queue; raises `TopologyMissing` (as the RabbitMQ
         consumer does on start) when a queue is not in the topology."""
         subs = list(items)
+        if self.inbox is not None:
+            subs = [self.inbox.guard(sub) for sub in subs]
         missing = [s.queue for s in subs if not self.broker.has_queue(s.queue)]
         if missing:
             raise TopologyMissing(self.broker.vhost, missing)
