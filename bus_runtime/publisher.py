@@ -9,6 +9,15 @@ failed with its reason (nacked, timed out before or after it was sent, channel c
 connection not re-established, publisher closed), and `PublishError` lists every failed one. After a lost connection the unconfirmed
 messages are published again on the new one (at-least-once: a consumer may see a duplicate).
 
+Through a failover (a node lost, the publisher reconnected to another one), a nack is not
+final at once: RabbitMQ 3.10's channel keeps, per quorum queue, the leader the queue's record
+named when the channel first published to it. A channel opened just after the leader's node
+died, before the new leader is recorded, asks the dead node and nacks every publish to that
+queue for as long as the channel lives (until the node returns). So, for `FAILOVER_WINDOW_S`
+after a lost connection, a nacked message goes back to the head of the queue and the channel
+is replaced (after a short backoff) by a fresh one, which reads the queue's current leader.
+Outside that window a nack is final (e.g. a full queue with `x-overflow: reject-publish`).
+
 Messages are published `mandatory`: the broker returns the ones no queue is bound for
 (before their ack), and they are logged, counted and, with `on_unroutable="raise"`, raised.
 """
@@ -36,6 +45,8 @@ from bus_runtime.telemetry import hooks
 log = logging.getLogger("bus_runtime.publisher")
 
 NACKED = "nacked by the broker"
+FAILOVER_WINDOW_S = 30.0  # after a lost connection, nacks are retried on a fresh channel this long
+NACK_BACKOFF_CAP_S = 1.0  # the longest pause before replacing a channel that nacked
 CLOSED = "the publisher was closed"
 
 OnUnroutable = Literal["log", "raise"]
@@ -150,6 +161,9 @@ class ConfirmedPublisher:
         self._failed_attempts = 0
         self._last_error = ""
         self._shut = threading.Event()
+        self._retry_nacks_until = 0.0  # monotonic: nacks before it are retried (a failover)
+        self._recycling: Channel | None = None  # the channel being replaced after nacks
+        self._nack_rounds = 0  # channels replaced in a row because of nacks (paces the backoff)
 
     # ------------------------------------------------------------------ caller side
 
@@ -342,12 +356,14 @@ class ConfirmedPublisher:
     def _on_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._channel = None
+        self._recycling = None
         self._connecting = False
         self._requeue_inflight()
         if self._closed:
             self._shut.set()
             return
         self._last_error = describe_error(reason)
+        self._retry_nacks_until = time.monotonic() + FAILOVER_WINDOW_S
         if self._queue:
             log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
             hooks.reconnected("publisher", self._last_error)
@@ -360,7 +376,16 @@ class ConfirmedPublisher:
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """The broker closed the channel (e.g. an exchange that does not exist): the messages
-        in flight on it fail with the broker's reason; the rest go on a new channel."""
+        in flight on it fail with the broker's reason; the rest go on a new channel. A channel
+        closed by `_recycle_channel` fails nothing: what was in flight on it is sent again."""
+        if channel is self._recycling:
+            self._recycling = None
+            self._requeue_inflight()
+            connection = self._connection
+            if connection is not None and connection.is_open and not self._closed:
+                delay = backoff(self._nack_rounds, cap=NACK_BACKOFF_CAP_S)
+                self._io.ioloop.call_later(delay, self._reopen_channel)
+            return
         if self._channel is not channel and self._channel is not None:
             return
         self._channel = None
@@ -373,6 +398,24 @@ class ConfirmedPublisher:
         self._inflight.clear()
         if not self._closed:
             connection.channel(on_open_callback=self._on_channel)
+
+    def _reopen_channel(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.is_open and self._channel is None and not self._closed:
+            connection.channel(on_open_callback=self._on_channel)
+
+    def _recycle_channel(self) -> None:
+        """Replace the current channel (it nacked during a failover): stop publishing on it,
+        close it, and open a fresh one once it is closed (`_on_channel_closed`)."""
+        channel = self._channel
+        if channel is None or self._recycling is not None:
+            return
+        self._channel = None
+        self._recycling = channel
+        self._nack_rounds += 1
+        log.warning("%s: the broker nacked during a failover; publishing again on a new channel", self.purpose)
+        if channel.is_open:
+            channel.close()
 
     def _requeue_inflight(self) -> None:
         if self._inflight:
@@ -392,9 +435,16 @@ class ConfirmedPublisher:
         nack = isinstance(method, pika.spec.Basic.Nack)
         inflight = self._inflight
         tags = list(takewhile(lambda t: t <= tag, inflight)) if method.multiple else [tag] if tag in inflight else []
+        if nack and time.monotonic() < self._retry_nacks_until and not self._closed:
+            retry = [inflight.pop(t) for t in tags]
+            self._queue.extendleft(reversed([entry for entry in retry if not entry[0].cancelled]))
+            self._recycle_channel()
+            return
         for t in tags:
             batch, index = inflight.pop(t)
             batch.settle(index, NACKED if nack else None)
+        if not nack and tags:
+            self._nack_rounds = 0
         if self._queue:
             self._pump()
 
