@@ -163,6 +163,7 @@ class ConfirmedPublisher:
         self._shut = threading.Event()
         self._retry_nacks_until = 0.0  # monotonic: nacks before it are retried (a failover)
         self._recycling: Channel | None = None  # the channel being replaced after nacks
+        self._nacked: dict[int, Entry] = {}  # nacked on it by tag: sent again, in order, on the next
         self._nack_rounds = 0  # channels replaced in a row because of nacks (paces the backoff)
 
     # ------------------------------------------------------------------ caller side
@@ -276,10 +277,11 @@ class ConfirmedPublisher:
         batch.cancelled = True
         if not batch.done.is_set():
             self._queue = deque(entry for entry in self._queue if entry[0] is not batch)
-            for tag, (owner, index) in list(self._inflight.items()):
-                if owner is batch:
-                    del self._inflight[tag]
-                    batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
+            for held in (self._inflight, self._nacked):
+                for tag, (owner, index) in list(held.items()):
+                    if owner is batch:
+                        del held[tag]
+                        batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
             for index in batch.unsettled():
                 batch.settle(index, f"no broker confirm within {wait:g}s (not sent)")
             if self._queue:
@@ -418,15 +420,18 @@ class ConfirmedPublisher:
             channel.close()
 
     def _requeue_inflight(self) -> None:
-        if self._inflight:
-            live = [entry for entry in self._inflight.values() if not entry[0].cancelled]
+        if self._inflight or self._nacked:
+            unconfirmed = sorted({**self._inflight, **self._nacked}.items())
+            live = [entry for _tag, entry in unconfirmed if not entry[0].cancelled]
             self._queue.extendleft(reversed(live))
             self._inflight.clear()
+            self._nacked.clear()
 
     def _fail_all(self, reason: str) -> None:
-        for batch, index in [*self._inflight.values(), *self._queue]:
+        for batch, index in [*self._inflight.values(), *self._nacked.values(), *self._queue]:
             batch.settle(index, reason)
         self._inflight.clear()
+        self._nacked.clear()
         self._queue.clear()
 
     def _on_confirm(self, frame: Method) -> None:
@@ -436,14 +441,13 @@ class ConfirmedPublisher:
         inflight = self._inflight
         tags = list(takewhile(lambda t: t <= tag, inflight)) if method.multiple else [tag] if tag in inflight else []
         if nack and time.monotonic() < self._retry_nacks_until and not self._closed:
-            retry = [inflight.pop(t) for t in tags]
-            self._queue.extendleft(reversed([entry for entry in retry if not entry[0].cancelled]))
+            self._nacked.update((t, inflight.pop(t)) for t in tags)
             self._recycle_channel()
             return
         for t in tags:
             batch, index = inflight.pop(t)
             batch.settle(index, NACKED if nack else None)
-        if not nack and tags:
+        if not nack and tags and self._recycling is None:  # the current channel confirms: healthy
             self._nack_rounds = 0
         if self._queue:
             self._pump()
