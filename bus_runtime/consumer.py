@@ -41,11 +41,9 @@ from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
 from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
-from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.telemetry import hooks
 from topology import naming
-from topology.spec.loader import load_spec
 
 log = logging.getLogger("bus_runtime.consumer")
 
@@ -175,7 +173,11 @@ class RabbitMqEventConsumer:
         **options: Any,
     ) -> RabbitMqEventConsumer:
         """A consumer for the handlers a spec names by import path (see `bus_runtime.spec_runtime`),
-        on the spec's vhost unless `connector` is given; `options` go to the constructor."""
+        on the spec's vhost unless `connector` is given; `options` go to the constructor.
+        The spec loader (PyYAML, jinja2) is imported here, not with the runtime."""
+        from bus_runtime.spec_runtime import spec_subscriptions
+        from topology.spec.loader import load_spec
+
         spec = load_spec(path, variables)
         subs = spec_subscriptions(spec, service, subscribers, str(Path(path)))
         chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
