@@ -187,7 +187,9 @@ def dead_lettered(cluster: Cluster, vhost: str) -> int:
     return int(queue_info(vhost, DEAD_QUEUE, cluster.management_urls).get("messages") or 0)
 
 
-def report(name: str, publisher: Publisher | BatchPublisher, ledger: Ledger, dead: int, recover_s: float | None) -> Report:
+def report(
+    name: str, publisher: Publisher | BatchPublisher, ledger: Ledger, dead: int, recover_s: float | None
+) -> Report:
     handled = ledger.handled()
     result = Report(
         scenario=name,
