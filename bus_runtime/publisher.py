@@ -18,6 +18,12 @@ after a lost connection, a nacked message goes back to the head of the queue and
 is replaced (after a short backoff) by a fresh one, which reads the queue's current leader.
 Outside that window a nack is final (e.g. a full queue with `x-overflow: reject-publish`).
 
+When the broker closes the connection over a protocol error (5xx) or the channel over a
+precondition (406, e.g. a body over its maximum size) while messages were in flight, it does
+not say which message it refused. Those messages are then sent again one at a time: one that
+is refused alone fails alone, with the broker's reason, and is not sent again; the others go
+through. (`bus_runtime.limits` refuses the known causes before anything is sent.)
+
 Messages are published `mandatory`: the broker returns the ones no queue is bound for
 (before their ack), and they are logged, counted and, with `on_unroutable="raise"`, raised.
 """
@@ -40,6 +46,7 @@ from pika.frame import Method
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError, describe_error
 from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
+from bus_runtime.limits import DEFAULT_FRAME_MAX, MessageRefused, check_timeout
 from bus_runtime.telemetry import hooks
 
 log = logging.getLogger("bus_runtime.publisher")
@@ -47,6 +54,11 @@ log = logging.getLogger("bus_runtime.publisher")
 NACKED = "nacked by the broker"
 FAILOVER_WINDOW_S = 30.0  # after a lost connection, nacks are retried on a fresh channel this long
 NACK_BACKOFF_CAP_S = 1.0  # the longest pause before replacing a channel that nacked
+REFUSED = "refused by the broker"
+# Closes that mean "something sent was refused": connection-level protocol errors, and a channel
+# precondition failure (message over the broker's maximum size).
+PROTOCOL_ERRORS = frozenset({501, 502, 503, 504, 505, 506, 540})
+CHANNEL_REFUSALS = frozenset({406})
 CLOSED = "the publisher was closed"
 
 OnUnroutable = Literal["log", "raise"]
@@ -114,7 +126,12 @@ def failure_kind(reason: str | None) -> str | None:
     """A metric label for a failure reason: a few fixed kinds, never the free text."""
     if reason is None:
         return None
-    for kind, marker in (("nacked", NACKED), ("timeout", "no broker confirm"), ("closed", CLOSED)):
+    for kind, marker in (
+        ("nacked", NACKED),
+        ("timeout", "no broker confirm"),
+        ("closed", CLOSED),
+        ("refused", REFUSED),
+    ):
         if reason.startswith(marker):
             return kind
     return "connection"
@@ -165,6 +182,8 @@ class ConfirmedPublisher:
         self._recycling: Channel | None = None  # the channel being replaced after nacks
         self._nacked: dict[int, Entry] = {}  # nacked on it by tag: sent again, in order, on the next
         self._nack_rounds = 0  # channels replaced in a row because of nacks (paces the backoff)
+        self._suspects: set[Entry] = set()  # in flight when the broker refused something: sent alone
+        self.frame_max = DEFAULT_FRAME_MAX  # the connection's, once negotiated (bus_runtime.limits)
 
     # ------------------------------------------------------------------ caller side
 
@@ -180,6 +199,7 @@ class ConfirmedPublisher:
         Every message ends either confirmed or in the `PublishError`, with its reason: nacked,
         timed out (sent or not), channel closed, connection not re-established, publisher closed.
         """
+        check_timeout(timeout)
         with self._lock:
             if self._closed:
                 items = [item for chunk in chunks for item in chunk]
@@ -189,15 +209,21 @@ class ConfirmedPublisher:
                     items=items,
                     reasons=[CLOSED] * len(items),
                 )
-            self._io.start()
         batches: list[_Batch] = []
         build_error: BaseException | None = None
         try:
             for chunk in chunks:
                 if chunk:
+                    if not batches:  # the I/O thread starts with the first chunk built, not before
+                        with self._lock:
+                            self._io.start()
                     batch = _Batch(chunk)
                     batches.append(batch)
                     self._io.call(self._submit, batch)
+        except MessageRefused as exc:
+            if not batches:  # refused before anything was sent: the caller's error, as it is
+                raise
+            build_error = exc
         except Exception as exc:  # building a chunk failed: settle what was handed over, then say so
             build_error = exc
         wait = self.timeout if timeout is None else timeout
@@ -284,6 +310,7 @@ class ConfirmedPublisher:
                         batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
             for index in batch.unsettled():
                 batch.settle(index, f"no broker confirm within {wait:g}s (not sent)")
+            self._suspects = {entry for entry in self._suspects if entry[0] is not batch}
             if self._queue:
                 self._pump()
         expired.set()
@@ -298,14 +325,20 @@ class ConfirmedPublisher:
         connection = self._connection
         if connection is not None:
             connection.cork()
+        suspects = self._suspects
         try:
             while room > 0 and queue:
+                alone = bool(suspects) and queue[0] in suspects
+                if alone and inflight:
+                    break  # a suspect goes alone: wait for what is in flight
                 entry = queue.popleft()
                 item = entry[0].items[entry[1]]
                 publish(item.exchange, item.routing_key, item.body, item.properties, mandatory=True)
                 inflight[tag] = entry
                 tag += 1
                 room -= 1
+                if alone:
+                    break
         except Exception as exc:  # the connection went away mid-pump: on_close requeues inflight
             queue.appendleft(entry)
             log.warning("publish interrupted: %s", exc)
@@ -328,6 +361,7 @@ class ConfirmedPublisher:
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
         self.connection_count += 1
+        self.frame_max = int(connection.params.frame_max or DEFAULT_FRAME_MAX)
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: Channel) -> None:
@@ -360,6 +394,8 @@ class ConfirmedPublisher:
         self._channel = None
         self._recycling = None
         self._connecting = False
+        if getattr(reason, "reply_code", None) in PROTOCOL_ERRORS and not self._closed:
+            self._isolate(describe_error(reason))
         self._requeue_inflight()
         if self._closed:
             self._shut.set()
@@ -395,11 +431,39 @@ class ConfirmedPublisher:
         if connection is None or not connection.is_open:
             return  # connection-level close: _on_closed requeues
         text = getattr(reason, "reply_text", "") or str(reason)
+        if getattr(reason, "reply_code", None) in CHANNEL_REFUSALS and not self._closed:
+            self._isolate(describe_error(reason))
+            self._requeue_inflight()
+            connection.channel(on_open_callback=self._on_channel)
+            return
         for batch, index in self._inflight.values():
             batch.settle(index, f"channel closed by the broker: {text}")
         self._inflight.clear()
         if not self._closed:
             connection.channel(on_open_callback=self._on_channel)
+
+    def _isolate(self, reason: str) -> None:
+        """The broker refused something in flight without saying what: a suspect refused while
+        alone in flight fails alone; otherwise everything in flight becomes a suspect."""
+        entries = [*self._inflight.values(), *self._nacked.values()]
+        if len(entries) == 1 and entries[0] in self._suspects:
+            batch, index = entries[0]
+            self._suspects.discard(entries[0])
+            self._inflight.clear()
+            self._nacked.clear()
+            log.warning(
+                "%s: %s refused by the broker (%s); not sent again", self.purpose, batch.items[index].label, reason
+            )
+            batch.settle(index, f"{REFUSED}: {reason}")
+            return
+        if entries:
+            log.warning(
+                "%s: the broker refused one of %d messages (%s); sending them one at a time",
+                self.purpose,
+                len(entries),
+                reason,
+            )
+        self._suspects.update(entries)
 
     def _reopen_channel(self) -> None:
         connection = self._connection
@@ -428,6 +492,7 @@ class ConfirmedPublisher:
             self._nacked.clear()
 
     def _fail_all(self, reason: str) -> None:
+        self._suspects.clear()
         for batch, index in [*self._inflight.values(), *self._nacked.values(), *self._queue]:
             batch.settle(index, reason)
         self._inflight.clear()
@@ -444,9 +509,12 @@ class ConfirmedPublisher:
             self._nacked.update((t, inflight.pop(t)) for t in tags)
             self._recycle_channel()
             return
+        suspects = self._suspects
         for t in tags:
-            batch, index = inflight.pop(t)
-            batch.settle(index, NACKED if nack else None)
+            entry = inflight.pop(t)
+            entry[0].settle(entry[1], NACKED if nack else None)
+            if suspects:
+                suspects.discard(entry)
         if not nack and tags and self._recycling is None:  # the current channel confirms: healthy
             self._nack_rounds = 0
         if self._queue:

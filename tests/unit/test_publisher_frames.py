@@ -106,6 +106,7 @@ class FakeConnection:
         self.broker = broker
         self.is_open = False
         self.channels: list[FakeChannel] = []
+        self.params = pika.ConnectionParameters(frame_max=131_072)  # as negotiated with the broker
 
     def channel(self, on_open_callback: Callable[[FakeChannel], None]) -> None:
         channel = FakeChannel(len(self.channels) + 1)
@@ -316,3 +317,49 @@ def test_close_while_reconnecting_fails_the_waiting_messages_as_closed(broker: B
     assert outcome.failures == {0: CLOSED}
     broker.ioloop_delays(publisher)  # the pending reconnect does nothing once closed
     assert len(broker.connections) == 1
+
+
+def test_a_message_the_broker_refuses_by_closing_the_connection_fails_alone(broker: Broker) -> None:
+    """The broker closes the connection over one message (501 FRAME_ERROR) without saying which:
+    what was in flight is sent again one at a time; the one refused alone fails alone, with the
+    broker's reason, and is not sent again; the others are confirmed."""
+    publisher = make_publisher()
+    mine = submitted(publisher, "a", "poison", "c")
+    theirs = submitted(publisher, "d")
+    broker.accept()
+    closed = pika.exceptions.ConnectionClosedByBroker(501, "FRAME_ERROR - type 3, all octets = <<>>")
+    broker.last.is_open = False
+    broker.on_close(broker.last, closed)
+    broker.ioloop_delays(publisher)
+    first = broker.accept()
+    assert first.published == ["a"]  # one at a time
+    first.ack(1)
+    assert first.published == ["a", "poison"]
+    broker.last.is_open = False
+    broker.on_close(broker.last, closed)
+    broker.ioloop_delays(publisher)
+    second = broker.accept()
+    assert second.published == ["c"]  # the refused one is not sent again
+    second.ack(1)
+    assert second.published == ["c", "d"]
+    second.ack(2)
+    assert mine.failures == {
+        1: "refused by the broker: ConnectionClosedByBroker: 501 FRAME_ERROR - type 3, all octets = <<>>"
+    }
+    assert theirs.failures == {}
+
+
+def test_a_body_the_broker_refuses_by_closing_the_channel_fails_alone(broker: Broker) -> None:
+    publisher = make_publisher()
+    outcome = submitted(publisher, "a", "huge")
+    channel = broker.accept()
+    channel.closed(406, "PRECONDITION_FAILED - message size 20000000 is larger than configured max size 16777216")
+    retry = broker.last.channels[-1]
+    assert retry.published == ["a"]
+    retry.ack(1)
+    assert retry.published == ["a", "huge"]
+    retry.closed(406, "PRECONDITION_FAILED - message size 20000000 is larger than configured max size 16777216")
+    assert outcome.failures is not None and outcome.failures[1].startswith(
+        "refused by the broker: ChannelClosedByBroker: 406"
+    )
+    assert list(outcome.failures) == [1]

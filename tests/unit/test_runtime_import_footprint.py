@@ -25,6 +25,7 @@ PLAIN_IMPORT = [
     "bus_runtime.dispatch",
     "bus_runtime.errors",
     "bus_runtime.iothread",
+    "bus_runtime.limits",
     "bus_runtime.message",
     "bus_runtime.publisher",
     "bus_runtime.republisher",
