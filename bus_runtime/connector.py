@@ -53,13 +53,23 @@ class RabbitMqConnector:
     def __init__(
         self,
         url: str | None = None,
+        *,
         heartbeat: int | None = None,
         connection_name: str = "rabbitform",
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        *,
         source: str | None = None,
         ca_cert: str | None = None,
     ):
+        if url is not None and not isinstance(url, str):
+            raise TypeError(
+                f"RabbitMqConnector: url must be a str (amqp://user:password@host:port/vhost), not {type(url).__name__}"
+            )
+        if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, int)):
+            raise TypeError(f"RabbitMqConnector: heartbeat must be an int of seconds, not {type(heartbeat).__name__}")
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
+            raise ValueError(
+                f"RabbitMqConnector: connect_timeout must be a number of seconds above 0, not {connect_timeout!r}"
+            )
         if url is not None:
             resolved, where = url, source or "the RabbitMQ URL"
         elif os.environ.get(URL_ENV):
@@ -125,7 +135,13 @@ class RabbitMqConnector:
     def with_vhost(self, vhost: str) -> RabbitMqConnector:
         """The same broker and credentials on another vhost (a spec names its own)."""
         url = ",".join(endpoint.url(vhost) for endpoint in self.endpoints)
-        return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout, ca_cert=self.ca_cert)
+        return RabbitMqConnector(
+            url,
+            heartbeat=self.heartbeat,
+            connection_name=self.connection_name,
+            connect_timeout=self.connect_timeout,
+            ca_cert=self.ca_cert,
+        )
 
     def parameters(self, purpose: str = "", endpoint: int = 0) -> pika.URLParameters:
         """pika parameters of node `endpoint` (counted modulo the nodes, so a reconnect loop can

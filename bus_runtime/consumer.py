@@ -79,12 +79,21 @@ class RabbitMqEventConsumer:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         max_retries: int = 5,
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_WORKERS,
         start_timeout: float = 30.0,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
     ) -> None:
+        if connector is not None and not isinstance(connector, RabbitMqConnector):
+            raise TypeError(f"connector must be a RabbitMqConnector or None, not {type(connector).__name__}")
+        for name, value in (("organization", organization), ("service", service)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        for name, number in (("max_retries", max_retries), ("prefetch", prefetch), ("workers", workers)):
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise TypeError(f"{name} must be an int, not {type(number).__name__}")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         if prefetch < 1 or workers < 1:
