@@ -16,7 +16,7 @@ from typing import Any
 
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
 from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConnector
-from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
+from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
 from topology import naming
@@ -25,6 +25,8 @@ from topology.errors import RabbitformError
 from topology.naming import MessageKind
 from topology.spec.model import Spec
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
+
+EXIT_STOPPED_AT_ONCE = 130  # a second SIGINT/SIGTERM: as an interrupted command
 
 
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +90,13 @@ def register_consume(commands: Any) -> None:
     parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, help="messages in hand (default 100)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="handler threads (default 8)")
     parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long running handlers may finish (default 30); a second signal stops at once",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT (needs rabbitform[metrics])"
     )
     parser.add_argument(
@@ -104,6 +113,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
     if args.prefetch < 1 or args.workers < 1:
         raise RabbitformError("--prefetch and --workers must be >= 1")
+    if not args.shutdown_timeout > 0:
+        raise RabbitformError(f"--shutdown-timeout must be more than 0 seconds, not {args.shutdown_timeout:g}")
     connector = _connector(args, spec.vhost)
     connector.check()
     consumer = RabbitMqEventConsumer(
@@ -115,7 +126,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
     where = f"on vhost {connector.vhost!r} at {connector.display}"
     for sub in subs:
         print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
-    consumer.run_forever()
+    if consumer.run_forever(args.shutdown_timeout):
+        # stopped at once by a second signal: handler threads may still run; the broker requeues
+        # what was not acked when this process's connection goes
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_STOPPED_AT_ONCE)
     return EXIT_OK
 
 

@@ -270,7 +270,9 @@ class ConfirmedPublisher:
             for index in batch.unsettled():
                 batch.failures.setdefault(index, f"no broker confirm within {wait:g}s (the I/O thread did not answer)")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Fail what is not confirmed as closed, close the connection and stop the I/O thread,
+        waiting at most `timeout` seconds for the broker's goodbye (it may not answer)."""
         with self._lock:
             if self._closed:
                 return
@@ -280,9 +282,10 @@ class ConfirmedPublisher:
         if self._io.in_loop():
             self._close_connection()
             return
+        deadline = time.monotonic() + timeout
         self._io.call(self._close_connection)
-        self._shut.wait(5.0)
-        self._io.stop()
+        self._shut.wait(timeout)
+        self._io.stop(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ I/O thread
 
