@@ -443,7 +443,15 @@ class RabbitMqEventConsumer:
     def _unexpected(exc: BaseException, work: _Work) -> Decision:
         """A failure outside the handler is decided like the handler's own: retried, then dead-lettered."""
         sub = work.sub
-        log.exception("cannot handle a delivery on %s", sub.queue)
+        if isinstance(exc, Exception):  # a bug of the runtime's: worth a traceback
+            log.exception("cannot handle a delivery on %s", sub.queue)
+        else:  # a BaseException the handler raised (SystemExit, a custom one): its failure, no alarm
+            log.warning(
+                "handler %s raised %s (%s), which is not an Exception; handled as its failure",
+                sub.handler_name,
+                type(exc).__name__,
+                exc,
+            )
         delivery = delivery_of(sub, work.routing_key, work.properties.headers)
         failure = Failure(type(exc).__name__, str(exc))
         return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
