@@ -30,6 +30,7 @@ Messages are published `mandatory`: the broker returns the ones no queue is boun
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -140,6 +141,30 @@ def failure_kind(reason: str | None) -> str | None:
 Entry = tuple[_Batch, int]
 
 
+class State(enum.Enum):
+    """Where the publisher's connection is (I/O-thread state; `ConfirmedPublisher.state`)."""
+
+    IDLE = "idle"  # no connection and nothing to send yet
+    CONNECTING = "connecting"  # a connection and its confirm-mode channel are opening
+    READY = "ready"  # publishing on a confirm-mode channel
+    REPLACING_CHANNEL = "replacing channel"  # the channel closed (broker, or nacks in a failover)
+    RECONNECTING = "reconnecting"  # the connection is lost; the next attempt waits for its backoff
+    CLOSING = "closing"  # close() was called; the broker's goodbye is awaited
+    CLOSED = "closed"
+
+
+_S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    _S.IDLE: frozenset({_S.CONNECTING, _S.CLOSING, _S.CLOSED}),
+    _S.CONNECTING: frozenset({_S.READY, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.READY: frozenset({_S.REPLACING_CHANNEL, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.REPLACING_CHANNEL: frozenset({_S.READY, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.RECONNECTING: frozenset({_S.CONNECTING, _S.IDLE, _S.CLOSING, _S.CLOSED}),
+    _S.CLOSING: frozenset({_S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
+
+
 class ConfirmedPublisher:
     """Thread-safe confirmed publisher over one connection, owned by its own I/O thread.
 
@@ -173,8 +198,10 @@ class ConfirmedPublisher:
         self._inflight: dict[int, Entry] = {}
         self._next_tag = 1
         self._connection: SelectConnection | None = None
-        self._channel: Channel | None = None
-        self._connecting = False
+        self._channel: Channel | None = None  # the confirm-mode channel, in state READY
+        self.state = State.IDLE
+        self.transitions: deque[tuple[State, State, str]] = deque(maxlen=200)  # (from, to, why)
+        self.illegal_transitions: list[tuple[State, State, str]] = []  # a bug if ever non-empty
         self._failed_attempts = 0
         self._last_error = ""
         self._shut = threading.Event()
@@ -289,6 +316,17 @@ class ConfirmedPublisher:
 
     # ------------------------------------------------------------------ I/O thread
 
+    def _enter(self, state: State, why: str) -> None:
+        """The one place the state changes: checked against `TRANSITIONS`, recorded."""
+        old = self.state
+        if old is state:
+            return
+        if state not in TRANSITIONS[old]:
+            self.illegal_transitions.append((old, state, why))
+            log.error("%s: unexpected transition %s -> %s (%s)", self.purpose, old.value, state.value, why)
+        self.transitions.append((old, state, why))
+        self.state = state
+
     def _submit(self, batch: _Batch) -> None:
         if batch.cancelled:
             return
@@ -297,7 +335,7 @@ class ConfirmedPublisher:
                 batch.settle(index, CLOSED)
             return
         self._queue.extend((batch, index) for index in range(len(batch.items)))
-        if self._channel is not None:
+        if self.state is State.READY:
             self._pump()
         else:
             self._ensure_connection()
@@ -351,18 +389,20 @@ class ConfirmedPublisher:
                 connection.uncork()
 
     def _ensure_connection(self) -> None:
-        if self._connection is not None or self._connecting or self._closed:
+        if self.state not in (State.IDLE, State.RECONNECTING) or self._closed:
             return
-        self._connecting = True
+        self._enter(State.CONNECTING, "messages to send")
         try:
             self._connection = open_connection(
                 self._io, self.connector, self.purpose, self._on_open, self._on_open_error, self._on_closed
             )
         except Exception as exc:
-            self._connecting = False
             self._on_open_error(None, exc)
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
+        if self._closed:  # closed while connecting: goodbye at once
+            connection.close()
+            return
         self.connection_count += 1
         self.frame_max = int(connection.params.frame_max or DEFAULT_FRAME_MAX)
         connection.channel(on_open_callback=self._on_channel)
@@ -373,7 +413,7 @@ class ConfirmedPublisher:
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: self._on_ready(channel))
 
     def _on_ready(self, channel: Channel) -> None:
-        self._connecting = False
+        self._enter(State.READY, "channel in confirm mode")
         self._failed_attempts = 0
         self._channel = channel
         self._next_tag = 1
@@ -382,38 +422,51 @@ class ConfirmedPublisher:
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._connection = None
         self._channel = None
-        self._connecting = False
         self._failed_attempts += 1
         self._last_error = describe_error(error)
+        if self._closed:
+            self._enter(State.CLOSING, "closed while connecting")
+            self._enter(State.CLOSED, "closed while connecting")
+            self._shut.set()
+            return
         if self._failed_attempts >= self.reconnect_attempts:
             self._fail_all(f"cannot connect to {self.connector.safe_url}: {self._last_error}")
             self._failed_attempts = 0
+            self._enter(State.IDLE, f"gave up connecting: {self._last_error}")
             return
         if self._queue or self._inflight:
+            self._enter(State.RECONNECTING, f"connect failed: {self._last_error}")
             self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
+        else:
+            self._enter(State.IDLE, f"connect failed, nothing to send: {self._last_error}")
 
     def _on_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._channel = None
         self._recycling = None
-        self._connecting = False
         if getattr(reason, "reply_code", None) in PROTOCOL_ERRORS and not self._closed:
             self._isolate(describe_error(reason))
         self._requeue_inflight()
         if self._closed:
+            self._enter(State.CLOSING, "connection closed")
+            self._enter(State.CLOSED, "connection closed")
             self._shut.set()
             return
         self._last_error = describe_error(reason)
         self._retry_nacks_until = time.monotonic() + FAILOVER_WINDOW_S
-        if self._queue:
-            log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
-            hooks.reconnected("publisher", self._last_error)
-            self._failed_attempts += 1
-            if self._failed_attempts >= self.reconnect_attempts:
-                self._fail_all(f"connection lost and not re-established: {self._last_error}")
-                self._failed_attempts = 0
-                return
-            self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
+        if not self._queue:
+            self._enter(State.IDLE, f"connection lost, nothing to send: {self._last_error}")
+            return
+        log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
+        hooks.reconnected("publisher", self._last_error)
+        self._failed_attempts += 1
+        if self._failed_attempts >= self.reconnect_attempts:
+            self._fail_all(f"connection lost and not re-established: {self._last_error}")
+            self._failed_attempts = 0
+            self._enter(State.IDLE, f"gave up reconnecting: {self._last_error}")
+            return
+        self._enter(State.RECONNECTING, f"connection lost: {self._last_error}")
+        self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """The broker closed the channel (e.g. an exchange that does not exist): the messages
@@ -434,6 +487,8 @@ class ConfirmedPublisher:
         if connection is None or not connection.is_open:
             return  # connection-level close: _on_closed requeues
         text = getattr(reason, "reply_text", "") or str(reason)
+        if self.state is State.READY:
+            self._enter(State.REPLACING_CHANNEL, f"channel closed by the broker: {text}")
         if getattr(reason, "reply_code", None) in CHANNEL_REFUSALS and not self._closed:
             self._isolate(describe_error(reason))
             self._requeue_inflight()
@@ -482,6 +537,7 @@ class ConfirmedPublisher:
         self._channel = None
         self._recycling = channel
         self._nack_rounds += 1
+        self._enter(State.REPLACING_CHANNEL, "nacked during a failover")
         log.warning("%s: the broker nacked during a failover; publishing again on a new channel", self.purpose)
         if channel.is_open:
             channel.close()
@@ -547,8 +603,14 @@ class ConfirmedPublisher:
         self._fail_all(CLOSED)
         connection = self._connection
         if connection is not None and connection.is_open:
+            self._enter(State.CLOSING, "close()")
             connection.close()
+        elif self.state is State.CONNECTING:
+            self._enter(State.CLOSING, "close() while connecting")  # the attempt ends in a callback
+            self._shut.set()  # nothing to wait for: the I/O loop may stop now
         else:
+            self._enter(State.CLOSING, "close()")
+            self._enter(State.CLOSED, "close(): no connection open")
             self._shut.set()
 
 

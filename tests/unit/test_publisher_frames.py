@@ -13,7 +13,7 @@ from pika.frame import Method
 
 from bus_runtime import publisher as publisher_module
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.publisher import CLOSED, NACKED, ConfirmedPublisher, Outgoing
+from bus_runtime.publisher import CLOSED, NACKED, ConfirmedPublisher, Outgoing, State
 
 
 class FakeLoop:
@@ -174,10 +174,28 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     return fake
 
 
+MADE: list[ConfirmedPublisher] = []
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_transition() -> Any:
+    """Whatever a test drives, every state change is one `TRANSITIONS` allows."""
+    MADE.clear()
+    yield
+    for publisher in MADE:
+        assert publisher.illegal_transitions == []
+
+
 def make_publisher(**options: Any) -> ConfirmedPublisher:
     publisher = ConfirmedPublisher(RabbitMqConnector("amqp://guest:guest@127.0.0.1:5672/%2F"), **options)
     publisher._io = FakeIo()  # type: ignore[assignment]
+    MADE.append(publisher)
     return publisher
+
+
+def states(publisher: ConfirmedPublisher) -> list[str]:
+    """The states entered so far, in order."""
+    return [to.value for _from, to, _why in publisher.transitions]
 
 
 def items(*ids: str) -> list[Outgoing]:
@@ -236,6 +254,7 @@ def test_a_channel_closed_by_the_broker_fails_what_was_in_flight_and_goes_on(bro
     channel = broker.accept()
     channel.closed()
     assert first.failures is not None and first.failures[0].startswith("channel closed by the broker: NOT_FOUND")
+    assert publisher.state is State.REPLACING_CHANNEL or publisher.state is State.READY
     second = submitted(publisher, "b")
     replacement = broker.last.channels[-1]
     assert replacement is not channel and replacement.published == ["b"]
@@ -256,6 +275,7 @@ def test_the_connection_lost_mid_flight_sends_the_unconfirmed_again_on_the_next_
     new_channel.ack(2, multiple=True)
     assert outcome.failures == {}
     assert publisher.connection_count == 2
+    assert states(publisher) == ["connecting", "ready", "reconnecting", "connecting", "ready"]
 
 
 def test_after_a_failover_a_nacking_channel_is_replaced_and_the_messages_sent_again(broker: Broker) -> None:
@@ -282,6 +302,10 @@ def test_after_a_failover_a_nacking_channel_is_replaced_and_the_messages_sent_ag
     assert third.published == ["a", "b"]
     third.ack(2, multiple=True)
     assert outcome.failures == {}
+    assert states(publisher) == [
+        "connecting", "ready", "reconnecting", "connecting", "ready",
+        "replacing channel", "ready", "replacing channel", "ready",
+    ]  # fmt: skip
 
 
 def test_the_connection_lost_mid_pump_requeues_the_message_being_sent(broker: Broker) -> None:
@@ -317,6 +341,29 @@ def test_close_while_reconnecting_fails_the_waiting_messages_as_closed(broker: B
     assert outcome.failures == {0: CLOSED}
     broker.ioloop_delays(publisher)  # the pending reconnect does nothing once closed
     assert len(broker.connections) == 1
+    assert states(publisher)[-3:] == ["reconnecting", "closing", "closed"]
+
+
+def test_close_while_connecting_closes_the_connection_once_it_opens(broker: Broker) -> None:
+    publisher = make_publisher()
+    outcome = submitted(publisher, "a")
+    assert publisher.state is State.CONNECTING
+    publisher.close()
+    assert outcome.failures == {0: CLOSED} and publisher.state is State.CLOSING
+    connection = broker.last
+    connection.is_open = True
+    broker.on_open(connection)  # the attempt succeeds after all: it is closed at once
+    assert connection.channels == [] and publisher.state is State.CLOSED
+
+
+def test_the_connection_lost_while_its_channel_opens_reconnects(broker: Broker) -> None:
+    publisher = make_publisher()
+    outcome = submitted(publisher, "a")
+    broker.last.lost()  # before the channel was ready
+    assert publisher.state is State.RECONNECTING
+    broker.ioloop_delays(publisher)
+    broker.accept().ack(1)
+    assert outcome.failures == {} and publisher.state is State.READY
 
 
 def test_a_message_the_broker_refuses_by_closing_the_connection_fails_alone(broker: Broker) -> None:
