@@ -37,7 +37,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import takewhile
 from typing import Any, Literal
 
 import pika
@@ -49,6 +48,7 @@ from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError,
 from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
 from bus_runtime.limits import DEFAULT_FRAME_MAX, MessageRefused, check_timeout
 from bus_runtime.telemetry import hooks
+from topology.amqp import covered_tags
 
 log = logging.getLogger("bus_runtime.publisher")
 
@@ -563,7 +563,7 @@ class ConfirmedPublisher:
         tag = method.delivery_tag
         nack = isinstance(method, pika.spec.Basic.Nack)
         inflight = self._inflight
-        tags = list(takewhile(lambda t: t <= tag, inflight)) if method.multiple else [tag] if tag in inflight else []
+        tags = covered_tags(inflight, tag, method.multiple)
         if nack and time.monotonic() < self._retry_nacks_until and not self._closed:
             self._nacked.update((t, inflight.pop(t)) for t in tags)
             self._recycle_channel()

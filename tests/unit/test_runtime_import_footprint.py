@@ -36,6 +36,7 @@ PLAIN_IMPORT = [
     "bus_runtime.telemetry.hooks",
     "bus_runtime.wire",
     "topology",
+    "topology.amqp",
     "topology.errors",
     "topology.naming",
     "topology.tls",
@@ -70,7 +71,7 @@ def test_a_plain_import_loads_the_pinned_modules_only() -> None:
         "from bus_runtime.deadletters import DeadLetterQueues",
         "from bus_runtime.telemetry.metrics import enable_metrics, serve_metrics",
         "from bus_runtime.telemetry.tracing import enable_tracing",
-        "import topology.naming, topology.urls, topology.tls, topology.errors",
+        "import topology.naming, topology.urls, topology.tls, topology.errors, topology.amqp",
     ],
 )
 def test_what_the_readme_imports_loads_no_planner_and_no_heavy_library(statement: str) -> None:
