@@ -212,7 +212,13 @@ class RabbitMqConnector:
 
 
 def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
-    cause = "no AMQP answer" if classify_failure(exc) == "timeout" else _root(exc)
+    kind = classify_failure(exc)
+    if kind == "timeout":
+        cause = "no AMQP answer"
+    elif kind == "handshake":
+        cause = "the server closed the connection instead of answering in AMQP"
+    else:
+        cause = _root(exc)
     return (
         f"cannot connect to {where}: AMQP handshake failed within {timeout:g} s ({cause}); "
         "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port, "
