@@ -14,6 +14,7 @@ from topology.broker.management import ManagementClient
 from topology.broker.snapshot import read_snapshot
 from topology.compile.objects import Binding
 from topology.plan.model import Plan
+from topology.plan.saved import SavedPlan
 from topology.progress import Silent
 
 
@@ -167,7 +168,7 @@ def test_objects_outside_the_scope_survive_every_apply(broker: ManagementClient,
 
 def test_a_stale_saved_plan_is_refused(broker: ManagementClient, vhost: str) -> None:
     converge(make_spec(vhost), broker)
-    saved = Plan.from_dict(plan_live(make_spec(vhost, audit=True), broker).to_dict())
+    saved = SavedPlan.of(plan_live(make_spec(vhost, audit=True), broker)).to_plan()
     check_fresh(saved, broker)  # nothing changed yet
 
     broker.delete("queues", vhost, DEAD)  # someone changes an object the plan depends on
@@ -178,7 +179,7 @@ def test_a_stale_saved_plan_is_refused(broker: ManagementClient, vhost: str) -> 
 
 def test_a_plan_stays_fresh_when_unrelated_queues_receive_messages(broker: ManagementClient, vhost: str) -> None:
     converge(make_spec(vhost), broker)
-    saved = Plan.from_dict(plan_live(make_spec(vhost, audit=True), broker).to_dict())
+    saved = SavedPlan.of(plan_live(make_spec(vhost, audit=True), broker)).to_plan()
     publish(broker, vhost, MAIN, 2)
     wait_for_messages(broker, vhost, MAIN, 2)
     check_fresh(saved, broker)

@@ -121,16 +121,18 @@ def test_saved_plan_is_applied_exactly_and_refused_when_stale(
     assert "Apply complete: 17 added, 0 replaced, 0 destroyed" in capsys.readouterr().out
 
     assert main(["apply", saved]) == 1  # the broker changed since: that was this very apply
-    err = capsys.readouterr().err
-    assert f"error: {saved} is stale: the objects it manages on vhost '{vhost}'" in err
-    assert "run `rabbitform plan --out` again" in err
+    captured = capsys.readouterr()
+    assert f"error: {saved} is stale: the objects it manages on vhost '{vhost}'" in captured.err
+    assert "run `rabbitform plan --out` again" in captured.err
+    assert captured.out == "" and len(captured.err.splitlines()) == 1  # its error alone, never the stale plan
 
     write_spec(tmp_path / "spec.yaml", vhost, "send_mail_handler", "audit_handler")
     assert main(["plan", spec, "--out", saved]) == 0
     broker.delete("queues", vhost, DEAD)
     capsys.readouterr()
     assert main(["apply", saved]) == 1
-    assert "is stale" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "is stale" in captured.err and captured.out == ""
 
 
 def test_json_and_markdown_formats(

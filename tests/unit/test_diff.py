@@ -10,6 +10,7 @@ from topology.compile.definitions import from_definitions, to_definitions
 from topology.compile.objects import Binding, Exchange, Queue, QueueStats, Topology
 from topology.plan.diff import compute_plan, diff
 from topology.plan.model import Change, Plan
+from topology.plan.saved import SavedPlan, plan_data
 from topology.plan.scope import Scope
 from topology.spec.loader import load_spec
 
@@ -49,7 +50,7 @@ def test_create_everything_from_an_empty_broker_including_the_vhost() -> None:
     assert [c.kind for c in plan.changes] == ["vhost"] + ["exchange"] * 3 + ["queue"] * 6 + ["binding"] * 8
     assert {c.action for c in plan.changes} == {"create"}
     assert all(c.before is None and c.after is not None and c.reason is None for c in plan.changes)
-    assert plan.summary.to_dict() == {"add": 18, "replace": 0, "destroy": 0, "unchanged": 0}
+    assert plan_data(plan)["summary"] == {"add": 18, "replace": 0, "destroy": 0, "unchanged": 0}
     assert (plan.warnings, plan.errors) == ((), ())
     retry = next(c for c in plan.changes if c.name == RETRY_Q)
     assert retry.after == {
@@ -76,7 +77,7 @@ def test_no_changes() -> None:
     plan = compute_plan(DESIRED, DESIRED, SCOPE)
     assert plan.changes == ()
     assert not plan.has_changes
-    assert plan.summary.to_dict() == {"add": 0, "replace": 0, "destroy": 0, "unchanged": 17}
+    assert plan_data(plan)["summary"] == {"add": 0, "replace": 0, "destroy": 0, "unchanged": 17}
 
 
 def test_replace_names_the_property_with_old_and_new_values() -> None:
@@ -130,7 +131,7 @@ def test_bindings_are_recreated_with_their_replaced_queue() -> None:
     for change in plan.changes[1:]:
         assert change.reason == f"recreated with replaced queue {Q}"
         assert change.before == change.after
-    assert plan.summary.to_dict() == {"add": 0, "replace": 3, "destroy": 0, "unchanged": 14}
+    assert plan_data(plan)["summary"] == {"add": 0, "replace": 3, "destroy": 0, "unchanged": 14}
 
 
 def test_only_owned_objects_are_deleted() -> None:
@@ -268,9 +269,9 @@ def test_diff_alone_returns_sorted_changes_and_the_unchanged_count() -> None:
 
 def test_plan_json_round_trip() -> None:
     plan = compute_plan(DESIRED, plus(DESIRED, Queue(OLD_Q)), SCOPE, {OLD_Q: QueueStats(1, 1)}, allow_data_loss=True)
-    data = plan.to_dict()
+    data = plan_data(plan)
     assert data["format_version"] == 1
-    assert Plan.from_dict(data).to_dict() == data
+    assert plan_data(SavedPlan.model_validate(data).to_plan()) == data
 
 
 def test_fingerprint_depends_on_the_owned_state_only() -> None:

@@ -8,8 +8,8 @@ from topology.apply.verify import unconverged
 from topology.compile.compiler import compile_spec
 from topology.compile.objects import Queue, QueueStats, Topology
 from topology.plan.diff import compute_plan, state_fingerprint
-from topology.plan.model import Plan
 from topology.plan.render.markdown import render_markdown
+from topology.plan.saved import SavedPlan, plan_data
 from topology.plan.scope import Scope
 from topology.spec.loader import load_spec
 
@@ -70,8 +70,8 @@ def test_the_fingerprint_follows_in_scope_state_and_at_risk_queues_only() -> Non
 
 def test_a_saved_plan_round_trips_with_its_broker_and_scope() -> None:
     plan = compute_plan(DESIRED, WITH_OLD, SCOPE)
-    plan = Plan.from_dict({**plan.to_dict(), "management_url": "https://rabbit.example:15671"})
-    again = Plan.from_dict(plan.to_dict())
+    plan = SavedPlan.model_validate({**plan_data(plan), "management_url": "https://rabbit.example:15671"}).to_plan()
+    again = SavedPlan.model_validate(plan_data(plan)).to_plan()
     assert again == plan
     assert again.scope == SCOPE and again.management_url == "https://rabbit.example:15671"
 

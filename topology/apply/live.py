@@ -7,10 +7,10 @@ names and signatures are stable.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from topology.apply.emptiness import QueueDepths
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
-from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
 from topology.broker.access_snapshot import read_access, with_access
 from topology.broker.management import ManagementClient
@@ -28,6 +28,9 @@ from topology.plan.scope import Scope
 from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
 from topology.state.record import OwnershipRecord, ownership_of
+
+if TYPE_CHECKING:  # the mover (pika) is imported only by an apply that moves messages: `plan` never loads it
+    from topology.apply.move import MoveProgress
 
 __all__ = [
     "ApplyResult",
@@ -177,6 +180,8 @@ def apply_plan(
     moves = any(c.move for c in plan.changes)
     deletes = any(c.kind == "queue" and c.action in ("delete", "replace") and not c.move for c in plan.changes)
     if moves or (deletes and not plan.allow_data_loss):
+        from topology.apply.move import QueueMover, amqp_parameters
+
         params = amqp_parameters(client, plan.vhost, amqp_url)
         depths = QueueDepths(params)
         if moves:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from topology.broker.concurrency import run_bounded
 from topology.broker.management import ManagementClient
-from topology.compile.definitions import CLASSIC, from_definitions
+from topology.compile.definitions import CLASSIC, default_queue_type, from_definitions
 from topology.compile.objects import QueueStats, Topology
 from topology.progress import NO_PROGRESS, Progress
 from topology.state.record import OwnershipRecord
@@ -56,16 +56,6 @@ class Snapshot:
     @property
     def exists(self) -> bool:
         return self.topology is not None
-
-
-def default_queue_type(vhost_info: dict[str, Any] | None) -> str:
-    """The vhost's default queue type: 3.10 reports "undefined" when none is set; 4.x also
-    keeps it in the vhost metadata."""
-    if not vhost_info:
-        return CLASSIC
-    metadata = vhost_info.get("metadata") or {}
-    value = vhost_info.get("default_queue_type") or metadata.get("default_queue_type")
-    return str(value) if value and value != "undefined" else CLASSIC
 
 
 def read_vhost(client: ManagementClient, vhost: str) -> dict[str, Any] | None:

@@ -158,17 +158,18 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
                 f"warning: {args.spec} was planned against {plan.management_url}; applying to {client.display_url}",
                 file=sys.stderr,
             )
-        if not show(plan, args):
-            return EXIT_ERROR
         owner = require_owner(plan.owner, args.spec)
         amqp_url = resolve_amqp(client, args.amqp_url)
         # The lock lives in the vhost: a plan that creates it is checked before the lock creates it.
+        # The plan is shown only once it is known to hold: a stale plan prints its error alone.
         creates_vhost = any(c.kind == "vhost" for c in plan.changes)
         if creates_vhost:
             check_fresh(plan, client, source=args.spec)
         with held_lock(client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True, amqp_url=amqp_url):
             if not creates_vhost:
                 check_fresh(plan, client, source=args.spec)
+            if not show(plan, args):
+                return EXIT_ERROR
             try:
                 result = apply_saved_owned(
                     plan,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from typing import Any, NoReturn
 
 from topology import __version__
-from topology.cli import apply, asyncapi, destroy, export, force_unlock, graph, import_, plan, status, validate
 from topology.cli.common import EXIT_ERROR, EXIT_OK
 from topology.errors import RabbitformError
-from topology.urls import mask_text, secret_parts
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -28,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in arguments or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     arguments = [argument for argument in arguments if argument != "--debug"]  # accepted anywhere
     try:
-        parser = build_parser()
+        parser = build_parser(_command_named(arguments))
         args = parser.parse_args(arguments)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
@@ -54,12 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_error(message: str, arguments: list[str], debug: bool) -> None:
     if debug:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
     print(f"error: {_masked(message, arguments)}", file=sys.stderr)
 
 
 def _masked(message: str, arguments: list[str]) -> str:
     """One line, with every password we may have been given replaced by ***."""
+    from topology.urls import mask_text, secret_parts  # on the error path only
+
     secrets: list[str] = []
     for value in [*arguments, *(os.environ.get(name, "") for name in URL_VARIABLES)]:
         if "://" in value or "@" in value:
@@ -80,7 +82,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# How commands are registered. Only the module of the command being run is imported, so
+# `rabbitform validate` never loads the applier, pika or the runtime; help and an unknown
+# command load them all (to list them).
+# - A planner command: a module of topology/cli with `register(commands)` (it calls
+#   `commands.add_parser(NAME, ...)`), named in COMMANDS below under its command name.
+# - A command of another package (topology never imports bus_runtime): an entry point in
+#   pyproject.toml's `rabbitform.commands` group, `NAME = "package.module:register_function"`;
+#   its module is imported only when NAME is the command run. Re-run `make install` after
+#   adding one (entry points are installed metadata).
+COMMANDS: dict[str, str] = {
+    "validate": "topology.cli.validate",
+    "export": "topology.cli.export",
+    "asyncapi": "topology.cli.asyncapi",
+    "plan": "topology.cli.plan",
+    "apply": "topology.cli.apply",
+    "destroy": "topology.cli.destroy",
+    "force-unlock": "topology.cli.force_unlock",
+    "import": "topology.cli.import_",
+    "graph": "topology.cli.graph",
+    "status": "topology.cli.status",
+    "doctor": "topology.cli.doctor",
+}
+
+PLUGIN_GROUP = "rabbitform.commands"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command` registered alone when it is known, else with every command."""
     parser = _Parser(
         prog="rabbitform",
         description="Plan and apply RabbitMQ event-bus topology from a declarative spec.",
@@ -88,34 +117,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rabbitform {__version__}")
     parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (also {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for register in [*COMMANDS, *_plugin_commands()]:
+    for register in _registrations(command):
         register(commands)
     return parser
 
 
-def _plugin_commands() -> list[Callable[[Any], None]]:
-    """Commands contributed by other packages (the runtime's `consume` and `publish`).
+def _command_named(arguments: list[str]) -> str | None:
+    """The command word: the first argument that is not an option (the top level's options take no value)."""
+    return next((argument for argument in arguments if not argument.startswith("-")), None)
 
-    They register through the `rabbitform.commands` entry-point group, so that `topology`
-    never imports `bus_runtime`.
-    """
+
+def _registrations(command: str | None) -> list[Callable[[Any], None]]:
+    if command in COMMANDS:
+        return [import_module(COMMANDS[command]).register]
+    plugins = _plugin_commands()
+    if command in plugins:
+        return [plugins[command].load()]
+    return [
+        *(import_module(module).register for module in COMMANDS.values()),
+        *(entry.load() for entry in plugins.values()),
+    ]
+
+
+def _plugin_commands() -> dict[str, Any]:
+    """The `rabbitform.commands` entry points by command name (not loaded), in name order."""
     from importlib.metadata import entry_points
 
-    return [entry.load() for entry in sorted(entry_points(group="rabbitform.commands"), key=lambda e: e.name)]
-
-
-COMMANDS: list[Callable[[Any], None]] = [
-    validate.register,
-    export.register,
-    asyncapi.register,
-    plan.register,
-    apply.register,
-    destroy.register,
-    force_unlock.register,
-    import_.register,
-    graph.register,
-    status.register,
-]
+    found = sorted(entry_points(group=PLUGIN_GROUP), key=lambda entry: entry.name)
+    return {entry.name: entry for entry in found if entry.name not in COMMANDS}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from topology.cli.plan_output import add_plan_output_arguments, report_plan
 from topology.cli.progress import reporter_for
 from topology.compile.access import with_access
 from topology.compile.compiler import compile_spec
-from topology.compile.definitions import definitions_problem, from_definitions
+from topology.compile.definitions import default_queue_type, definitions_problem, from_definitions
 from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
 from topology.plan.diff import compute_plan
@@ -64,7 +64,8 @@ def offline_plan(
     else:
         vhosts = {v.get("name") for v in state.get("vhosts", [])}
         exists = not state.get("vhosts") or spec.vhost in vhosts
-        actual = from_definitions(state, spec.vhost) if exists else None
+        info = next((v for v in state.get("vhosts", []) if isinstance(v, dict) and v.get("name") == spec.vhost), None)
+        actual = from_definitions(state, spec.vhost, default_queue_type(info)) if exists else None
     scope = Scope.of_spec(spec)
     return compute_plan(desired, actual, scope, allow_data_loss=allow_data_loss, move_messages=move_messages)
 

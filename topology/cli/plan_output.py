@@ -11,6 +11,7 @@ from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color, wr
 from topology.plan.model import Plan
 from topology.plan.render.markdown import render_markdown
 from topology.plan.render.text import render_text
+from topology.plan.saved import plan_json
 
 
 def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def report_plan(plan: Plan, args: argparse.Namespace) -> int:
             print(f"error: the plan has errors: it was not saved to {args.out}", file=sys.stderr)
         return EXIT_ERROR
     if getattr(args, "out", None):
-        write_output(plan.to_json(), args.out)
+        write_output(plan_json(plan), args.out)
         print(f"Saved the plan to {args.out}: apply it with `rabbitform apply {args.out}`", file=sys.stderr)
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
@@ -55,7 +56,7 @@ def report_plan(plan: Plan, args: argparse.Namespace) -> int:
 
 def _render_json(plan: Plan, color: bool) -> str:
     """The plan as saved, except that users' salted password hashes are not shown."""
-    return plan.to_json(redacted=True)
+    return plan_json(plan, redacted=True)
 
 
 PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {

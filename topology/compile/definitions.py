@@ -274,6 +274,16 @@ def queue_from_definition(item: Mapping[str, Any], default_queue_type: str = CLA
     )
 
 
+def default_queue_type(vhost_info: dict[str, Any] | None) -> str:
+    """The vhost's default queue type: 3.10 reports "undefined" when none is set; 4.x also
+    keeps it in the vhost metadata."""
+    if not vhost_info:
+        return CLASSIC
+    metadata = vhost_info.get("metadata") or {}
+    value = vhost_info.get("default_queue_type") or metadata.get("default_queue_type")
+    return str(value) if value and value != "undefined" else CLASSIC
+
+
 def normalise_queue_arguments(arguments: Mapping[str, Any], default_queue_type: str = CLASSIC) -> dict[str, Any]:
     """Make `x-queue-type` explicit only when it is not classic.
 

@@ -1,7 +1,7 @@
 """A plan: the list of changes that would make the broker match the spec.
 
-Plain data with a stable JSON form (`format_version` 1, documented in docs/plan-format.md).
-A plan saved with `plan --out` is applied exactly as it was shown.
+Plain data. Its JSON form (`format_version` 1, docs/plan-format.md) is written and read by one
+typed model, `topology.plan.saved`; a plan saved with `plan --out` is applied exactly as shown.
 """
 
 from __future__ import annotations
@@ -53,27 +53,6 @@ class Change:
     move: bool = False
     moving: bool = False
 
-    def to_dict(self, redacted: bool = False) -> dict[str, Any]:
-        """`redacted` (for display) shows a user's password as `(set)` or `(changed)`, never
-        the salted hash a saved plan carries for apply."""
-        data: dict[str, Any] = {
-            "action": self.action,
-            "kind": self.kind,
-            "name": self.name,
-            "before": _without_secrets(self.before, None) if redacted else self.before,
-            "after": _without_secrets(self.after, self.password_shown) if redacted else self.after,
-            "reason": self.reason,
-        }
-        if self.messages is not None:
-            data["messages"] = self.messages
-        if self.consumers is not None:
-            data["consumers"] = self.consumers
-        if self.move:
-            data["move"] = True
-        if self.moving:
-            data["moving"] = True
-        return data
-
     @property
     def password_shown(self) -> str | None:
         """What a display says of this change's password: `(set)`, `(changed)` or nothing."""
@@ -82,21 +61,6 @@ class Change:
         if self.action == "create":
             return "(set)"
         return "(changed)" if self.reason and PASSWORD_CHANGED in self.reason else "(unchanged)"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Change:
-        return cls(
-            action=data["action"],
-            kind=data["kind"],
-            name=data["name"],
-            before=data.get("before"),
-            after=data.get("after"),
-            reason=data.get("reason"),
-            messages=data.get("messages"),
-            consumers=data.get("consumers"),
-            move=bool(data.get("move", False)),
-            moving=bool(data.get("moving", False)),
-        )
 
 
 @dataclass(frozen=True)
@@ -110,17 +74,6 @@ class Summary:
     @property
     def changes(self) -> int:
         return self.add + self.update + self.replace + self.destroy
-
-    def to_dict(self) -> dict[str, int]:
-        counts = {
-            "add": self.add,
-            "replace": self.replace,
-            "destroy": self.destroy,
-            "unchanged": self.unchanged,
-        }
-        if self.update:  # only policies and access update in place; plans without one keep their old form
-            counts["update"] = self.update
-        return counts
 
 
 @dataclass(frozen=True)
@@ -166,65 +119,8 @@ class Plan:
             errors=(),
         )
 
-    def to_dict(self, redacted: bool = False) -> dict[str, Any]:
-        """The saved form; `redacted` is the displayed form (no salted password hashes)."""
-        data: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "vhost": self.vhost,
-            "changes": [c.to_dict(redacted) for c in self.changes],
-            "summary": self.summary.to_dict(),
-            "warnings": list(self.warnings),
-            "errors": list(self.errors),
-            "allow_data_loss": self.allow_data_loss,
-        }
-        if self.move_messages:
-            data["move_messages"] = True
-        if self.scope is not None:
-            data["scope"] = self.scope.to_dict()
-        if self.fingerprint is not None:
-            data["fingerprint"] = self.fingerprint
-        if self.source is not None:
-            data["source"] = self.source
-        if self.management_url is not None:
-            data["management_url"] = self.management_url
-        if self.owner is not None:
-            data["owner"] = self.owner
-        return data
-
-    def to_json(self, redacted: bool = False) -> str:
-        return json.dumps(self.to_dict(redacted), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported plan format_version {version!r} (this rabbitform reads {FORMAT_VERSION})")
-        return cls(
-            vhost=data["vhost"],
-            changes=tuple(Change.from_dict(c) for c in data.get("changes", [])),
-            scope=Scope.from_dict(data["scope"]) if data.get("scope") else None,
-            unchanged=int(data.get("summary", {}).get("unchanged", 0)),
-            warnings=tuple(data.get("warnings", ())),
-            errors=tuple(data.get("errors", ())),
-            fingerprint=data.get("fingerprint"),
-            allow_data_loss=bool(data.get("allow_data_loss", False)),
-            move_messages=bool(data.get("move_messages", False)),
-            source=data.get("source"),
-            management_url=data.get("management_url"),
-            owner=data.get("owner"),
-        )
-
 
 PASSWORD_CHANGED = "password changed"
-
-
-def _without_secrets(definition: dict[str, Any] | None, password: str | None) -> dict[str, Any] | None:
-    if definition is None:
-        return None
-    shown = {key: value for key, value in definition.items() if key not in SECRET_KEYS}
-    if password is not None:
-        shown["password"] = password
-    return shown
 
 
 def fingerprint(state: Any) -> str:

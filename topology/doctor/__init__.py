@@ -1,0 +1,1 @@
+"""`rabbitform doctor`: what RabbitMQ 4.x refuses, drops or changes on a broker."""
