@@ -10,6 +10,9 @@ In one run, each measurement in a vhost of its own on the cluster (deleted after
 5. failover: a consumer connected to one node while events trickle in; kill -9 that node and
    time until the first event is handled on the consumer's new connection (the node comes back
    afterwards: `scripts/rabbitmq-cluster up`)
+6. publisher failover: a bus connected to the quorum queue leader's node publishes batches back
+   to back; kill -9 that node mid-batch and time until the first batch begun after the kill is
+   confirmed (target: under 2 s on a quiet machine)
 
 Targets: publish and consume >= 0.5x raw pika, as on a single node.
 Run: `python -m benchmarks cluster` (part of `make bench`). Without the cluster it prints
@@ -257,6 +260,55 @@ def failover(node: int = 2) -> float:
     return recovered
 
 
+def quorum_leader(vhost: str) -> int:
+    """The index (1-3) of the node leading the subscriber's quorum queue."""
+
+    def leader() -> str | None:
+        response = requests.get(
+            f"http://{HOST}:{NODES[0][2]}/api/queues/{quote(vhost, safe='')}/{quote(QUEUE, safe='')}",
+            auth=(USER, PASSWORD),
+            timeout=5,
+        )
+        return response.json().get("leader") if response.ok else None
+
+    wait_until(lambda: bool(leader()), 30, interval=0.2)
+    return int(str(leader()).split("@", 1)[0].removeprefix("rf"))
+
+
+def publisher_failover(batch: int = 20) -> float:
+    """Seconds from kill -9 of the publisher's node (also the queue's leader) to the first
+    confirmed publish of a batch begun after the kill."""
+    with bench_vhost("publisher-failover") as vhost:
+        node = quorum_leader(vhost)
+        bus = RabbitMqEventBus(RabbitMqConnector(urls(vhost, first=node)), ORG, SERVICE)
+        stop = threading.Event()
+        confirmed: list[tuple[float, float]] = []  # (began, confirmed) of each batch
+
+        def publish() -> None:
+            n = 0
+            while not stop.is_set():
+                began = time.monotonic()
+                with contextlib.suppress(Exception):  # a failed batch just does not count
+                    bus.publish([UserCreated(user_id=str(n + i)) for i in range(batch)])
+                    confirmed.append((began, time.monotonic()))
+                n += batch
+
+        thread = threading.Thread(target=publish, daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: len(confirmed) > 20, 30)
+            os.kill(beam_pid(node), signal.SIGKILL)
+            killed_at = time.monotonic()
+            wait_until(lambda: any(began >= killed_at for began, _ in confirmed), 60, interval=0.01)
+            recovered = min(end for began, end in confirmed if began >= killed_at) - killed_at
+        finally:
+            stop.set()
+            thread.join(40)
+            bus.close()
+            cluster_up()
+    return recovered
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -284,6 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = best_of(steps, args.rounds, 64)
     recovered = failover()
     print(f"  failover: first event handled {recovered:.2f} s after kill -9 of the consumer's node", flush=True)
+    published = publisher_failover()
+    print(
+        f"  publisher failover: first confirmed publish {published:.2f} s after kill -9 of the publisher's node "
+        "(also the queue leader)",
+        flush=True,
+    )
     raw_pub, our_pub, raw_con, our_con = rates.values()
     checks = [("publish vs raw pika", our_pub / raw_pub, 0.5), ("consume vs raw pika", our_con / raw_con, 0.5)]
     return 0 if judged(checks, 22) else 1

@@ -6,13 +6,14 @@ is one batch with many messages in flight. See `bus_runtime.publisher` for the g
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pika
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import PublishError
+from bus_runtime.limits import DEFAULT_MAX_MESSAGE_SIZE, check_body, check_headers, check_timeout
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import ConfirmedPublisher, OnUnroutable, Outgoing
 from bus_runtime.wire import WireMessage, encode
@@ -60,11 +61,21 @@ class _MessageBus:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         on_unroutable: OnUnroutable = "log",
         timeout: float = 30.0,
         window: int = 20_000,
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
+        """`max_message_size` is the broker's (`max_message_size` in rabbitmq.conf: 128 MiB by
+        default on 3.x, 16 MiB on 4.x): a larger body is refused at `publish`."""
+        if connector is not None and not isinstance(connector, RabbitMqConnector):
+            raise TypeError(f"connector must be a RabbitMqConnector or None, not {type(connector).__name__}")
+        for name, value in (("organization", organization), ("service", service)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        check_timeout(timeout)
         if not naming.ORGANIZATION_PATTERN.match(organization) or not naming.SERVICE_PATTERN.match(service):
             raise ValueError(
                 f"invalid organization/service {organization!r}/{service!r}: lower case, digits, '_' or '-'"
@@ -73,6 +84,7 @@ class _MessageBus:
         self.organization = organization
         self.service = service
         self.layout = layout  # whose routing keys: rabbitform's (`user.created`) or petisco's (`user_created`)
+        self.max_message_size = max_message_size
         self._publisher = ConfirmedPublisher(
             self.connector,
             purpose=f"{type(self).__name__}-{organization}.{service}",
@@ -102,12 +114,26 @@ class _MessageBus:
         `headers` (e.g. `traceparent`) travel with the messages, through retries too;
         `timeout` overrides the bus's for this call.
         Raises `PublishError` naming every message the broker did not confirm, with its reason;
-        its `messages` are those messages, to publish again.
+        its `messages` are those messages, to publish again. What the broker would refuse
+        (headers it cannot encode or that do not fit its `frame_max`, a body over
+        `max_message_size`) raises `MessageRefused` before anything is sent.
         """
-        batch = [messages] if isinstance(messages, Message) else list(messages)
-        for message in batch:
+        name, kind = type(self).__name__, self.kind.__name__
+        if isinstance(messages, Message):
+            batch = [messages]
+        elif isinstance(messages, Iterable) and not isinstance(messages, str | bytes | Mapping):
+            batch = list(messages)
+        else:
+            raise TypeError(
+                f"{name}.publish: messages must be a {kind} or a list of them, not {type(messages).__name__}"
+            )
+        for position, message in enumerate(batch):
             if not isinstance(message, self.kind):
-                raise TypeError(f"{type(self).__name__} publishes {self.kind.__name__}s, not {type(message).__name__}")
+                raise TypeError(
+                    f"{name}.publish: messages[{position}] is a {type(message).__name__}; {name} publishes {kind}s"
+                )
+        check_timeout(timeout)
+        check_headers(headers, self._publisher.frame_max)
         items: list[Outgoing] = []
 
         def chunks() -> Iterator[list[Outgoing]]:
@@ -116,6 +142,8 @@ class _MessageBus:
                     outgoing(m, self.organization, self.service, headers, self.layout)
                     for m in batch[start : start + CHUNK]
                 ]
+                for item in chunk:
+                    check_body(item.label, len(item.body), self.max_message_size)
                 items.extend(chunk)
                 yield chunk
 

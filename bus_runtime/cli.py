@@ -17,7 +17,7 @@ from typing import Any
 
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
 from bus_runtime.connector import DEFAULT_CONNECT_TIMEOUT, URL_ENV, RabbitMqConnector
-from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_WORKERS, RabbitMqEventConsumer
+from bus_runtime.consumer import DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WORKERS, RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.spec_runtime import message_from_spec, spec_subscriptions
 from bus_runtime.subscriber import wants_session
@@ -28,6 +28,7 @@ from topology.naming import MessageKind
 from topology.spec.model import Spec
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
 
+EXIT_STOPPED_AT_ONCE = 130  # a second SIGINT/SIGTERM: as an interrupted command
 MANAGEMENT_URL_ENV = "RABBITMQ_MANAGEMENT_URL"  # topology.broker.management.URL_ENV, not imported at start-up
 
 
@@ -124,6 +125,13 @@ def register_consume(commands: Any) -> None:
     parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, help="messages in hand (default 100)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="handler threads (default 8)")
     parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long running handlers may finish (default 30); a second signal stops at once",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT (needs rabbitform[metrics])"
     )
     parser.add_argument(
@@ -145,6 +153,10 @@ def cmd_consume(args: argparse.Namespace) -> int:
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
     if not 1 <= args.prefetch <= 65535 or not 1 <= args.workers <= 1024:
         raise RabbitformError("--prefetch must be from 1 to 65535 (AMQP's limit) and --workers from 1 to 1024")
+    if not 0 < args.shutdown_timeout <= 86_400:  # NaN and inf fail too
+        raise RabbitformError(
+            f"--shutdown-timeout must be from 0 to 86400 seconds (a day), not {args.shutdown_timeout:g}"
+        )
     needs_inbox = [sub.handler_name for sub in subs if wants_session(sub.handler)]
     if needs_inbox and not args.inbox_database_url:
         raise RabbitformError(
@@ -168,7 +180,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
     where = f"on vhost {connector.vhost!r} at {connector.display}"
     for sub in subs:
         print(f"consuming {sub.queue} {where} with {sub.handler_name} (max_retries {sub.max_retries})", file=sys.stderr)
-    consumer.run_forever()
+    if consumer.run_forever(args.shutdown_timeout):
+        # stopped at once by a second signal: handler threads may still run; the broker requeues
+        # what was not acked when this process's connection goes
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_STOPPED_AT_ONCE)
     return EXIT_OK
 
 

@@ -38,6 +38,7 @@ class RabbitMqEventConfigurer:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         retry_ttl: int = 5000,
         management_url: str | None = None,
         store_queue: str = naming.DEFAULT_STORE_QUEUE,

@@ -18,6 +18,7 @@ import pika
 import pika.exceptions
 
 from bus_runtime.errors import BrokerUnavailable, describe_error
+from topology.amqp import classify_failure, root_cause
 from topology.tls import CA_CERT_ENV, client_context, resolve_ca_cert
 from topology.urls import Endpoint, UrlError, parse_urls
 
@@ -53,13 +54,23 @@ class RabbitMqConnector:
     def __init__(
         self,
         url: str | None = None,
+        *,
         heartbeat: int | None = None,
         connection_name: str = "rabbitform",
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        *,
         source: str | None = None,
         ca_cert: str | None = None,
     ):
+        if url is not None and not isinstance(url, str):
+            raise TypeError(
+                f"RabbitMqConnector: url must be a str (amqp://user:password@host:port/vhost), not {type(url).__name__}"
+            )
+        if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, int)):
+            raise TypeError(f"RabbitMqConnector: heartbeat must be an int of seconds, not {type(heartbeat).__name__}")
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
+            raise ValueError(
+                f"RabbitMqConnector: connect_timeout must be a number of seconds above 0, not {connect_timeout!r}"
+            )
         if url is not None:
             resolved, where = url, source or "the RabbitMQ URL"
         elif os.environ.get(URL_ENV):
@@ -125,7 +136,13 @@ class RabbitMqConnector:
     def with_vhost(self, vhost: str) -> RabbitMqConnector:
         """The same broker and credentials on another vhost (a spec names its own)."""
         url = ",".join(endpoint.url(vhost) for endpoint in self.endpoints)
-        return RabbitMqConnector(url, self.heartbeat, self.connection_name, self.connect_timeout, ca_cert=self.ca_cert)
+        return RabbitMqConnector(
+            url,
+            heartbeat=self.heartbeat,
+            connection_name=self.connection_name,
+            connect_timeout=self.connect_timeout,
+            ca_cert=self.ca_cert,
+        )
 
     def parameters(self, purpose: str = "", endpoint: int = 0) -> pika.URLParameters:
         """pika parameters of node `endpoint` (counted modulo the nodes, so a reconnect loop can
@@ -195,13 +212,13 @@ class RabbitMqConnector:
 
 
 def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
-    root = _root(exc)
-    if "timeout" in root.lower() or "timed out" in root.lower():
+    kind = classify_failure(exc)
+    if kind == "timeout":
         cause = "no AMQP answer"
-    elif isinstance(exc, (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError)):
+    elif kind == "handshake":
         cause = "the server closed the connection instead of answering in AMQP"
     else:
-        cause = root
+        cause = _root(exc)
     return (
         f"cannot connect to {where}: AMQP handshake failed within {timeout:g} s ({cause}); "
         "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port, "
@@ -209,29 +226,36 @@ def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
     )
 
 
+NAME_MISMATCH = frozenset({62, 64})  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def _connect_failed(where: str, timeout: float, exc: BaseException, ca_cert: str | None = None) -> str:
+    """One line for a failed connection attempt, chosen by the kind of failure
+    (`topology.amqp.classify_failure`: by exception type, not by error text)."""
+    kind = classify_failure(exc)
+    cause = root_cause(exc)
     root = _root(exc)
-    if "timeout" in root.lower() or "timed out" in root.lower() or "handshake" in root.lower():
+    if kind in ("timeout", "handshake"):
         return _handshake_failed(where, timeout, exc)
-    if "refused" in root.lower():
+    if kind == "refused":
         return f"cannot connect to {where}: connection refused; check the host and port, and that RabbitMQ runs"
-    if "Name or service not known" in root or "gaierror" in root:
+    if kind == "unknown host":
         return f"cannot connect to {where}: unknown host"
-    if "certificate verify failed" in root.lower():
+    if kind == "tls verify":
         reason = _tls_reason(root)
-        if "mismatch" in reason.lower():
+        if getattr(cause, "verify_code", None) in NAME_MISMATCH:
             fix = "connect by a host name the certificate lists"
         elif ca_cert is not None:
             fix = f"check that the CA bundle {ca_cert} holds the CA that signed the broker's certificate"
         else:
             fix = f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
         return f"cannot connect to {where}: TLS verification failed ({reason}); {fix}"
-    if "wrong version number" in root.lower():
+    if kind == "tls" and getattr(cause, "reason", None) == "WRONG_VERSION_NUMBER":
         return (
             f"cannot connect to {where}: TLS handshake failed (wrong version number): the port does not speak TLS; "
             "use amqp:// for a plain port, or the AMQPS port (5671 by default)"
         )
-    if "SSL" in root or "certificate" in root.lower():
+    if kind == "tls":
         return f"cannot connect to {where}: TLS failed ({root})"
     return f"cannot connect to {where}: {root}"
 

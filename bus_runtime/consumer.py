@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,14 +39,13 @@ from bus_runtime.consumer_connection import ConsumerConnection
 from bus_runtime.dispatch import delivery_of, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
+from bus_runtime.limits import check_timeout
 from bus_runtime.republisher import Republisher
 from bus_runtime.retry import Decision, Failure, decide
 from bus_runtime.settlement import Settlement
-from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.telemetry import hooks
 from topology import naming
-from topology.spec.loader import load_spec
 
 if TYPE_CHECKING:
     from bus_runtime.subscriber import SubscriptionGuard
@@ -55,6 +55,15 @@ log = logging.getLogger("bus_runtime.consumer")
 DEFAULT_PREFETCH = 100
 DEFAULT_WORKERS = 8
 REPUBLISH_FAILURE_DELAY = 1.0  # seconds before a message whose retry copy failed is requeued
+
+
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # seconds running handlers get to finish on stop
+CLOSE_RESERVE_S = 2.0  # of the stop's time, kept for closing the connection
+ABORT_S = 0.5  # how long an abort waits for the I/O threads
+
+
+class _StopNow(BaseException):
+    """A second SIGINT/SIGTERM: leave the graceful stop at once."""
 
 
 class _Work(NamedTuple):
@@ -85,6 +94,7 @@ class RabbitMqEventConsumer:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         max_retries: int = 5,
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_WORKERS,
@@ -92,6 +102,14 @@ class RabbitMqEventConsumer:
         layout: naming.Layout = naming.DEFAULT_LAYOUT,
         inbox: SubscriptionGuard | None = None,
     ) -> None:
+        if connector is not None and not isinstance(connector, RabbitMqConnector):
+            raise TypeError(f"connector must be a RabbitMqConnector or None, not {type(connector).__name__}")
+        for name, value in (("organization", organization), ("service", service)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        for name, number in (("max_retries", max_retries), ("prefetch", prefetch), ("workers", workers)):
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise TypeError(f"{name} must be an int, not {type(number).__name__}")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         if prefetch < 1 or workers < 1:
@@ -118,6 +136,9 @@ class RabbitMqEventConsumer:
         self._loop_wake_pending = False
         self._loop_tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
+        # deliveries handed to a worker or the loop whose handler has not started, by (generation,
+        # tag): whoever pops one first owns it (a worker runs it; stop() returns it to the queue)
+        self._unstarted: dict[tuple[int, int], _Work] = {}
         self._results: deque[_Result] = deque()
         self._wake_pending = False
         self._started = threading.Event()
@@ -183,7 +204,11 @@ class RabbitMqEventConsumer:
         **options: Any,
     ) -> RabbitMqEventConsumer:
         """A consumer for the handlers a spec names by import path (see `bus_runtime.spec_runtime`),
-        on the spec's vhost unless `connector` is given; `options` go to the constructor."""
+        on the spec's vhost unless `connector` is given; `options` go to the constructor.
+        The spec loader (PyYAML, jinja2) is imported here, not with the runtime."""
+        from bus_runtime.spec_runtime import spec_subscriptions
+        from topology.spec.loader import load_spec
+
         spec = load_spec(path, variables)
         subs = spec_subscriptions(spec, service, subscribers, str(Path(path)))
         chosen = connector or RabbitMqConnector().with_vhost(spec.vhost)
@@ -216,41 +241,79 @@ class RabbitMqEventConsumer:
             )
         if self._start_error is not None:
             error = self._start_error
-            self._shutdown(timeout=5.0)
+            self._shutdown(time.monotonic() + 5.0)
             raise error
         log.info("consuming %d queue(s) on %s", len(self.subscriptions), self.connector.safe_url)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, finish the ones in hand, ack them, close."""
+    def stop(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+        """Stop at once taking deliveries, return to the queue at once every prefetched delivery
+        whose handler has not started, let the running handlers finish within `timeout` seconds
+        (their acks, retries and dead letters go out), then close.
+
+        Returns within `timeout` seconds even when the broker does not answer; a handler still
+        running then is left behind and the broker redelivers its message (at-least-once)."""
         if not self._running:
             return
+        check_timeout(timeout, "stop timeout")
+        deadline = time.monotonic() + timeout
+        close_reserve = min(CLOSE_RESERVE_S, timeout / 4)
         self._stopping = True
-        self._io.call(self._connection.cancel_consumers)
-        if not self._drained.wait(timeout):
+        self._io.call(self._stop_taking)
+        if not self._drained.wait(max(0.0, deadline - close_reserve - time.monotonic())):
             log.warning("stop: messages still in hand after %gs; the broker will redeliver them", timeout)
-        self._shutdown(timeout=10.0)
+        self._shutdown(deadline)
 
-    def run_forever(self) -> None:
-        """Start (if needed) and block until SIGINT or SIGTERM, then stop gracefully."""
+    def abort(self) -> None:
+        """Stop at once: no grace, no goodbye to the broker. Whatever is in hand is not acked and
+        the broker requeues it when the connection goes (a second SIGINT/SIGTERM)."""
+        self._stopping = True
+        self._drained.set()
+        self._shutdown(time.monotonic() + ABORT_S)
+
+    def run_forever(self, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
+        """Start (if needed) and block until SIGINT or SIGTERM, then `stop(shutdown_timeout)`.
+        A second signal during the stop stops at once (`abort()`). Returns True when it was
+        aborted (handler threads may still be running: the process should exit now)."""
+        check_timeout(shutdown_timeout, "shutdown timeout")
         stop = threading.Event()
+        signals: list[int] = []
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping", signum)
-            stop.set()
+            signals.append(signum)
+            if len(signals) == 1:
+                log.info(
+                    "signal %d: stopping (up to %gs for running handlers; again to stop at once)",
+                    signum,
+                    shutdown_timeout,
+                )
+                stop.set()
+                return
+            log.warning("signal %d again: stopping at once; the broker requeues the messages in hand", signum)
+            raise _StopNow
 
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
         try:
-            self.start()
-            while not stop.wait(0.5):
-                if self._closed.is_set():
-                    raise BusError("the consumer's connection closed and could not be re-established")
+            try:
+                self.start()
+                while not stop.wait(0.5):
+                    if self._closed.is_set():
+                        raise BusError("the consumer's connection closed and could not be re-established")
+            finally:
+                try:
+                    self.stop(shutdown_timeout)
+                except _StopNow:
+                    self.abort()
+                    return True
+        except _StopNow:
+            self.abort()
+            return True
         finally:
-            self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        return False
 
     @property
     def is_running(self) -> bool:
@@ -263,16 +326,35 @@ class RabbitMqEventConsumer:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def _shutdown(self, timeout: float) -> None:
+    def _shutdown(self, deadline: float) -> None:
+        """Close the connection, the republisher and the I/O thread, each waiting at most until
+        `deadline` (a broker that does not answer does not hold the caller)."""
         self._stopping = True
         self._io.call(self._connection.close)
-        self._closed.wait(timeout)
-        self._republisher.close()
-        self._io.stop()
+        self._closed.wait(max(0.0, deadline - time.monotonic()))
+        self._republisher.close(max(0.0, deadline - time.monotonic()))
+        self._io.stop(max(0.0, deadline - time.monotonic()))
         if self._executor is not None:
             # after a drain every handler returned; else do not hang on one that never returns
-            self._executor.shutdown(wait=self._drained.is_set(), cancel_futures=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._running = False
+
+    def _stop_taking(self) -> None:
+        """On the I/O thread: cancel the consumers and return every delivery whose handler has
+        not started to its queue (a nack with requeue), so another consumer can take it now."""
+        self._connection.cancel_consumers()
+        self._return_unstarted()
+
+    def _return_unstarted(self) -> None:
+        returned = 0
+        for key in list(self._unstarted):
+            work = self._unstarted.pop(key, None)
+            if work is not None:
+                self._settlement.requeue(work.generation, work.tag)
+                returned += 1
+        if returned:
+            log.info("stop: %d prefetched message(s) returned to their queue", returned)
+        self._flush()
 
     # ------------------------------------------------------------------ I/O thread: ConsumerEvents
 
@@ -289,8 +371,13 @@ class RabbitMqEventConsumer:
     ) -> None:
         tag = method.delivery_tag
         self._settlement.delivered(tag)
+        if self._stopping:  # sent before the broker saw the cancel: back to the queue at once
+            self._settlement.requeue(self._settlement.generation, tag)
+            self._flush()
+            return
         assert self._executor is not None
         work = _Work(self._settlement.generation, sub, tag, method.routing_key, properties, body)
+        self._unstarted[(work.generation, tag)] = work
         if sub.queue in self._on_loop and self.handler_loop is not None:
             self._to_loop(work)
             return
@@ -319,6 +406,8 @@ class RabbitMqEventConsumer:
 
     def _work(self, work: _Work) -> None:
         """On a worker thread: run the handler, then hand the decision to the I/O thread."""
+        if self._unstarted.pop((work.generation, work.tag), None) is None:
+            return  # returned to its queue by stop()
         try:
             decision, _message = handle_delivery(work.sub, work.body, work.routing_key, work.properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
@@ -348,6 +437,8 @@ class RabbitMqEventConsumer:
 
     async def _work_async(self, work: _Work) -> None:
         """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
+        if self._unstarted.pop((work.generation, work.tag), None) is None:
+            return  # returned to its queue by stop()
         try:
             decision, _message = await handle_delivery_async(
                 work.sub, work.body, work.routing_key, work.properties.headers
@@ -360,7 +451,15 @@ class RabbitMqEventConsumer:
     def _unexpected(exc: BaseException, work: _Work) -> Decision:
         """A failure outside the handler is decided like the handler's own: retried, then dead-lettered."""
         sub = work.sub
-        log.exception("cannot handle a delivery on %s", sub.queue)
+        if isinstance(exc, Exception):  # a bug of the runtime's: worth a traceback
+            log.exception("cannot handle a delivery on %s", sub.queue)
+        else:  # a BaseException the handler raised (SystemExit, a custom one): its failure, no alarm
+            log.warning(
+                "handler %s raised %s (%s), which is not an Exception; handled as its failure",
+                sub.handler_name,
+                type(exc).__name__,
+                exc,
+            )
         delivery = delivery_of(sub, work.routing_key, work.properties.headers)
         failure = Failure(type(exc).__name__, str(exc))
         return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))

@@ -21,6 +21,8 @@ from bus_runtime.errors import describe_error as describe_error  # where it used
 
 log = logging.getLogger("bus_runtime")
 
+TESTED_PIKA = ("1.3.2",)  # the pika releases SelectConnection's private override is tested with
+
 
 class IoThread:
     def __init__(self, name: str) -> None:
@@ -68,6 +70,10 @@ class SelectConnection(pika.SelectConnection):
     pika hands every frame (3 per message) to its transport separately, and the transport
     makes one `send()` per buffer. While `corked()` (the publisher's pump), frames are
     joined and handed over once: same bytes, same order, far fewer system calls.
+
+    pika has no public hook for this: `_output_marshaled_frames` is private. pyproject.toml
+    pins the pika versions in `TESTED_PIKA`, and tests/unit/test_pika_hook.py fails loudly when
+    the installed pika's method is not the one this override was written against.
     """
 
     _cork: list[bytes] | None = None

@@ -9,19 +9,34 @@ failed with its reason (nacked, timed out before or after it was sent, channel c
 connection not re-established, publisher closed), and `PublishError` lists every failed one. After a lost connection the unconfirmed
 messages are published again on the new one (at-least-once: a consumer may see a duplicate).
 
+Through a failover (a node lost, the publisher reconnected to another one), a nack is not
+final at once: RabbitMQ 3.10's channel keeps, per quorum queue, the leader the queue's record
+named when the channel first published to it. A channel opened just after the leader's node
+died, before the new leader is recorded, asks the dead node and nacks every publish to that
+queue for as long as the channel lives (until the node returns). So, for `FAILOVER_WINDOW_S`
+after a lost connection, a nacked message goes back to the head of the queue and the channel
+is replaced (after a short backoff) by a fresh one, which reads the queue's current leader.
+Outside that window a nack is final (e.g. a full queue with `x-overflow: reject-publish`).
+
+When the broker closes the connection over a protocol error (5xx) or the channel over a
+precondition (406, e.g. a body over its maximum size) while messages were in flight, it does
+not say which message it refused. Those messages are then sent again one at a time: one that
+is refused alone fails alone, with the broker's reason, and is not sent again; the others go
+through. (`bus_runtime.limits` refuses the known causes before anything is sent.)
+
 Messages are published `mandatory`: the broker returns the ones no queue is bound for
 (before their ack), and they are logged, counted and, with `on_unroutable="raise"`, raised.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import takewhile
 from typing import Any, Literal
 
 import pika
@@ -31,11 +46,20 @@ from pika.frame import Method
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError, describe_error
 from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
+from bus_runtime.limits import DEFAULT_FRAME_MAX, MessageRefused, check_timeout
 from bus_runtime.telemetry import hooks
+from topology.amqp import covered_tags
 
 log = logging.getLogger("bus_runtime.publisher")
 
 NACKED = "nacked by the broker"
+FAILOVER_WINDOW_S = 30.0  # after a lost connection, nacks are retried on a fresh channel this long
+NACK_BACKOFF_CAP_S = 1.0  # the longest pause before replacing a channel that nacked
+REFUSED = "refused by the broker"
+# Closes that mean "something sent was refused": connection-level protocol errors, and a channel
+# precondition failure (message over the broker's maximum size).
+PROTOCOL_ERRORS = frozenset({501, 502, 503, 504, 505, 506, 540})
+CHANNEL_REFUSALS = frozenset({406})
 CLOSED = "the publisher was closed"
 
 OnUnroutable = Literal["log", "raise"]
@@ -103,13 +127,42 @@ def failure_kind(reason: str | None) -> str | None:
     """A metric label for a failure reason: a few fixed kinds, never the free text."""
     if reason is None:
         return None
-    for kind, marker in (("nacked", NACKED), ("timeout", "no broker confirm"), ("closed", CLOSED)):
+    for kind, marker in (
+        ("nacked", NACKED),
+        ("timeout", "no broker confirm"),
+        ("closed", CLOSED),
+        ("refused", REFUSED),
+    ):
         if reason.startswith(marker):
             return kind
     return "connection"
 
 
 Entry = tuple[_Batch, int]
+
+
+class State(enum.Enum):
+    """Where the publisher's connection is (I/O-thread state; `ConfirmedPublisher.state`)."""
+
+    IDLE = "idle"  # no connection and nothing to send yet
+    CONNECTING = "connecting"  # a connection and its confirm-mode channel are opening
+    READY = "ready"  # publishing on a confirm-mode channel
+    REPLACING_CHANNEL = "replacing channel"  # the channel closed (broker, or nacks in a failover)
+    RECONNECTING = "reconnecting"  # the connection is lost; the next attempt waits for its backoff
+    CLOSING = "closing"  # close() was called; the broker's goodbye is awaited
+    CLOSED = "closed"
+
+
+_S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    _S.IDLE: frozenset({_S.CONNECTING, _S.CLOSING, _S.CLOSED}),
+    _S.CONNECTING: frozenset({_S.READY, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.READY: frozenset({_S.REPLACING_CHANNEL, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.REPLACING_CHANNEL: frozenset({_S.READY, _S.RECONNECTING, _S.IDLE, _S.CLOSING}),
+    _S.RECONNECTING: frozenset({_S.CONNECTING, _S.IDLE, _S.CLOSING, _S.CLOSED}),
+    _S.CLOSING: frozenset({_S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
 
 
 class ConfirmedPublisher:
@@ -145,11 +198,19 @@ class ConfirmedPublisher:
         self._inflight: dict[int, Entry] = {}
         self._next_tag = 1
         self._connection: SelectConnection | None = None
-        self._channel: Channel | None = None
-        self._connecting = False
+        self._channel: Channel | None = None  # the confirm-mode channel, in state READY
+        self.state = State.IDLE
+        self.transitions: deque[tuple[State, State, str]] = deque(maxlen=200)  # (from, to, why)
+        self.illegal_transitions: list[tuple[State, State, str]] = []  # a bug if ever non-empty
         self._failed_attempts = 0
         self._last_error = ""
         self._shut = threading.Event()
+        self._retry_nacks_until = 0.0  # monotonic: nacks before it are retried (a failover)
+        self._recycling: Channel | None = None  # the channel being replaced after nacks
+        self._nacked: dict[int, Entry] = {}  # nacked on it by tag: sent again, in order, on the next
+        self._nack_rounds = 0  # channels replaced in a row because of nacks (paces the backoff)
+        self._suspects: set[Entry] = set()  # in flight when the broker refused something: sent alone
+        self.frame_max = DEFAULT_FRAME_MAX  # the connection's, once negotiated (bus_runtime.limits)
 
     # ------------------------------------------------------------------ caller side
 
@@ -165,6 +226,7 @@ class ConfirmedPublisher:
         Every message ends either confirmed or in the `PublishError`, with its reason: nacked,
         timed out (sent or not), channel closed, connection not re-established, publisher closed.
         """
+        check_timeout(timeout)
         with self._lock:
             if self._closed:
                 items = [item for chunk in chunks for item in chunk]
@@ -174,15 +236,21 @@ class ConfirmedPublisher:
                     items=items,
                     reasons=[CLOSED] * len(items),
                 )
-            self._io.start()
         batches: list[_Batch] = []
         build_error: BaseException | None = None
         try:
             for chunk in chunks:
                 if chunk:
+                    if not batches:  # the I/O thread starts with the first chunk built, not before
+                        with self._lock:
+                            self._io.start()
                     batch = _Batch(chunk)
                     batches.append(batch)
                     self._io.call(self._submit, batch)
+        except MessageRefused as exc:
+            if not batches:  # refused before anything was sent: the caller's error, as it is
+                raise
+            build_error = exc
         except Exception as exc:  # building a chunk failed: settle what was handed over, then say so
             build_error = exc
         wait = self.timeout if timeout is None else timeout
@@ -229,7 +297,9 @@ class ConfirmedPublisher:
             for index in batch.unsettled():
                 batch.failures.setdefault(index, f"no broker confirm within {wait:g}s (the I/O thread did not answer)")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Fail what is not confirmed as closed, close the connection and stop the I/O thread,
+        waiting at most `timeout` seconds for the broker's goodbye (it may not answer)."""
         with self._lock:
             if self._closed:
                 return
@@ -239,11 +309,23 @@ class ConfirmedPublisher:
         if self._io.in_loop():
             self._close_connection()
             return
+        deadline = time.monotonic() + timeout
         self._io.call(self._close_connection)
-        self._shut.wait(5.0)
-        self._io.stop()
+        self._shut.wait(timeout)
+        self._io.stop(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ I/O thread
+
+    def _enter(self, state: State, why: str) -> None:
+        """The one place the state changes: checked against `TRANSITIONS`, recorded."""
+        old = self.state
+        if old is state:
+            return
+        if state not in TRANSITIONS[old]:
+            self.illegal_transitions.append((old, state, why))
+            log.error("%s: unexpected transition %s -> %s (%s)", self.purpose, old.value, state.value, why)
+        self.transitions.append((old, state, why))
+        self.state = state
 
     def _submit(self, batch: _Batch) -> None:
         if batch.cancelled:
@@ -253,7 +335,7 @@ class ConfirmedPublisher:
                 batch.settle(index, CLOSED)
             return
         self._queue.extend((batch, index) for index in range(len(batch.items)))
-        if self._channel is not None:
+        if self.state is State.READY:
             self._pump()
         else:
             self._ensure_connection()
@@ -262,12 +344,14 @@ class ConfirmedPublisher:
         batch.cancelled = True
         if not batch.done.is_set():
             self._queue = deque(entry for entry in self._queue if entry[0] is not batch)
-            for tag, (owner, index) in list(self._inflight.items()):
-                if owner is batch:
-                    del self._inflight[tag]
-                    batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
+            for held in (self._inflight, self._nacked):
+                for tag, (owner, index) in list(held.items()):
+                    if owner is batch:
+                        del held[tag]
+                        batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
             for index in batch.unsettled():
                 batch.settle(index, f"no broker confirm within {wait:g}s (not sent)")
+            self._suspects = {entry for entry in self._suspects if entry[0] is not batch}
             if self._queue:
                 self._pump()
         expired.set()
@@ -282,14 +366,20 @@ class ConfirmedPublisher:
         connection = self._connection
         if connection is not None:
             connection.cork()
+        suspects = self._suspects
         try:
             while room > 0 and queue:
+                alone = bool(suspects) and queue[0] in suspects
+                if alone and inflight:
+                    break  # a suspect goes alone: wait for what is in flight
                 entry = queue.popleft()
                 item = entry[0].items[entry[1]]
                 publish(item.exchange, item.routing_key, item.body, item.properties, mandatory=True)
                 inflight[tag] = entry
                 tag += 1
                 room -= 1
+                if alone:
+                    break
         except Exception as exc:  # the connection went away mid-pump: on_close requeues inflight
             queue.appendleft(entry)
             log.warning("publish interrupted: %s", exc)
@@ -299,19 +389,22 @@ class ConfirmedPublisher:
                 connection.uncork()
 
     def _ensure_connection(self) -> None:
-        if self._connection is not None or self._connecting or self._closed:
+        if self.state not in (State.IDLE, State.RECONNECTING) or self._closed:
             return
-        self._connecting = True
+        self._enter(State.CONNECTING, "messages to send")
         try:
             self._connection = open_connection(
                 self._io, self.connector, self.purpose, self._on_open, self._on_open_error, self._on_closed
             )
         except Exception as exc:
-            self._connecting = False
             self._on_open_error(None, exc)
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
+        if self._closed:  # closed while connecting: goodbye at once
+            connection.close()
+            return
         self.connection_count += 1
+        self.frame_max = int(connection.params.frame_max or DEFAULT_FRAME_MAX)
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: Channel) -> None:
@@ -320,7 +413,7 @@ class ConfirmedPublisher:
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: self._on_ready(channel))
 
     def _on_ready(self, channel: Channel) -> None:
-        self._connecting = False
+        self._enter(State.READY, "channel in confirm mode")
         self._failed_attempts = 0
         self._channel = channel
         self._next_tag = 1
@@ -329,38 +422,64 @@ class ConfirmedPublisher:
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._connection = None
         self._channel = None
-        self._connecting = False
         self._failed_attempts += 1
         self._last_error = describe_error(error)
+        if self._closed:
+            self._enter(State.CLOSING, "closed while connecting")
+            self._enter(State.CLOSED, "closed while connecting")
+            self._shut.set()
+            return
         if self._failed_attempts >= self.reconnect_attempts:
             self._fail_all(f"cannot connect to {self.connector.safe_url}: {self._last_error}")
             self._failed_attempts = 0
+            self._enter(State.IDLE, f"gave up connecting: {self._last_error}")
             return
         if self._queue or self._inflight:
+            self._enter(State.RECONNECTING, f"connect failed: {self._last_error}")
             self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
+        else:
+            self._enter(State.IDLE, f"connect failed, nothing to send: {self._last_error}")
 
     def _on_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._channel = None
-        self._connecting = False
+        self._recycling = None
+        if getattr(reason, "reply_code", None) in PROTOCOL_ERRORS and not self._closed:
+            self._isolate(describe_error(reason))
         self._requeue_inflight()
         if self._closed:
+            self._enter(State.CLOSING, "connection closed")
+            self._enter(State.CLOSED, "connection closed")
             self._shut.set()
             return
         self._last_error = describe_error(reason)
-        if self._queue:
-            log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
-            hooks.reconnected("publisher", self._last_error)
-            self._failed_attempts += 1
-            if self._failed_attempts >= self.reconnect_attempts:
-                self._fail_all(f"connection lost and not re-established: {self._last_error}")
-                self._failed_attempts = 0
-                return
-            self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
+        self._retry_nacks_until = time.monotonic() + FAILOVER_WINDOW_S
+        if not self._queue:
+            self._enter(State.IDLE, f"connection lost, nothing to send: {self._last_error}")
+            return
+        log.warning("%s connection lost (%s); reconnecting", self.purpose, self._last_error)
+        hooks.reconnected("publisher", self._last_error)
+        self._failed_attempts += 1
+        if self._failed_attempts >= self.reconnect_attempts:
+            self._fail_all(f"connection lost and not re-established: {self._last_error}")
+            self._failed_attempts = 0
+            self._enter(State.IDLE, f"gave up reconnecting: {self._last_error}")
+            return
+        self._enter(State.RECONNECTING, f"connection lost: {self._last_error}")
+        self._io.ioloop.call_later(backoff(self._failed_attempts), self._ensure_connection)
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """The broker closed the channel (e.g. an exchange that does not exist): the messages
-        in flight on it fail with the broker's reason; the rest go on a new channel."""
+        in flight on it fail with the broker's reason; the rest go on a new channel. A channel
+        closed by `_recycle_channel` fails nothing: what was in flight on it is sent again."""
+        if channel is self._recycling:
+            self._recycling = None
+            self._requeue_inflight()
+            connection = self._connection
+            if connection is not None and connection.is_open and not self._closed:
+                delay = backoff(self._nack_rounds, cap=NACK_BACKOFF_CAP_S)
+                self._io.ioloop.call_later(delay, self._reopen_channel)
+            return
         if self._channel is not channel and self._channel is not None:
             return
         self._channel = None
@@ -368,22 +487,75 @@ class ConfirmedPublisher:
         if connection is None or not connection.is_open:
             return  # connection-level close: _on_closed requeues
         text = getattr(reason, "reply_text", "") or str(reason)
+        if self.state is State.READY:
+            self._enter(State.REPLACING_CHANNEL, f"channel closed by the broker: {text}")
+        if getattr(reason, "reply_code", None) in CHANNEL_REFUSALS and not self._closed:
+            self._isolate(describe_error(reason))
+            self._requeue_inflight()
+            connection.channel(on_open_callback=self._on_channel)
+            return
         for batch, index in self._inflight.values():
             batch.settle(index, f"channel closed by the broker: {text}")
         self._inflight.clear()
         if not self._closed:
             connection.channel(on_open_callback=self._on_channel)
 
+    def _isolate(self, reason: str) -> None:
+        """The broker refused something in flight without saying what: a suspect refused while
+        alone in flight fails alone; otherwise everything in flight becomes a suspect."""
+        entries = [*self._inflight.values(), *self._nacked.values()]
+        if len(entries) == 1 and entries[0] in self._suspects:
+            batch, index = entries[0]
+            self._suspects.discard(entries[0])
+            self._inflight.clear()
+            self._nacked.clear()
+            log.warning(
+                "%s: %s refused by the broker (%s); not sent again", self.purpose, batch.items[index].label, reason
+            )
+            batch.settle(index, f"{REFUSED}: {reason}")
+            return
+        if entries:
+            log.warning(
+                "%s: the broker refused one of %d messages (%s); sending them one at a time",
+                self.purpose,
+                len(entries),
+                reason,
+            )
+        self._suspects.update(entries)
+
+    def _reopen_channel(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.is_open and self._channel is None and not self._closed:
+            connection.channel(on_open_callback=self._on_channel)
+
+    def _recycle_channel(self) -> None:
+        """Replace the current channel (it nacked during a failover): stop publishing on it,
+        close it, and open a fresh one once it is closed (`_on_channel_closed`)."""
+        channel = self._channel
+        if channel is None or self._recycling is not None:
+            return
+        self._channel = None
+        self._recycling = channel
+        self._nack_rounds += 1
+        self._enter(State.REPLACING_CHANNEL, "nacked during a failover")
+        log.warning("%s: the broker nacked during a failover; publishing again on a new channel", self.purpose)
+        if channel.is_open:
+            channel.close()
+
     def _requeue_inflight(self) -> None:
-        if self._inflight:
-            live = [entry for entry in self._inflight.values() if not entry[0].cancelled]
+        if self._inflight or self._nacked:
+            unconfirmed = sorted({**self._inflight, **self._nacked}.items())
+            live = [entry for _tag, entry in unconfirmed if not entry[0].cancelled]
             self._queue.extendleft(reversed(live))
             self._inflight.clear()
+            self._nacked.clear()
 
     def _fail_all(self, reason: str) -> None:
-        for batch, index in [*self._inflight.values(), *self._queue]:
+        self._suspects.clear()
+        for batch, index in [*self._inflight.values(), *self._nacked.values(), *self._queue]:
             batch.settle(index, reason)
         self._inflight.clear()
+        self._nacked.clear()
         self._queue.clear()
 
     def _on_confirm(self, frame: Method) -> None:
@@ -391,10 +563,19 @@ class ConfirmedPublisher:
         tag = method.delivery_tag
         nack = isinstance(method, pika.spec.Basic.Nack)
         inflight = self._inflight
-        tags = list(takewhile(lambda t: t <= tag, inflight)) if method.multiple else [tag] if tag in inflight else []
+        tags = covered_tags(inflight, tag, method.multiple)
+        if nack and time.monotonic() < self._retry_nacks_until and not self._closed:
+            self._nacked.update((t, inflight.pop(t)) for t in tags)
+            self._recycle_channel()
+            return
+        suspects = self._suspects
         for t in tags:
-            batch, index = inflight.pop(t)
-            batch.settle(index, NACKED if nack else None)
+            entry = inflight.pop(t)
+            entry[0].settle(entry[1], NACKED if nack else None)
+            if suspects:
+                suspects.discard(entry)
+        if not nack and tags and self._recycling is None:  # the current channel confirms: healthy
+            self._nack_rounds = 0
         if self._queue:
             self._pump()
 
@@ -422,8 +603,14 @@ class ConfirmedPublisher:
         self._fail_all(CLOSED)
         connection = self._connection
         if connection is not None and connection.is_open:
+            self._enter(State.CLOSING, "close()")
             connection.close()
+        elif self.state is State.CONNECTING:
+            self._enter(State.CLOSING, "close() while connecting")  # the attempt ends in a callback
+            self._shut.set()  # nothing to wait for: the I/O loop may stop now
         else:
+            self._enter(State.CLOSING, "close()")
+            self._enter(State.CLOSED, "close(): no connection open")
             self._shut.set()
 
 

@@ -65,8 +65,8 @@ class Republisher:
 
         self._publisher.submit([item], done)
 
-    def close(self) -> None:
-        self._publisher.close()
+    def close(self, timeout: float = 5.0) -> None:
+        self._publisher.close(timeout)
 
     def _settle(self, generation: int, delivery_tag: int, item: Outgoing, failure: str | None, returned: bool) -> None:
         self.pending -= 1

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus, _MessageBus
 from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.limits import DEFAULT_MAX_MESSAGE_SIZE
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.publisher import OnUnroutable
 from topology.naming import DEFAULT_LAYOUT, Layout
@@ -31,12 +32,24 @@ class _AsyncMessageBus:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         on_unroutable: OnUnroutable = "log",
         timeout: float = 30.0,
         window: int = 20_000,
         layout: Layout = DEFAULT_LAYOUT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
-        self._bus = self.sync_bus(connector, organization, service, on_unroutable, timeout, window, layout)
+        self._bus = self.sync_bus(
+            connector,
+            organization,
+            service,
+            on_unroutable=on_unroutable,
+            timeout=timeout,
+            window=window,
+            layout=layout,
+            max_message_size=max_message_size,
+        )
+        self._closed = False
         self._pool = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix=f"rabbitform-aio-publish-{service}")
         self.organization = organization
         self.service = service
@@ -56,11 +69,15 @@ class _AsyncMessageBus:
         timeout: float | None = None,
     ) -> list[Message]:
         """Publish one message or a batch; returns once the broker confirmed them all, with the
-        ones returned as unroutable. Raises `PublishError` naming the unconfirmed messages."""
+        ones returned as unroutable. Raises `PublishError` naming the unconfirmed messages (all
+        of them, at once, once the bus is closed)."""
+        if self._closed:  # the pool is shut down: the threaded bus says "closed" without waiting
+            return self._bus.publish(messages, headers, timeout)
         call = functools.partial(self._bus.publish, messages, headers, timeout)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def close(self) -> None:
+        self._closed = True
         await asyncio.get_running_loop().run_in_executor(None, self._bus.close)
         self._pool.shutdown(wait=False)
 

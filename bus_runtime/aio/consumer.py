@@ -32,23 +32,33 @@ class AsyncRabbitMqEventConsumer:
         connector: RabbitMqConnector | None,
         organization: str,
         service: str,
+        *,
         max_retries: int = 5,
         prefetch: int = DEFAULT_PREFETCH,
         workers: int = DEFAULT_ASYNC_WORKERS,
         start_timeout: float = 30.0,
         layout: Layout = DEFAULT_LAYOUT,
         inbox: SubscriptionGuard | None = None,
+        threaded: RabbitMqEventConsumer | None = None,
     ) -> None:
-        self._consumer = RabbitMqEventConsumer(
-            connector, organization, service, max_retries, prefetch, workers, start_timeout, layout, inbox
+        """`threaded` wraps an already configured (not yet started) threaded consumer instead
+        of building one from the other arguments (see `wrapping`)."""
+        self._consumer = threaded or RabbitMqEventConsumer(
+            connector,
+            organization,
+            service,
+            max_retries=max_retries,
+            prefetch=prefetch,
+            workers=workers,
+            start_timeout=start_timeout,
+            layout=layout,
+            inbox=inbox,
         )
 
     @classmethod
     def wrapping(cls, consumer: RabbitMqEventConsumer) -> AsyncRabbitMqEventConsumer:
         """The asyncio face of a configured (not yet started) threaded consumer."""
-        wrapper = cls.__new__(cls)
-        wrapper._consumer = consumer
-        return wrapper
+        return cls(consumer.connector, consumer.organization, consumer.service, threaded=consumer)
 
     @classmethod
     def from_spec(

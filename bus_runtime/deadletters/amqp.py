@@ -21,6 +21,7 @@ from bus_runtime.deadletters.ops import Raw
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import describe_error
 from bus_runtime.publisher import ConfirmedPublisher, Outgoing
+from topology.amqp import queue_depth
 
 DEFAULT_EXCHANGE = ""
 IDLE_TIMEOUT = 5.0  # seconds without a delivery before a read stops short (someone else took them)
@@ -58,16 +59,15 @@ class AmqpTransport:
     def depth(self, queue: str) -> int:
         channel = self._connection.channel()
         try:
-            return int(channel.queue_declare(queue, passive=True).method.message_count)
+            depth = queue_depth(channel, queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                raise BusError(
-                    f"queue {queue} does not exist on {self.connector.safe_url}: run `rabbitform apply`"
-                ) from None
             raise BusError(f"cannot read queue {queue}: {exc.reply_text}") from None
         finally:
             if channel.is_open:
                 channel.close()
+        if depth is None:
+            raise BusError(f"queue {queue} does not exist on {self.connector.safe_url}: run `rabbitform apply`")
+        return depth
 
     def hold(self, queue: str, count: int) -> Iterator[Raw]:
         if count <= 0:

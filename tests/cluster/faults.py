@@ -187,7 +187,9 @@ def dead_lettered(cluster: Cluster, vhost: str) -> int:
     return int(queue_info(vhost, DEAD_QUEUE, cluster.management_urls).get("messages") or 0)
 
 
-def report(name: str, publisher: Publisher, ledger: Ledger, dead: int, recover_s: float | None) -> Report:
+def report(
+    name: str, publisher: Publisher | BatchPublisher, ledger: Ledger, dead: int, recover_s: float | None
+) -> Report:
     handled = ledger.handled()
     result = Report(
         scenario=name,
@@ -202,3 +204,60 @@ def report(name: str, publisher: Publisher, ledger: Ledger, dead: int, recover_s
     REPORTS.append(result)
     print(f"\n{HEADER}\n{result.line()}")
     return result
+
+
+class BatchPublisher:
+    """Publishes batches of uniquely numbered events back to back from a thread until stopped,
+    and keeps when each confirmed batch started and returned: `first_confirmed_after(t)` is how
+    long after a fault at `t` publishing was back (the first batch begun after it, confirmed)."""
+
+    def __init__(self, connector: RabbitMqConnector, prefix: str, batch: int = 20, pace: float = 0.01):
+        self.bus = RabbitMqEventBus(connector, ORG, SERVICE, timeout=30)
+        self.prefix, self.batch, self.pace = prefix, batch, pace
+        self.published: list[str] = []
+        self.confirmed: set[str] = set()
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._batches: list[tuple[float, float]] = []  # (began, confirmed) of each confirmed batch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> BatchPublisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for start in itertools.count(0, self.batch):
+            if self._stop.is_set():
+                return
+            events = [OrderPlaced(user_id=f"{self.prefix}-{n}") for n in range(start, start + self.batch)]
+            self.published.extend(e.user_id for e in events)
+            began = time.monotonic()
+            try:
+                self.bus.publish(events)
+            except PublishError as exc:  # reported, not lost: those ids do not count as confirmed
+                self.errors.append(str(exc))
+                failed = {label.split(" ", 1)[1] for label in exc.unconfirmed}
+                with self._lock:
+                    self.confirmed.update(e.user_id for e in events if e.id not in failed)
+            else:
+                with self._lock:
+                    self.confirmed.update(e.user_id for e in events)
+                    self._batches.append((began, time.monotonic()))
+            self._stop.wait(self.pace)
+
+    def confirmed_count(self) -> int:
+        with self._lock:
+            return len(self.confirmed)
+
+    def first_confirmed_after(self, moment: float) -> float | None:
+        """Seconds from `moment` to the return of the first batch begun after it and confirmed."""
+        with self._lock:
+            done = [end for began, end in self._batches if began >= moment]
+        return min(done) - moment if done else None
+
+    def stop(self, timeout: float = 60) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the publisher did not finish"
+        self.bus.close()

@@ -20,7 +20,9 @@ BASE = f"{ORG}.{SERVICE}.1.event.user.created"
 
 
 def configurer(amqp_url: str, management_url: str, retry_ttl: int = 5000) -> RabbitMqEventConfigurer:
-    return RabbitMqEventConfigurer(RabbitMqConnector(amqp_url), ORG, SERVICE, retry_ttl, management_url)
+    return RabbitMqEventConfigurer(
+        RabbitMqConnector(amqp_url), ORG, SERVICE, retry_ttl=retry_ttl, management_url=management_url
+    )
 
 
 def test_configure_subscribers_creates_the_alice_topology_and_is_idempotent(

@@ -121,8 +121,10 @@ def test_the_connectors_tls_failures_say_what_to_do() -> None:
     assert "check that the CA bundle ca.pem holds the CA" in _connect_failed(where, 3, error, "ca.pem")
     mismatch_text = "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.1'. (_"
     mismatch = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {mismatch_text}")
+    mismatch.verify_code = 64  # as ssl sets it: X509_V_ERR_IP_ADDRESS_MISMATCH (classified by it, not by text)
     assert _connect_failed(where, 3, mismatch).endswith("connect by a host name the certificate lists")
     wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    wrong.reason = "WRONG_VERSION_NUMBER"  # as ssl sets it
     assert "the port does not speak TLS; use amqp://" in _connect_failed(where, 3, wrong)
 
 

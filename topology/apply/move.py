@@ -33,6 +33,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from topology import naming
+from topology.amqp import queue_depth
 from topology.broker.amqp_endpoint import resolve_amqp
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.compile.definitions import normalise_queue_arguments
@@ -255,13 +256,7 @@ def message_count(params: pika.ConnectionParameters, queue: str) -> int | None:
     management API's counts lag by seconds."""
     connection = pika.BlockingConnection(params)
     try:
-        channel = connection.channel()
-        try:
-            return int(channel.queue_declare(queue, passive=True).method.message_count)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                return None
-            raise
+        return queue_depth(connection.channel(), queue)
     finally:
         if connection.is_open:
             connection.close()

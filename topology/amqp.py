@@ -1,0 +1,93 @@
+"""What the planner and the runtime both do over AMQP, in one place: which delivery tags a
+publisher confirm covers, a queue's depth, and what kind of failure a connection error is.
+
+A foundation module like `topology.urls`: it imports pika and nothing of the planner, so the
+runtime (`bus_runtime` may import `topology`, never the reverse) uses it without loading the
+planner. Failures are classified by exception type (pika nests its causes), never by matching
+error text.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterable
+from itertools import takewhile
+from typing import Literal
+
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
+
+FailureKind = Literal[
+    "refused",  # nothing listens on the port
+    "unknown host",  # the name does not resolve
+    "timeout",  # no (AMQP) answer in time: a firewall, or not an AMQP port
+    "handshake",  # something answered, but not the AMQP handshake (a management port, TLS mismatch)
+    "tls verify",  # the broker's certificate was not trusted (or names another host)
+    "tls",  # another TLS failure (e.g. a TLS client on a plain port: wrong version number)
+    "login",  # user or password refused
+    "access",  # the vhost is missing or the user may not use it
+    "closed by broker",  # the broker closed the connection (see reply_code)
+    "other",
+]
+
+
+def covered_tags(outstanding: Iterable[int], tag: int, multiple: bool) -> list[int]:
+    """The delivery tags a `basic.ack`/`basic.nack` settles, given the unconfirmed ones in the
+    order they were published: `tag` alone, or with `multiple` every one up to and including it."""
+    if multiple:
+        return list(takewhile(lambda t: t <= tag, outstanding))
+    return [tag] if tag in outstanding else []
+
+
+def queue_depth(channel: BlockingChannel, queue: str) -> int | None:
+    """Ready messages in `queue` now, by a passive declare (the management API's counts lag by
+    seconds); None when the queue does not exist (the 404 closes `channel`)."""
+    try:
+        return int(channel.queue_declare(queue, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return None
+        raise
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception under pika's wrappers (`AMQPConnectionError(
+    AMQPConnectionWorkflowFailed(... ConnectionRefusedError(111, ...)))`)."""
+    current = error
+    for _ in range(10):
+        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
+        inner = (
+            list(getattr(current, "exceptions", None) or [])[-1:]
+            or ([wrapped] if isinstance(wrapped, BaseException) else [])
+            or [arg for arg in current.args if isinstance(arg, BaseException)]
+        )
+        if not inner:
+            break
+        current = inner[0]
+    return current
+
+
+def classify_failure(error: BaseException) -> FailureKind:
+    """What kind of connection failure `error` is, by the type of its root cause."""
+    if isinstance(error, pika.exceptions.ProbableAuthenticationError):
+        return "login"
+    if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
+        return "access"
+    cause = root_cause(error)
+    kinds: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], FailureKind], ...] = (
+        (pika.exceptions.ProbableAuthenticationError, "login"),
+        (pika.exceptions.ProbableAccessDeniedError, "access"),
+        (pika.exceptions.ConnectionClosedByBroker, "closed by broker"),
+        (ConnectionRefusedError, "refused"),
+        (socket.gaierror, "unknown host"),
+        (ssl.SSLCertVerificationError, "tls verify"),
+        (ssl.SSLError, "tls"),
+        ((TimeoutError, socket.timeout, AMQPConnectorStackTimeout), "timeout"),
+        ((pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError), "handshake"),
+    )
+    for types, kind in kinds:
+        if isinstance(cause, types):
+            return kind
+    return "other"
