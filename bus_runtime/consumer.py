@@ -35,11 +35,11 @@ from pika.channel import Channel
 from bus_runtime.async_handlers import is_async_handler
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
-from bus_runtime.dispatch import delivery_of, handle_delivery, handle_delivery_async
+from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
-from bus_runtime.retry import Decision, Failure, decide
+from bus_runtime.retry import Decision, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
@@ -354,8 +354,7 @@ class RabbitMqEventConsumer:
         sub = work.sub
         log.exception("cannot handle a delivery on %s", sub.queue)
         delivery = delivery_of(sub, work.routing_key, work.properties.headers)
-        failure = Failure(type(exc).__name__, str(exc))
-        return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
+        return decide(delivery, failure_of_exception(exc), sub.max_retries, datetime.now(timezone.utc))
 
     def _post(self, work: _Work, decision: Decision) -> None:
         """Queue a decision for the I/O thread, waking it once per batch."""
