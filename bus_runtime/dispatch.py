@@ -19,10 +19,11 @@ from meiga import Result
 from bus_runtime.async_handlers import resolve
 from bus_runtime.errors import NonRetryableError
 from bus_runtime.message import Message
-from bus_runtime.retry import Decision, Delivery, Failure, class_paths, decide
+from bus_runtime.retry import DEAD_LETTER_REASON, Decision, Delivery, Failure, class_paths, decide
 from bus_runtime.subscriber import Handler, Subscription
 from bus_runtime.telemetry import hooks
 from bus_runtime.wire import PoisonMessage, decode
+from topology import naming
 
 
 def run_handler(handler: Handler, message: Message) -> Failure | None:
@@ -121,6 +122,11 @@ def _decided(
     """The decision, recorded as the handler call's outcome (for telemetry)."""
     decision = decide(delivery, failure, max_retries, now or _now())
     call.outcome = decision.action
+    if decision.action == "retry" and hooks.active():
+        tier = naming.retry_tier_of(decision.routing_key)
+        hooks.retried(delivery.handler, tier[1] if tier else 1)
+    elif decision.action == "dead_letter" and hooks.active():
+        hooks.dead_lettered(delivery.handler, str(decision.headers.get(DEAD_LETTER_REASON, "")))
     return decision
 
 

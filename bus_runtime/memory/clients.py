@@ -21,6 +21,7 @@ from bus_runtime.memory.trace import BreakerChanged, DeadLettered, Delivered, Ha
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.retry import decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.telemetry import hooks
 from bus_runtime.wire import encode
 from topology import naming
 
@@ -157,6 +158,7 @@ class _QueueListener:
         if to is not None:
             sub, broker = self.subscription, self.consumer.broker
             broker.record(BreakerChanged(broker.now_ms, sub.queue, sub.handler_name, to))
+            hooks.breaker_moved(sub.handler_name, to)
 
 
 class InMemoryConsumer:
