@@ -33,13 +33,14 @@ import pika
 from pika.channel import Channel
 
 from bus_runtime.async_handlers import is_async_handler
+from bus_runtime.breaker_gate import BreakerGate
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
 from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.republisher import Republisher
-from bus_runtime.retry import Decision, decide
+from bus_runtime.retry import RELEASE, Decision, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
@@ -124,6 +125,7 @@ class RabbitMqEventConsumer:
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
         self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
+        self._gate = BreakerGate(self._io, self._connection, ())  # per subscription, built at start()
 
     @property
     def handled_count(self) -> int:
@@ -199,6 +201,7 @@ class RabbitMqEventConsumer:
         self._running = True
         if self.handler_loop is not None:
             self._on_loop = frozenset(sub.queue for sub in self.subscriptions if is_async_handler(sub.handler))
+        self._gate = BreakerGate(self._io, self._connection, self.subscriptions)
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="rabbitform-handler")
         self._io.start()
         self._io.call(self._connection.connect)
@@ -311,10 +314,14 @@ class RabbitMqEventConsumer:
 
     def _work(self, work: _Work) -> None:
         """On a worker thread: run the handler, then hand the decision to the I/O thread."""
+        if not self._gate.admits(work.sub):  # its circuit breaker is open
+            self._post(work, RELEASE)
+            return
         try:
             decision, _message = handle_delivery(work.sub, work.body, work.routing_key, work.properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             decision = self._unexpected(exc, work)
+        self._gate.record(work.sub, decision)
         self._post(work, decision)
 
     def _to_loop(self, work: _Work) -> None:
@@ -340,12 +347,16 @@ class RabbitMqEventConsumer:
 
     async def _work_async(self, work: _Work) -> None:
         """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
+        if not self._gate.admits(work.sub):  # its circuit breaker is open
+            self._post(work, RELEASE)
+            return
         try:
             decision, _message = await handle_delivery_async(
                 work.sub, work.body, work.routing_key, work.properties.headers
             )
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             decision = self._unexpected(exc, work)
+        self._gate.record(work.sub, decision)
         self._post(work, decision)
 
     @staticmethod
@@ -375,6 +386,9 @@ class RabbitMqEventConsumer:
             work, decision = results.popleft()
             if work.generation != generation:
                 continue  # its channel is gone; the broker redelivers the message
+            if decision.action == "release":
+                settlement.requeue(generation, work.tag)
+                continue
             if decision.action == "ack":
                 settlement.ack(generation, work.tag)
             else:

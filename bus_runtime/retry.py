@@ -40,7 +40,7 @@ REASON_DELIVERY_LIMIT = "delivery_limit"  # the broker's own reason, from a quor
 MAX_ERROR_MESSAGE = 1000  # keep headers small: a stack of reasons must not bloat every retry
 MAX_TRACEBACK = 4096  # bytes: the end of a traceback (where it raised) on the dead letter only
 
-Action = Literal["ack", "retry", "dead_letter"]
+Action = Literal["ack", "retry", "dead_letter", "release"]  # release: back to its queue unhandled
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class Decision:
 
 
 ACK = Decision("ack")
+RELEASE = Decision("release")  # a circuit breaker is open: requeue, not an attempt
 
 
 def retry_count(headers: Mapping[str, Any] | None) -> int:
