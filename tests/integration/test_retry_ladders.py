@@ -8,6 +8,7 @@ the same consumer carries on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -102,7 +103,7 @@ def test_attempts_wait_their_tier_and_dead_letters_tell_the_story(
         bus.close()
         consumer.stop()
     times = ladder_handlers.calls["always_fails"]
-    waits = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    waits = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(times) == 5
     for waited, delay in zip(waits, (0.3, 0.9, 1.8, 1.8), strict=True):
         assert delay <= waited + 0.05 < delay + SLACK_S, (waits, delay)
