@@ -94,3 +94,31 @@ def test_an_open_breaker_pauses_one_subscriber_and_a_probe_closes_it() -> None:
     assert moves == [(0, "open"), (30_000, "half_open"), (30_000, "open"), (60_000, "half_open"), (60_000, "closed")]
     attempts = [e.attempt for e in broker.trace if isinstance(e, Delivered) and e.handler == "bill_handler"]
     assert attempts == [1] * 6
+
+
+def test_dlq_show_tells_the_story_and_replay_starts_the_ladder_over() -> None:
+    from bus_runtime.deadletters.render import render_letter
+
+    memory_handlers.seen.clear()
+    broker = broker_for(
+        '          close_handler: {handler: "tests.unit.memory_handlers:gives_up"}\n'
+        '          audit_handler:\n            handler: "tests.unit.memory_handlers:always_fails"\n'
+        "            retry: {delays_ms: [10, 20], max_retries: 2}"
+    )
+    broker.event_bus("petisco").publish(UserCreated(user_id="1"))
+    broker.run_until_idle()
+    dlq = broker.dead_letters()
+    reasons = {s.subscriber: dict(s.by_reason) for s in dlq.list()}
+    assert reasons["petisco/close_handler"] == {"non_retryable": 1}
+    [closed] = dlq.show("close_handler")
+    text = render_letter(closed)
+    assert "reason       non_retryable after 0 retries" in text
+    assert f"handler      close_handler on {closed.host} (pid {closed.pid})" in text
+    assert "traceback (last 4 KB):" in text and 'raise NonRetryableError("no such account")' in text
+    [audit] = dlq.show("audit_handler")
+    assert (audit.retry_count, audit.reason) == (2, "retries_exhausted")
+    dlq.replay("audit_handler")
+    start = broker.now_ms
+    broker.run_until_idle()
+    replayed = [e for e in broker.trace if isinstance(e, Delivered) and e.handler == "audit_handler"][-3:]
+    assert [(e.attempt, e.at_ms - start) for e in replayed] == [(1, 0), (2, 10), (3, 30)]
