@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from pika.channel import Channel
+
 from bus_runtime.breaker import CircuitBreaker, State, counts_as_success
 from bus_runtime.consumer_connection import ConsumerConnection
 from bus_runtime.iothread import IoThread
 from bus_runtime.retry import Decision
 from bus_runtime.subscriber import Subscription
 from bus_runtime.telemetry import hooks
+from topology import naming
 
 log = logging.getLogger("bus_runtime.consumer")
 
@@ -77,6 +80,7 @@ class BreakerGate:
                 breaker.settings.pause_s,
             )
             self.connection.pause(sub.queue)
+            self._mark(sub.queue, paused=True)
             self.io.ioloop.call_later(breaker.settings.pause_s, lambda: self._pause_over(sub, breaker))
         elif to == "half_open":
             log.info("%s: circuit breaker half-open; one delivery goes through", sub.handler_name)
@@ -84,6 +88,7 @@ class BreakerGate:
         else:
             log.info("%s: circuit breaker closed; consuming %s again", sub.handler_name, sub.queue)
             self.connection.resume(sub.queue)
+            self._mark(sub.queue, paused=False)
 
     def _pause_over(self, sub: Subscription, breaker: CircuitBreaker) -> None:
         with self._lock:
@@ -99,3 +104,30 @@ class BreakerGate:
 
         if breaker.state == "half_open" and not breaker.probing:
             self.connection.probe(sub.queue, empty)
+
+    def _mark(self, queue: str, paused: bool) -> None:
+        """Show the pause on the broker, for `rabbitform status`: an exclusive, empty queue named
+        `naming.paused_marker(queue)` that lives while paused (and dies with the connection).
+        On a channel of its own: a refusal (no configure permission) closes only that channel,
+        and costs only the marker."""
+        connection = self.connection.connection
+        if connection is None or not connection.is_open:
+            return
+        marker = naming.paused_marker(queue)
+
+        def on_channel(channel: Channel) -> None:
+            channel.add_on_close_callback(lambda _ch, reason: self._marker_closed(marker, reason))
+            if paused:
+                channel.queue_declare(
+                    marker, durable=False, exclusive=True, auto_delete=True, callback=lambda _f: channel.close()
+                )
+            else:
+                channel.queue_delete(marker, callback=lambda _f: channel.close())
+
+        connection.channel(on_open_callback=on_channel)
+
+    @staticmethod
+    def _marker_closed(marker: str, reason: BaseException) -> None:
+        code = getattr(reason, "reply_code", 200)
+        if code not in (0, 200):
+            log.warning("cannot mark %s on the broker (%s): status will not show the pause", marker, reason)

@@ -231,6 +231,23 @@ def queue_policy(queue: str) -> str:
     return queue
 
 
+PAUSED_PREFIX = "rabbitform-paused."
+_MAX_NAME_BYTES = 255
+
+
+def paused_marker(queue: str) -> str:
+    """The exclusive queue a consumer holds while a circuit breaker pauses `queue`:
+    `rabbitform-paused.<queue>` (a digest of the name when that would pass 255 bytes). It lives
+    and dies with the consumer's connection, holds no messages, and is outside every owned
+    prefix, so no plan touches it; `status` reads it as "paused"."""
+    name = PAUSED_PREFIX + queue
+    if len(name.encode("utf-8")) <= _MAX_NAME_BYTES:
+        return name
+    import hashlib
+
+    return PAUSED_PREFIX + hashlib.sha256(queue.encode("utf-8")).hexdigest()
+
+
 def holding_queue(queue: str) -> str:
     """Where publishes wait while `queue` is replaced with its messages moved: `rabbitform-moving.<queue>`.
 

@@ -27,6 +27,9 @@ from tests.integration.support import depth, get_messages, queue_names, wait_for
 from topology import naming
 from topology.apply.live import converge, plan_live
 from topology.spec.loader import load_spec
+from topology.status.model import StatusReport
+from topology.status.read import read_status
+from topology.status.render import render_status_text
 
 H = "tests.integration.ladder_handlers"
 QUEUE = "alice.petisco.1.event.user.created.{}"
@@ -142,9 +145,25 @@ def test_an_open_breaker_leaves_its_messages_unattempted_and_a_probe_closes_it(
         bus.publish([UserCreated(user_id=str(n)) for n in range(8)])
         wait_for(lambda: len(ladder_handlers.calls["succeeds"]) == 8, "the other subscriber to carry on", timeout=20)
         wait_for(lambda: depth(amqp_url, bill) == 5, "the held deliveries back in the queue, unattempted", timeout=20)
+        wait_for(lambda: depth(amqp_url, naming.retry_queue(bill)) == 3, "the three failures' retry copies")
         opened = ladder_handlers.calls["needs_dependency"][-1]
         assert len(ladder_handlers.calls["needs_dependency"]) == 3
-        assert depth(amqp_url, naming.retry_queue(bill)) == 3
+        c = client(management_url, timeout=60)
+        try:
+            spec = load_spec(path)
+
+            def paused_report() -> StatusReport | None:
+                report = read_status(spec, c)
+                return report if any(s.paused for s in report.subscribers) else None
+
+            report = wait_for(paused_report, "status to show the paused subscriber")
+            render = render_status_text(report)
+            assert "petisco/bill_handler (paused)" in render
+            assert "petisco/send_mail_handler " in render
+            [paused] = [s for s in report.subscribers if s.paused]
+            assert paused.name == "bill_handler"  # (counts lag: the management stats refresh every few seconds)
+        finally:
+            c.close()
         ladder_handlers.dependency_up.set()
         wait_for(lambda: depth(amqp_url, bill) == 0, "the probe to close the breaker and the rest to follow")
         wait_for(lambda: len(ladder_handlers.calls["needs_dependency"]) == 8, "every held message handled once")

@@ -194,3 +194,27 @@ def test_the_store_gets_tiers_on_every_service_retry_exchange() -> None:
     assert ("retry.alice.petisco", "retry.store.2", "retry.store.2") in {
         (b.source, b.destination, b.routing_key) for b in topology.bindings
     }
+
+
+def test_import_reads_ladders_back_and_the_plan_has_no_changes() -> None:
+    from topology.adopt.importer import import_spec
+    from topology.plan.diff import diff
+    from topology.plan.scope import Scope
+    from topology.spec.model import Spec
+
+    for settings in ("arguments", "policies"):
+        text = (
+            spec_text(
+                "{delays_ms: [1000, 10000, 60000, 120000, 240000, 480000, 900000]}", f"queue_settings: {settings}"
+            )
+            + "store:\n  retry: {delay_ms: 100, backoff_multiplier: 3, max_delay_ms: 1000}\n"
+        )
+        live = compile_spec(parse_spec(text))
+        imported = import_spec(live, "alice")
+        assert imported.warnings == []
+        retry = imported.document["services"]["petisco"]["events"]["UserCreated"]["subscribers"]["send_mail_handler"]
+        assert retry["retry"]["delays_ms"][:3] == [1000, 10000, 60000]
+        assert imported.document["store"]["retry"] == {"delays_ms": [100, 300, 900, 1000]}
+        spec = Spec.model_validate(imported.document)
+        changes, _ = diff(compile_spec(spec), Scope.of_spec(spec).filter(live))
+        assert changes == []

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from topology import naming
 from topology.spec.loader import parse_spec
 from topology.status.model import build_status, check_problems, topic_matches
 from topology.status.render import render_status_json, render_status_text
@@ -100,3 +101,19 @@ def test_watch_prints_until_ctrl_c_and_check_decides_the_exit(
     assert out.count("rabbitform status of vhost") == 2 and naps == [0.5, 0.5]
     assert "Check failed: petisco/send_mail_handler: 1 dead letter(s)" in out
     assert main(["status", str(ALICE), "--watch", "0"]) == 1
+
+
+def test_retrying_counts_every_tier_and_a_marker_shows_a_paused_subscriber() -> None:
+    spec = parse_spec(
+        "organization: alice\nservices:\n  petisco:\n    events:\n      UserCreated:\n        subscribers:\n"
+        "          send_mail_handler: {retry: {delays_ms: [1000, 5000, 30000]}}\n"
+    )
+    tiers = [f"retry.{Q}", f"retry.{Q}.2", f"retry.{Q}.3"]
+    rows = [row(Q), *(row(t, ready=n) for t, n in zip(tiers, (1, 2, 4), strict=True)), row(f"dead_letter.{Q}")]
+    rows.append(row(naming.paused_marker(Q)))
+    report = build_status(spec, rows, BOUND)
+    [sub] = report.subscribers
+    assert (sub.retrying, sub.paused) == (7, True)
+    assert "petisco/send_mail_handler (paused)" in render_status_text(report)
+    assert any("paused by its circuit breaker" in p for p in check_problems(report))
+    assert report.warnings == ()
