@@ -218,3 +218,21 @@ def test_import_reads_ladders_back_and_the_plan_has_no_changes() -> None:
         spec = Spec.model_validate(imported.document)
         changes, _ = diff(compile_spec(spec), Scope.of_spec(spec).filter(live))
         assert changes == []
+
+
+def test_graph_and_asyncapi_show_the_tiers() -> None:
+    from topology.compile.asyncapi import asyncapi_document
+    from topology.graph import build_graph, to_mermaid
+
+    spec = parse_spec(
+        spec_text(
+            "{delays_ms: [1000, 10000, 60000], dead_letter_on: [PaymentDeclined]}",
+            "defaults:\n  circuit_breaker: {failures: 20, window_s: 30, pause_s: 60}",
+        )
+    )
+    mermaid = to_mermaid(build_graph(compile_spec(spec)))
+    assert f'TTL 60000 ms, retry.{Q}"' in mermaid and f"retry.{Q}.3" in mermaid
+    document = json.dumps(asyncapi_document(spec))
+    assert f"10000 ms in retry.{Q}.2" in document
+    assert "Errors of PaymentDeclined (or subclasses)" in document
+    assert "20 failures within 30 s pause the subscriber for 60 s" in document
