@@ -39,7 +39,7 @@ from bus_runtime.consumer_connection import ConsumerConnection
 from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
-from bus_runtime.republisher import Republisher
+from bus_runtime.republisher import Copy, Republisher
 from bus_runtime.retry import RELEASE, Decision, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.spec_runtime import spec_subscriptions
@@ -382,6 +382,7 @@ class RabbitMqEventConsumer:
             self._wake_pending = False
         results, settlement = self._results, self._settlement
         generation = settlement.generation
+        copies: list[Copy] = []
         while results:
             work, decision = results.popleft()
             if work.generation != generation:
@@ -392,7 +393,8 @@ class RabbitMqEventConsumer:
             if decision.action == "ack":
                 settlement.ack(generation, work.tag)
             else:
-                self._republisher.republish(generation, work.tag, decision, work.properties, work.body, work.sub)
+                copies.append((work.tag, decision, work.properties, work.body, work.sub))
+        self._republisher.republish_batch(generation, copies)
         self._flush()
 
     def _republished(self, generation: int, delivery_tag: int) -> None:
