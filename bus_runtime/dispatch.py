@@ -62,7 +62,8 @@ def failure_of(result: object) -> Failure | None:
         str(message_text),
         non_retryable=isinstance(error, NonRetryableError),
         classes=class_paths(error),
-        traceback=_traceback_of(error) if isinstance(error, BaseException) else "",
+        # an error returned, never raised, has no traceback to tell
+        traceback=_traceback_of(error) if isinstance(error, BaseException) and error.__traceback__ else "",
     )
 
 

@@ -122,3 +122,22 @@ def test_dlq_show_tells_the_story_and_replay_starts_the_ladder_over() -> None:
     broker.run_until_idle()
     replayed = [e for e in broker.trace if isinstance(e, Delivered) and e.handler == "audit_handler"][-3:]
     assert [(e.attempt, e.at_ms - start) for e in replayed] == [(1, 0), (2, 10), (3, 30)]
+
+
+def test_the_readme_billing_example_runs_as_the_tour_shows() -> None:
+    from pathlib import Path
+
+    from examples.billing.handlers import OrderPlaced
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "examples" / "billing.yaml"
+    broker = InMemoryBroker.from_spec(spec)
+    broker.consumer_from_spec()
+    broker.event_bus("billing").publish(
+        [OrderPlaced(order_id="o-17", card="expired"), OrderPlaced(order_id="o-18", card="timeout")]
+    )
+    broker.run_until_idle()
+    dead = {letter.error_type: letter for letter in broker.dead_letters().show("charge_card_handler")}
+    assert (dead["CardExpired"].reason, dead["CardExpired"].retry_count) == ("non_retryable", 0)
+    assert (dead["TimeoutError"].reason, dead["TimeoutError"].retry_count) == ("retries_exhausted", 3)
+    times = [e.at_ms for e in broker.trace if isinstance(e, Delivered) and e.attempt > 1]
+    assert times == [500, 2500, 10500]
