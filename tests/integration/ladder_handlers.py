@@ -55,3 +55,13 @@ def needs_dependency(event: Any) -> Result[bool, Error]:
 def succeeds(event: Any) -> Result[bool, Error]:
     _called("succeeds")
     return isSuccess
+
+
+async def always_fails_async(event: Any) -> Result[bool, Error]:
+    _called("always_fails_async")
+    raise TimeoutError("billing did not answer")
+
+
+async def declines_async(event: Any) -> Result[bool, Error]:
+    _called("declines_async")
+    return Failure(CardExpired("card expired"))

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,45 @@ def test_an_open_breaker_leaves_its_messages_unattempted_and_a_probe_closes_it(
     probe = ladder_handlers.calls["needs_dependency"][3]
     assert probe - opened >= 1.5 - 0.05
     assert depth(amqp_url, naming.retry_queue(bill)) == 3  # the held ones were never attempts
+
+
+@pytest.mark.asyncio
+async def test_the_asyncio_consumer_climbs_the_same_ladder(
+    management_url: str, vhost: str, amqp_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from bus_runtime.aio import AsyncRabbitMqEventConsumer
+
+    subscribers = (
+        f'          audit_handler:\n            handler: "{H}:always_fails_async"\n'
+        "            retry: {delays_ms: [200, 600], max_retries: 2}\n"
+        f'          pay_handler: {{handler: "{H}:declines_async", retry: {{dead_letter_on: [PaymentDeclined]}}}}\n'
+    )
+    path = write_spec(tmp_path, vhost, subscribers)
+    c = client(management_url, timeout=60)
+    try:
+        converge(load_spec(path), c)
+    finally:
+        c.close()
+    ladder_handlers.calls.clear()
+    consumer = AsyncRabbitMqEventConsumer.from_spec(path, connector=connector(amqp_url))
+    await consumer.start()
+    bus = RabbitMqEventBus(connector(amqp_url), "alice", "petisco")
+    try:
+        bus.publish(UserCreated(user_id="1"))
+        dead = naming.dead_letter_queue(QUEUE.format("audit_handler"))
+        deadline = time.monotonic() + 20
+        while depth(amqp_url, dead) < 1:
+            assert time.monotonic() < deadline, "the async ladder did not run out"
+            await asyncio.sleep(0.05)
+    finally:
+        bus.close()
+        await consumer.stop()
+    times = ladder_handlers.calls["always_fails_async"]
+    waits = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) == 3
+    for waited, delay in zip(waits, (0.2, 0.6), strict=True):
+        assert delay - 0.05 <= waited < delay + SLACK_S, waits
+    headers = dead_letter_headers(management_url, vhost, naming.dead_letter_queue(QUEUE.format("pay_handler")))
+    assert headers[retry.DEAD_LETTER_REASON] == retry.REASON_NON_RETRYABLE
