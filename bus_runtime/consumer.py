@@ -123,6 +123,7 @@ class RabbitMqEventConsumer:
         self._running = False
         # I/O-thread units
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
+        self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
         self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
         self._gate = BreakerGate(self._io, self._connection, ())  # per subscription, built at start()
@@ -393,6 +394,7 @@ class RabbitMqEventConsumer:
             if decision.action == "ack":
                 settlement.ack(generation, work.tag)
             else:
+                settlement.awaiting_confirm(generation, work.tag)
                 copies.append((work.tag, decision, work.properties, work.body, work.sub))
         self._republisher.republish_batch(generation, copies)
         self._flush()
@@ -410,8 +412,17 @@ class RabbitMqEventConsumer:
 
     def _flush(self) -> None:
         self._settlement.flush()
+        if self._settlement.deferred and not self._flush_later:
+            # acks wait for a copy's confirm (a memory alarm may hold it back): look again once
+            # the grace is over, even if nothing else happens meanwhile
+            self._flush_later = True
+            self._io.ioloop.call_later(self._settlement.ledger.confirm_grace_s, self._deferred_flush)
         if self._stopping:
             self._maybe_drained()
+
+    def _deferred_flush(self) -> None:
+        self._flush_later = False
+        self._flush()
 
     def _maybe_drained(self) -> None:
         if self._connection.cancels_pending == 0 and not self._settlement.in_hand and not self._republisher.pending:
