@@ -87,7 +87,7 @@ class ConsumerConnection:
         if channel is None or not channel.is_open or self.stopping:
             return  # the next connection consumes it
         for sub in self.subscriptions:
-            if sub.queue == queue and sub.queue not in self._by_consumer_tag.values():
+            if sub.queue == queue and sub not in self._by_consumer_tag.values():
                 self._by_consumer_tag[channel.basic_consume(queue, self._on_message, auto_ack=False)] = sub
 
     def probe(self, queue: str, on_empty: Callable[[], None]) -> None:
