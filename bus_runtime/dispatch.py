@@ -78,8 +78,13 @@ def _raised(exc: BaseException) -> Failure:
 
 
 def _traceback_of(exc: BaseException) -> str:
-    """The exception's traceback as Python prints it (bounded where it becomes a header)."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The exception's traceback as Python prints it, without the source lines: reading source
+    files on a handler thread would slow every failing delivery (bounded where it becomes a header)."""
+    frames = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False)
+    lines = ["Traceback (most recent call last):\n"]
+    lines.extend(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n' for frame in frames)
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
 
 
 def failure_of_exception(exc: BaseException) -> Failure:
