@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -26,11 +27,19 @@ from topology.naming import MessageKind
 from topology.spec.model import Spec
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
 
+MANAGEMENT_URL_ENV = "RABBITMQ_MANAGEMENT_URL"  # topology.broker.management.URL_ENV, not imported at start-up
+
 
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         help="AMQP URL of the broker (default: $RABBITMQ_URL, else localhost); a vhost in it must be the spec's",
+    )
+    parser.add_argument(
+        "--management-url",
+        metavar="URL",
+        help=f"the management API (default: ${MANAGEMENT_URL_ENV}); when known, the AMQP URL must reach the same "
+        "broker, and without one the AMQP listener it names is used",
     )
     parser.add_argument(
         "--ca-cert",
@@ -55,10 +64,13 @@ def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
     same one (a conflict is an error, never a silent choice).
     """
     source = "--url" if args.url is not None else URL_ENV if os.environ.get(URL_ENV) else None
-    if not args.connect_timeout > 0:
-        raise RabbitformError("--connect-timeout must be > 0 seconds")
+    if not math.isfinite(args.connect_timeout) or not 0 < args.connect_timeout <= 3600:
+        raise RabbitformError("--connect-timeout must be a number of seconds > 0 and at most 3600")
     ca_cert = resolve_ca_cert(args.ca_cert)  # names --ca-cert or RABBITMQ_CA_CERT when the file is missing
     connector = RabbitMqConnector(args.url, connect_timeout=args.connect_timeout, source=source, ca_cert=ca_cert)
+    management = getattr(args, "management_url", None) or os.environ.get(MANAGEMENT_URL_ENV)
+    if management:
+        connector = _checked_against_management(connector, management, source, args)
     vhost = vhost_override(args) or spec_vhost
     named = connector.url_vhost if source is not None else None  # the default URL's "/" is no choice
     if named is not None and named != vhost:
@@ -68,6 +80,29 @@ def _connector(args: argparse.Namespace, spec_vhost: str) -> RabbitMqConnector:
             "drop the vhost from the URL (e.g. amqp://host:5672) or make them the same"
         )
     return connector.with_vhost(vhost)
+
+
+def _checked_against_management(
+    connector: RabbitMqConnector, management_url: str, source: str | None, args: argparse.Namespace
+) -> RabbitMqConnector:
+    """With a management URL known (--management-url or $RABBITMQ_MANAGEMENT_URL), the planner's
+    rule: no AMQP URL given means the AMQP listener the management API names; one given must
+    reach the same broker (topology.broker.amqp_endpoint), checked before any I/O of the runtime."""
+    from topology.broker.amqp_endpoint import discovered_url, verify_endpoints
+    from topology.broker.management import ManagementClient
+
+    where = "--management-url" if getattr(args, "management_url", None) else MANAGEMENT_URL_ENV
+    client = ManagementClient.from_env(management_url, source=where, ca_cert=args.ca_cert)
+    try:
+        if source is None:
+            url = discovered_url(client)
+            return RabbitMqConnector(
+                url, connect_timeout=connector.connect_timeout, source=where, ca_cert=connector.ca_cert
+            )
+        verify_endpoints(client, list(connector.endpoints), source)
+        return connector
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- consume
@@ -102,8 +137,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())  # handlers are named relative to where the command runs
     spec = read_spec(args)
     subs = spec_subscriptions(spec, args.service, args.subscriber or None, args.spec)
-    if args.prefetch < 1 or args.workers < 1:
-        raise RabbitformError("--prefetch and --workers must be >= 1")
+    if not 1 <= args.prefetch <= 65535 or not 1 <= args.workers <= 1024:
+        raise RabbitformError("--prefetch must be from 1 to 65535 (AMQP's limit) and --workers from 1 to 1024")
     connector = _connector(args, spec.vhost)
     connector.check()
     consumer = RabbitMqEventConsumer(

@@ -196,7 +196,12 @@ class RabbitMqConnector:
 
 def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
     root = _root(exc)
-    cause = "no AMQP answer" if "timeout" in root.lower() or "timed out" in root.lower() else root
+    if "timeout" in root.lower() or "timed out" in root.lower():
+        cause = "no AMQP answer"
+    elif isinstance(exc, (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError)):
+        cause = "the server closed the connection instead of answering in AMQP"
+    else:
+        cause = root
     return (
         f"cannot connect to {where}: AMQP handshake failed within {timeout:g} s ({cause}); "
         "check that the URL points at the AMQP port (5672, or 5671 for amqps), not the management port, "

@@ -173,7 +173,12 @@ def parse_url(text: str, kind: Kind, source: str = "the URL") -> Endpoint:
         raise fail("more than one '@'", ENCODE_HINT)
     if at and not _USERINFO.match(userinfo):
         raise fail("the user or password holds a character that must be percent-encoded", ENCODE_HINT)
-    parts = urlsplit(f"{scheme_text.lower()}://{authority}{after}")
+    if hostport.startswith("[") != ("]" in hostport):
+        raise fail("an unclosed '[' or a stray ']' in the host", "write an IPv6 address in brackets, e.g. [::1]:5672")
+    try:
+        parts = urlsplit(f"{scheme_text.lower()}://{authority}{after}")
+    except ValueError as exc:  # urlsplit's own checks (e.g. "Invalid IPv6 URL")
+        raise fail(f"the host is malformed ({exc})", _maybe_hint(at)) from None
     try:
         port_value = parts.port
     except ValueError:

@@ -99,8 +99,8 @@ def parse_rate(value: str | None) -> float | None:
     if value is None:
         return None
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/s)?\s*", value)
-    if not found or float(found.group(1)) <= 0:
-        raise RabbitformError(f"--rate {value!r}: give messages per second, e.g. 100/s")
+    if not found or not 0 < float(found.group(1)) <= 1_000_000:
+        raise RabbitformError(f"--rate {value!r}: give messages per second (at most 1000000), e.g. 100/s")
     return float(found.group(1))
 
 
@@ -121,6 +121,7 @@ def _open(args: argparse.Namespace) -> DeadLetterQueues:
     """The broker and vhost as `consume` and `publish` choose them (one rule for every runtime command)."""
     spec = read_spec(args)
     connector = broker_connector(args, spec.vhost)
+    connector.check()  # why a connection fails, in words (never a pika exception's name)
     return DeadLetterQueues.connect(spec, connector, vhost=connector.vhost)
 
 

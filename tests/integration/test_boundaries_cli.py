@@ -82,6 +82,26 @@ def test_publish_to_the_http_port_says_the_handshake_failed(
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("where", ["http-port", "wrong-password", "missing-vhost", "refused"])
+def test_dlq_says_why_it_cannot_connect_without_pika_exception_names(
+    spec: str, management_url: str, amqp_url: str, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = urlsplit(amqp_url)
+    urls = {
+        "http-port": f"amqp://{USER}:{quote(PASSWORD, safe='')}@{parts.hostname}:{urlsplit(management_url).port}",
+        "wrong-password": f"amqp://{USER}:not-the-password@{parts.hostname}:{parts.port}",
+        "missing-vhost": f"amqp://{USER}:{quote(PASSWORD, safe='')}@{parts.hostname}:{parts.port}/no-such-vhost-19a",
+        "refused": f"amqp://{parts.hostname}:1",
+    }
+    argv = ["dlq", "list", spec, "--url", urls[where], "--connect-timeout", "2"]
+    if where == "missing-vhost":
+        argv += ["--vhost", "no-such-vhost-19a"]
+    status, _out, err = run(capsys, *argv)
+    assert status == 1 and err.count("\n") == 1
+    for name in ("Error:", "Exception", "ProbableA", "ConnectionClosedByBroker", "StreamLost", "Incompatible"):
+        assert name not in err.replace("error:", ""), err
+
+
 def test_publish_before_apply_points_at_plan_and_apply(
     spec: str, amqp_url: str, vhost: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -238,3 +238,19 @@ def test_records_of_a_deleted_vhost_are_forgotten(
     assert "Nothing to destroy: vhost" in capsys.readouterr().out
     assert main(["apply", spec, "--auto-approve"]) == 0  # bob's store claim went with the vhost
     assert [r.owner for r in read_records(broker, vhost)] == ["alice"]
+
+
+def test_destroy_deletes_only_what_the_spec_declares_or_its_record_lists(
+    broker: ManagementClient, management_url: str, vhost: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both = write(tmp_path / "both.yaml", spec_text(vhost, "petisco", "billing"))
+    assert main(["apply", both, "--auto-approve"]) == 0
+    # a hand-made queue with petisco's prefix: in scope by name, but not the spec's
+    import_topology(management_url, vhost, Topology(vhost, queues=(Queue("alice.petisco.hand-made"),)))
+    capsys.readouterr()
+    petisco_only = write(tmp_path / "petisco.yaml", spec_text(vhost, "petisco"))  # billing: in the record only
+    assert main(["destroy", petisco_only, "--auto-approve", "--no-color"]) == 0
+    captured = capsys.readouterr()
+    assert "   - queue alice.petisco.hand-made" not in captured.out
+    assert "queue alice.petisco.hand-made has the spec's names but the spec does not declare it" in captured.out
+    assert queue_names(management_url, vhost) == ["alice.petisco.hand-made"]  # billing's objects went too

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.live_support import AUDIT, DEAD, MAIN, RETRY, client, make_spec, publish, wait_for_messages
-from topology.apply.executor import ApplyError
+from topology.apply.executor import ApplyError, execute
 from topology.apply.live import StalePlanError, apply_plan, check_fresh, converge, plan_live
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import read_snapshot
@@ -131,8 +131,15 @@ def test_if_empty_protects_messages_that_arrive_after_the_plan(broker: Managemen
     assert not plan.errors
     publish(broker, vhost, MAIN, 1)
 
-    with pytest.raises(ApplyError, match=f"queue {MAIN} on vhost .* is not empty"):
+    # read again over AMQP before the first change: the apply does not start
+    with pytest.raises(
+        ApplyError, match=rf"queue {MAIN} \(1 message\) on vhost .* now holds messages.*nothing was changed"
+    ):
         apply_plan(plan, broker)
+    assert MAIN in queue_names(broker, vhost)
+    # and without that read (a message landing between it and the delete), if-empty still refuses
+    with pytest.raises(ApplyError, match=f"queue {MAIN} on vhost .* is not empty"):
+        execute(plan, broker)
     assert MAIN in queue_names(broker, vhost)
 
 

@@ -27,7 +27,14 @@ PUBLISH = ["--service", "petisco", "--event", "UserCreated", "--attributes", '{"
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No broker from the environment; and requests' own CA variable set, as on many machines,
     which must not override --ca-cert or --insecure."""
-    for name in ("RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "RABBITMQ_CA_CERT", "CURL_CA_BUNDLE"):
+    for name in (
+        "RABBITMQ_MANAGEMENT_URL",
+        "RABBITMQ_URL",
+        "RABBITMQ_HOST",
+        "RABBITMQ_PORT",
+        "RABBITMQ_CA_CERT",
+        "CURL_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
 
@@ -73,6 +80,26 @@ def test_plan_and_apply_over_https_with_the_ca_and_the_lock_over_amqps(
     status, out, err = run(capsys, "plan", SPEC, "--vhost", tls_vhost, "--detailed-exitcode", *https)
     assert status == 0, err
     assert out.startswith(f'No changes. The broker matches the spec on vhost "{tls_vhost}".')
+
+
+def test_with_an_https_management_url_the_lock_finds_the_amqps_listener(
+    tls_broker: TlsBroker,  # noqa: F811
+    tls_vhost: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --amqp-url: the management API names the node's `amqp/ssl` listener, never port 5672."""
+    https = ["--management-url", tls_broker.https_url, "--ca-cert", tls_broker.ca_cert]
+    status, out, err = run(capsys, "apply", SPEC, "--vhost", tls_vhost, "--auto-approve", *https)
+    assert status == 0, err
+    assert "Apply complete: 17 added" in out
+    from topology.broker.amqp_endpoint import discovered_url
+    from topology.broker.management import ManagementClient
+
+    client = ManagementClient(tls_broker.https_url, ca_cert=tls_broker.ca_cert)
+    try:
+        assert discovered_url(client).startswith("amqps://") and f":{tls_broker.amqps_port}" in discovered_url(client)
+    finally:
+        client.close()
 
 
 def test_without_the_ca_verification_fails_in_one_line(

@@ -182,3 +182,41 @@ def test_apply_puts_the_user_by_hash_then_its_permissions_and_resets_topic_permi
         "tags": "",
     }
     assert "new-Passw0rd" not in repr(client.calls)
+
+
+def test_access_safety_refuses_the_connecting_user_and_existing_users_with_rights() -> None:
+    from topology.plan.access_safety import access_problems
+
+    desired, _scope = _desired()
+    applied = _applied(desired)
+    assert access_problems(desired, applied, "guest") == []  # same rights as the spec grants
+    [problem] = access_problems(desired, applied, "billing-svc")
+    assert "'billing-svc' is the user rabbitform connects as" in problem
+    admin = replace(applied, users=(replace(applied.users[0], tags="administrator", other_vhosts=("/",)),))
+    [problem] = access_problems(desired, admin, "guest")
+    assert "already exists with tags 'administrator' and permissions on vhost(s) '/'" in problem
+    adopted = replace(desired, users=(replace(desired.users[0], adopt=True),))
+    assert access_problems(adopted, admin, "guest") == []
+    ours = replace(admin, users=(replace(admin.users[0], created_by_spec=True),))
+    assert access_problems(desired, ours, "guest") == []
+    wider = replace(applied, permissions=(replace(applied.permissions[0], configure=".*"),))
+    assert "permissions on this vhost the spec does not grant" in access_problems(desired, wider, "guest")[0]
+
+
+@pytest.mark.parametrize(
+    ("created", "elsewhere", "deleted"), [(True, (), True), (True, ("/",), False), (False, (), False)]
+)
+def test_a_dropped_user_loses_its_permissions_and_only_a_created_one_is_deleted(
+    created: bool, elsewhere: tuple[str, ...], deleted: bool
+) -> None:
+    desired, scope = _desired()
+    applied = _applied(desired)
+    applied = replace(applied, users=(replace(applied.users[0], created_by_spec=created, other_vhosts=elsewhere),))
+    dropped = replace(desired, users=(), permissions=(), topic_permissions=())
+    plan = compute_plan(dropped, applied, scope)  # the record's scope still names the user
+    kinds = {(c.action, c.kind) for c in plan.changes if c.name == "billing-svc"}
+    expected = {("delete", "permission"), ("delete", "topic_permission")}
+    assert kinds == (expected | {("delete", "user")} if deleted else expected)
+    steps = schedule(plan)
+    assert steps.delete_permissions == ("billing-svc",)
+    assert steps.delete_users == (("billing-svc",) if deleted else ())

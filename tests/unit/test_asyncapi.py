@@ -134,3 +134,16 @@ def test_documents_validate_with_the_official_parser(asyncapi_parser: Path, tmp_
     for report in reports:
         assert report["parsed"] and report["errors"] == [], report
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("server", ["amqp://app:s3cr3t@rabbit:5672", "app:s3cr3t@rabbit:5672", "rabbit:5672/prod"])
+def test_server_with_credentials_is_refused_and_never_written(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "api.yaml"
+    assert main(["asyncapi", str(ROOT / "specs" / "alice.yaml"), "--server", server, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "give HOST:PORT only" in err and "s3cr3t" not in err
+    assert not out.exists()
+    assert main(["asyncapi", str(ROOT / "specs" / "alice.yaml"), "--server", "rabbit.internal", "-o", str(out)]) == 0
+    assert "host: rabbit.internal:5672" in out.read_text(encoding="utf-8")

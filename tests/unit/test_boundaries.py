@@ -318,7 +318,14 @@ def test_an_interrupted_apply_says_how_to_finish(
 
     monkeypatch.setattr(apply, "client_from_args", lambda args, url=None: Client())
     monkeypatch.setattr(apply, "plan_live", lambda *a, **k: plan)
-    monkeypatch.setattr(apply, "held_lock", lambda *a, **k: contextlib.nullcontext(True))
+
+    class Lock:
+        def ensure_held(self, command: str) -> None:
+            pass
+
+    monkeypatch.setattr(apply, "resolve_amqp", lambda *a, **k: "amqp://localhost")
+    monkeypatch.setattr(apply, "read_vhost", lambda *a, **k: {"name": "/"})
+    monkeypatch.setattr(apply, "held_lock", lambda *a, **k: contextlib.nullcontext(Lock()))
     monkeypatch.setattr(apply, "apply_owned", interrupted)
     status, _out, err = run(capsys, ["apply", SEED, "--auto-approve"])
     assert status == 130

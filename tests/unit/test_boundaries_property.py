@@ -181,6 +181,25 @@ def test_encoded_passwords_round_trip_and_never_show(password: str, host: str, p
 
 
 @SETTINGS
+@given(
+    scheme=st.sampled_from(["http", "https", "amqp", "amqps"]),
+    authority=st.text("[]:@.1ab%", min_size=1, max_size=12),
+    tail=st.sampled_from(["", "/", "/vh", ":5672"]),
+)
+def test_any_authority_is_a_url_error_never_another_exception(scheme: str, authority: str, tail: str) -> None:
+    """`amqp://[::1` and its like: urlsplit's own ValueErrors become one clear error."""
+    kind = "management" if scheme.startswith("http") else "amqp"
+    with contextlib.suppress(UrlError):
+        parse_url(f"{scheme}://{authority}{tail}", kind)  # type: ignore[arg-type]
+
+
+def test_an_unclosed_ipv6_bracket() -> None:
+    publish = ["publish", SEED, "--service", "petisco", "--event", "UserCreated", "--url", "amqp://[::1"]
+    status, _out, err = run(publish)
+    assert status == 1 and "an unclosed '[' or a stray ']' in the host in 'amqp://[::1'" in err
+
+
+@SETTINGS
 @given(text=st.text(string.printable, max_size=30).filter(lambda t: "://" not in t and t.strip()))
 def test_anything_that_is_not_a_url(text: str) -> None:
     publish = ["publish", SEED, "--service", "petisco", "--event", "UserCreated", "--url", text]

@@ -213,7 +213,7 @@ def test_cli_mistakes_are_one_line_before_any_connection(capsys: pytest.CaptureF
 
     base = ["dlq", "replay", str(ALICE), "--url", "amqp://guest:guest@127.0.0.1:1/%2F", "--subscriber", "store"]
     assert main([*base, "--rate", "fast"]) == 1
-    assert capsys.readouterr().err == "error: --rate 'fast': give messages per second, e.g. 100/s\n"
+    assert capsys.readouterr().err == "error: --rate 'fast': give messages per second (at most 1000000), e.g. 100/s\n"
     assert main([*base, "--since", "yesterday"]) == 1
     assert "is not an ISO 8601 time" in capsys.readouterr().err
     assert main(["dlq"]) == 1

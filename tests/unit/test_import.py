@@ -216,3 +216,21 @@ store: {main_queue_ttl_ms: 9000}
 def test_layout_rabbitform_imports_no_main_queue_ttl() -> None:
     _, _, text = round_trip(load_spec(ROOT / "specs/alice.yaml"))
     assert "main_queue_ttl_ms" not in text
+
+
+def test_import_o_never_overwrites_an_existing_spec_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from topology.cli.main import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("# hand-written, with handlers\norganization: acme\n", encoding="utf-8")
+    argv = ["import", "--organization", "acme", "--layout", "petisco", "--state", str(FIXTURE), "-o", str(spec)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {spec} already exists: import never overwrites a spec (its handlers and comments would be lost); "
+        "write to another file, or pass --force to replace it"
+    )
+    assert spec.read_text(encoding="utf-8").startswith("# hand-written")
+    assert main([*argv, "--force"]) == 0
+    assert "services:" in spec.read_text(encoding="utf-8")

@@ -168,7 +168,10 @@ def test_the_lock_queue_is_in_no_spec_scope(organization: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["apply", "s.yaml", "--lock-timeout", "-1"], "--lock-timeout: must be 0 or more"),
+        (["apply", "s.yaml", "--lock-timeout", "-1"], "--lock-timeout: must be a number of seconds from 0 to 86400"),
+        (["apply", "s.yaml", "--lock-timeout", "nan"], "--lock-timeout: must be a number of seconds from 0 to 86400"),
+        (["apply", "s.yaml", "--lock-timeout", "inf"], "--lock-timeout: must be a number of seconds from 0 to 86400"),
+        (["destroy", "s.yaml", "--lock-timeout", "1e9"], "--lock-timeout: must be a number of seconds from 0 to 86400"),
         (["destroy", "s.yaml", "--lock-timeout", "soon"], "--lock-timeout: 'soon' is not a number of seconds"),
         (["force-unlock"], "the following arguments are required: SPEC"),
     ],

@@ -482,14 +482,14 @@ def test_names_longer_than_rabbitmq_allows_are_refused(
 ) -> None:
     """A spec that validates must also apply: RabbitMQ refuses names over 255 bytes."""
     handler = "h" * 220
-    longest = f"dead_letter.alice.petisco.1.event.user.created.{handler}"
+    longest = f"rabbitform-moving.dead_letter.alice.petisco.1.event.user.created.{handler}"
     assert spec_error(SUBSCRIBER.replace("send_mail_handler", handler), tmp_path, monkeypatch, capsys) == (
-        f"spec.yaml:7 services.petisco.events.UserCreated.subscribers.{handler}: queue name {longest!r} is "
-        f"{len(longest)} bytes; RabbitMQ allows at most 255: use shorter names"
+        f"spec.yaml:7 services.petisco.events.UserCreated.subscribers.{handler}: holding queue name {longest!r} "
+        f"(--move-messages) is {len(longest)} bytes; RabbitMQ allows at most 255: use shorter names"
     )
     store = "s" * 250
     assert spec_error(f"organization: alice\nstore:\n  queue: {store}\n", tmp_path, monkeypatch, capsys) == (
-        f"spec.yaml:3 store.queue: queue name 'dead_letter.{store}' is 262 bytes; "
+        f"spec.yaml:3 store.queue: holding queue name 'rabbitform-moving.dead_letter.{store}' (--move-messages) is 280 bytes; "
         "RabbitMQ allows at most 255: use shorter names"
     )
     organization, service = "a" * 120, "b" * 130
@@ -503,11 +503,29 @@ def test_names_longer_than_rabbitmq_allows_are_refused(
 
 
 def test_names_of_exactly_255_bytes_are_fine() -> None:
-    prefix = "dead_letter.alice.petisco.1.event.user.created."
+    """The longest name a subscriber gets is its dead-letter queue's holding queue (`--move-messages`)."""
+    prefix = "rabbitform-moving.dead_letter.alice.petisco.1.event.user.created."
     handler = "h" * (255 - len(prefix))
     spec = parse_spec(SUBSCRIBER.replace("send_mail_handler", handler))
     [subscriber] = spec.subscribers()
-    assert len(f"dead_letter.{subscriber.queue}") == 255
+    assert len(f"rabbitform-moving.dead_letter.{subscriber.queue}") == 255
+    with pytest.raises(SpecError, match="holding queue name"):
+        parse_spec(SUBSCRIBER.replace("send_mail_handler", handler + "h"))
+
+
+def test_the_lock_queue_and_broker_ranges_are_checked_at_validate() -> None:
+    """apply's lock queue `rabbitform-lock:<name>` and the broker's TTL range, at their fields."""
+    name = "n" * 240
+    with pytest.raises(SpecError, match=r"^<spec>:2 name: lock queue name 'rabbitform-lock:n+' \(apply takes a lock\)"):
+        parse_spec(f"organization: alice\nname: {name}\n")
+    parse_spec(f"organization: alice\nname: {name[: 255 - len('rabbitform-lock:')]}\n")
+    huge = SUBSCRIBER.replace("send_mail_handler", "h") + "defaults:\n  retry: {delay_ms: 99999999999999}\n"
+    with pytest.raises(
+        SpecError,
+        match=r"^<spec>:9 defaults\.retry\.delay_ms: x-message-ttl 99999999999999 of 'retry\.alice\.petisco\.1\.event",
+    ):
+        parse_spec(huge)
+    parse_spec(huge.replace("99999999999999", "315360000000"))
 
 
 def test_a_spec_that_is_not_utf8(

@@ -100,7 +100,33 @@ def test_watch_prints_until_ctrl_c_and_check_decides_the_exit(
     out = capsys.readouterr().out
     assert out.count("rabbitform status of vhost") == 2 and naps == [0.5, 0.5]
     assert "Check failed: petisco/send_mail_handler: 1 dead letter(s)" in out
-    assert main(["status", str(ALICE), "--watch", "0"]) == 1
+    for bad in ("0", "nan", "inf", "1e-9", "-1", "1e9"):
+        assert main(["status", str(ALICE), "--watch", bad]) == 1
+        assert "give a number of seconds from 0.5 to 86400" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["rabbitform", "petisco"])
+def test_status_follows_the_specs_layout(layout: str) -> None:
+    """Every declared event is bound when the broker holds what the spec compiles to, whatever its layout."""
+    from topology.compile.compiler import compile_spec
+    from topology.spec.loader import parse_spec
+
+    spec = parse_spec(
+        f"organization: alice\nlayout: {layout}\nservices:\n  petisco:\n    events:\n"
+        "      UserCreated: {subscribers: {send_mail_handler: {}}}\n      OrderPlacedTwice: {subscribers: {h: {}}}\n"
+    )
+    compiled = compile_spec(spec)
+    bindings = {
+        exchange.name: [
+            {"destination": b.destination, "routing_key": b.routing_key}
+            for b in compiled.bindings
+            if b.source == exchange.name
+        ]
+        for exchange in compiled.exchanges
+    }
+    report = build_status(spec, [row(q.name) for q in compiled.queues], bindings)
+    assert [e.queues for e in report.events if not e.queues] == []
+    assert not report.warnings
 
 
 def test_retrying_counts_every_tier_and_a_marker_shows_a_paused_subscriber() -> None:

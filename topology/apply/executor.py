@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from topology.apply.emptiness import QueueDepths, busy, not_empty_error
 from topology.broker.concurrency import IN_FLIGHT, run_bounded
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.broker.snapshot import default_queue_type, read_vhost
@@ -53,6 +54,8 @@ class Schedule:
     put_permissions: tuple[dict[str, Any], ...] = ()
     put_topic_permissions: tuple[dict[str, Any], ...] = ()
     clear_topic_permissions: tuple[str, ...] = ()
+    delete_permissions: tuple[str, ...] = ()
+    delete_users: tuple[str, ...] = ()
 
     @property
     def steps(self) -> int:
@@ -65,6 +68,8 @@ class Schedule:
             + len(self.put_permissions)
             + len(self.put_topic_permissions)
             + len(self.clear_topic_permissions)
+            + len(self.delete_permissions)
+            + len(self.delete_users)
             + len(self.delete_bindings)
             + len(self.delete_queues)
             + len(self.delete_exchanges)
@@ -157,6 +162,8 @@ def schedule(plan: Plan) -> Schedule:
         clear_topic_permissions=tuple(
             c.name for c in plan.changes if c.kind == "topic_permission" and c.action in ("update", "delete")
         ),
+        delete_permissions=tuple(c.name for c in plan.changes if c.kind == "permission" and c.action == "delete"),
+        delete_users=tuple(c.name for c in plan.changes if c.kind == "user" and c.action == "delete"),
     )
 
 
@@ -172,19 +179,33 @@ def execute(
     chunk_size: int = CHUNK_SIZE,
     in_flight: int = IN_FLIGHT,
     mover: Mover | None = None,
+    depths: QueueDepths | None = None,
 ) -> ApplyResult:
-    """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`."""
+    """Run the plan's steps against the broker. Does not verify: see `live.apply_plan`.
+
+    With `depths` (an AMQP connection), the queues the plan deletes without --allow-data-loss
+    are read again before the first change, and a queue that holds messages by now stops the
+    apply before it starts (topology.apply.emptiness)."""
     started = time.monotonic()
     steps = schedule(plan)
     if steps.moves and mover is None:
         raise ApplyError("this plan moves messages between queues, which needs an AMQP connection to the broker")
     vhost = plan.vhost
+    if_empty = not plan.allow_data_loss
+    if if_empty and steps.delete_queues and depths is not None:
+        found = busy(depths.read(steps.delete_queues))
+        if found:
+            raise ApplyError(str(not_empty_error(vhost, found, started=False)))
     queue_type = CLASSIC
     if steps.create_vhost:
         create_vhost(client, vhost)
     else:
         queue_type = default_queue_type(read_vhost(client, vhost))
-    if_empty = not plan.allow_data_loss
+    unconditional = {
+        c.name
+        for c in plan.changes
+        if c.kind == "queue" and c.action in ("delete", "replace") and _queue_type(c.before, queue_type) != CLASSIC
+    }
     # policies first: queues created below get their settings at once
     run_phase("Setting policies", steps.put_policies, lambda p: put_policy(client, vhost, p), progress, 1)
     run_phase(
@@ -193,7 +214,9 @@ def execute(
     run_phase(
         "Deleting queues",
         steps.delete_queues,
-        lambda name: delete_queue(client, vhost, name, if_empty=if_empty),
+        lambda name: delete_queue(
+            client, vhost, name, if_empty=if_empty, depths=depths if name in unconditional else None
+        ),
         progress,
         in_flight,
     )
@@ -238,6 +261,14 @@ def execute(
         progress,
         1,
     )
+    run_phase(
+        "Revoking permissions",
+        steps.delete_permissions,
+        lambda n: client.delete("permissions", vhost, n),
+        progress,
+        1,
+    )
+    run_phase("Deleting users", steps.delete_users, lambda n: client.delete("users", n), progress, 1)
     # policies last: the queues they governed are gone or re-set by now
     run_phase("Deleting policies", steps.delete_policies, lambda n: client.delete("policies", vhost, n), progress, 1)
     summary = plan.summary
@@ -329,7 +360,22 @@ def create_vhost(client: ManagementClient, vhost: str) -> None:
     client.put("permissions", vhost, client.user, body={"configure": ".*", "write": ".*", "read": ".*"})
 
 
-def delete_queue(client: ManagementClient, vhost: str, name: str, *, if_empty: bool) -> None:
+def _queue_type(definition: dict[str, Any] | None, vhost_default: str) -> str:
+    arguments = (definition or {}).get("arguments") or {}
+    return str(arguments.get("x-queue-type") or vhost_default)
+
+
+def delete_queue(
+    client: ManagementClient, vhost: str, name: str, *, if_empty: bool, depths: QueueDepths | None = None
+) -> None:
+    """Delete a queue; with `if_empty`, only when empty. A quorum queue (given `depths`) is read
+    over AMQP just before an unconditional delete: RabbitMQ 3.x refuses `if-empty` for it."""
+    if if_empty and depths is not None:
+        found = busy(depths.read([name]))
+        if found:
+            raise ApplyError(str(not_empty_error(vhost, found, started=True)))
+        client.delete("queues", vhost, name)
+        return
     params = {"if-empty": "true"} if if_empty else None
     try:
         client.delete("queues", vhost, name, params=params)

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from topology.apply.emptiness import QueueDepths
 from topology.apply.executor import ApplyError, ApplyResult, describe, execute
 from topology.apply.move import MoveProgress, QueueMover, amqp_parameters
 from topology.apply.verify import unconverged
-from topology.broker.access_snapshot import with_access
+from topology.broker.access_snapshot import read_access, with_access
 from topology.broker.management import ManagementClient
 from topology.broker.snapshot import Snapshot, default_queue_type, read_queue_stats, read_snapshot, read_vhost
 from topology.compile import access
 from topology.compile.compiler import compile_spec
-from topology.compile.objects import Topology
+from topology.compile.objects import Topology, User
 from topology.compile.passwords import fresh_salt
 from topology.errors import RabbitformError
+from topology.plan.access_safety import access_problems
+from topology.plan.destroy import declared_only, recorded_only
 from topology.plan.diff import at_risk_queues, compute_plan, state_fingerprint
 from topology.plan.model import Plan
 from topology.plan.scope import Scope
 from topology.progress import NO_PROGRESS, Progress
 from topology.spec.model import Spec
-from topology.state.record import ownership_of
+from topology.state.record import OwnershipRecord, ownership_of
 
 __all__ = [
     "ApplyResult",
@@ -83,22 +86,45 @@ def _plan_owned(
     snapshot = read_snapshot(client, spec.vhost, progress=progress)
     ownership = ownership_of(spec, snapshot.records)
     scope = ownership.planning_scope
+    created = ownership.recorded.created_users if ownership.recorded is not None else ()
+    users: tuple[User, ...] = ()
     if scope.users:  # the users in scope with their permissions, as read_state reads them
-        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users))
+        snapshot = replace(snapshot, topology=with_access(snapshot.topology, client, scope.users, created))
+        if snapshot.topology is None:  # users are cluster-wide: they may exist before the vhost
+            users = tuple(read_access(client, spec.vhost, scope.users, created)[0])
     progress.phase("Planning", 0)
     if destroy and not snapshot.exists:
         plan = Plan(vhost=spec.vhost, changes=(), scope=scope, fingerprint=state_fingerprint(None, scope, {}, []))
     else:
         plan = compute_plan(
-            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages
+            desired, snapshot.topology, scope, allow_data_loss=allow_data_loss, move_messages=move_messages, users=users
         )
+    if destroy:
+        plan = _declared_only(plan, spec, ownership.recorded)
     at_risk = at_risk_queues(list(plan.changes))
     if at_risk:
         stats = read_queue_stats(client, spec.vhost, at_risk)
-        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages)
+        plan = compute_plan(desired, snapshot.topology, scope, stats, allow_data_loss, move_messages, users)
+        if destroy:
+            plan = _declared_only(plan, spec, ownership.recorded)
     progress.finish(f"{len(plan.changes)} changes")
     problems = tuple(ownership.problems(desired, snapshot.topology))
+    known = snapshot.topology or Topology(vhost=spec.vhost, users=users)
+    problems += tuple(access_problems(desired, known, client.user))
     return replace(plan, errors=plan.errors + problems, management_url=client.display_url, owner=spec.owner)
+
+
+def _declared_only(plan: Plan, spec: Spec, recorded: OwnershipRecord | None) -> Plan:
+    """A destroy plan narrowed to what the spec declares or its record lists (topology.plan.destroy)."""
+    dropped = recorded_only(Scope.of_spec(spec), recorded.scope if recorded is not None else None)
+    kept, left = declared_only(plan.changes, compile_spec(spec), dropped)
+    if len(kept) == len(plan.changes):
+        return plan
+    narrowed = replace(plan, changes=tuple(kept), warnings=plan.warnings + tuple(left))
+    # the safety rules judged every change; keep only the errors about what is still deleted
+    names = {c.name for c in kept}
+    errors = tuple(e for e in plan.errors if not e.startswith("queue ") or e.split(" ", 2)[1] in names)
+    return replace(narrowed, errors=errors)
 
 
 def read_state(client: ManagementClient, vhost: str, scope: Scope | None, progress: Progress = NO_PROGRESS) -> Snapshot:
@@ -147,14 +173,23 @@ def apply_plan(
     if not plan.changes:
         return ApplyResult()
     mover = None
-    if any(c.move for c in plan.changes):
-        queue_type = default_queue_type(read_vhost(client, plan.vhost))
+    depths = None
+    moves = any(c.move for c in plan.changes)
+    deletes = any(c.kind == "queue" and c.action in ("delete", "replace") and not c.move for c in plan.changes)
+    if moves or (deletes and not plan.allow_data_loss):
         params = amqp_parameters(client, plan.vhost, amqp_url)
-        mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
-    if chunk_size is None:
-        result = execute(plan, client, progress=progress, mover=mover)
-    else:
-        result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover)
+        depths = QueueDepths(params)
+        if moves:
+            queue_type = default_queue_type(read_vhost(client, plan.vhost))
+            mover = QueueMover(client, params, plan.vhost, queue_type, move_progress)
+    try:
+        if chunk_size is None:
+            result = execute(plan, client, progress=progress, mover=mover, depths=depths)
+        else:
+            result = execute(plan, client, progress=progress, chunk_size=chunk_size, mover=mover, depths=depths)
+    finally:
+        if depths is not None:
+            depths.close()
     if not verify:
         return result
     snapshot = read_state(client, plan.vhost, plan.scope, progress)

@@ -20,14 +20,12 @@ Messages without a `message_id` are never dropped (and could then arrive twice).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -35,6 +33,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from topology import naming
+from topology.broker.amqp_endpoint import resolve_amqp
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.compile.definitions import normalise_queue_arguments
 from topology.compile.objects import Binding, freeze_arguments
@@ -55,20 +54,14 @@ class MoveError(RabbitformError):
 
 
 def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
-    """AMQP connection parameters for the broker behind `client`: `amqp_url` (its vhost replaced by
-    `vhost`), else `$RABBITMQ_HOST` (default: the management host) and `$RABBITMQ_PORT` (default
-    5672), the variables the runtime reads, with the management client's credentials. An
-    `amqps://` URL is verified as the management API is: its CA bundle, or not with --insecure."""
-    if amqp_url:
-        endpoint = parse_urls(amqp_url, "amqp", "--amqp-url")[0]
-        params = pika.URLParameters(endpoint.url(vhost))
-        if endpoint.uses_tls:
-            params.ssl_options = pika.SSLOptions(client_context(client.ca_cert, client.insecure))
-    else:
-        host = os.environ.get("RABBITMQ_HOST") or urlsplit(client.display_url).hostname or "localhost"
-        port = int(os.environ.get("RABBITMQ_PORT") or 5672)
-        credentials = pika.PlainCredentials(client.user, client.password)
-        params = pika.ConnectionParameters(host=host, port=port, virtual_host=vhost, credentials=credentials)
+    """AMQP connection parameters for the broker behind `client`, on `vhost`: `amqp_url` (its vhost
+    replaced), else the endpoint `resolve_amqp` finds through the management API (verified when the
+    environment names one). An `amqps://` URL is verified as the management API is: its CA
+    bundle, or not with --insecure."""
+    endpoint = parse_urls(amqp_url or resolve_amqp(client, None), "amqp", "--amqp-url")[0]
+    params = pika.URLParameters(endpoint.url(vhost))
+    if endpoint.uses_tls:
+        params.ssl_options = pika.SSLOptions(client_context(client.ca_cert, client.insecure))
     params.heartbeat = 30
     params.blocked_connection_timeout = 60
     return params
@@ -376,8 +369,16 @@ class QueueMover:
 
     def _empty_and_delete(self, source: str, destination: str) -> None:
         """Move `source` into `destination` until the broker agrees it is empty and deletes it."""
+        found = self._queue(source)
+        arguments = (found or {}).get("arguments") or {}
+        classic = str(arguments.get("x-queue-type") or self.vhost_queue_type) == "classic"
         for _ in range(DELETE_ATTEMPTS):
             drain_into(self.params, source, destination, self.progress)
+            if not classic:  # RabbitMQ 3.x refuses if-empty for quorum queues: read, then delete
+                if not message_count(self.params, source):
+                    self.client.delete("queues", self.vhost, source)
+                    return
+                continue
             try:
                 self.client.delete("queues", self.vhost, source, params={"if-empty": "true"})
                 return

@@ -41,7 +41,7 @@ def unconverged(plan: Plan, actual: Topology | None) -> list[Change]:
         elif change.kind == "queue":
             ok = _matches(queues.get(change.name), queue_from_definition(wanted) if wanted else None)
         elif change.kind == "user":  # the broker keeps the very hash apply sent
-            ok = wanted is None or users.get(change.name) == user_from_definition(wanted)
+            ok = change.name not in users if wanted is None else users.get(change.name) == user_from_definition(wanted)
         elif change.kind == "permission":
             ok = permissions.get(change.name) == (permission_from_definition(wanted) if wanted else None)
         elif change.kind == "topic_permission":

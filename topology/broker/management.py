@@ -33,7 +33,7 @@ import requests
 
 from topology.errors import RabbitformError
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
-from topology.urls import UrlError, mask, parse_urls
+from topology.urls import Endpoint, UrlError, mask, parse_urls
 
 DEFAULT_URL = "http://localhost:15672"
 DEFAULT_USER = "guest"
@@ -155,6 +155,11 @@ class ManagementClient:
     def display_url(self) -> str:
         """The node in use, without credentials."""
         return self.endpoints[self._active].display
+
+    @property
+    def active_endpoint(self) -> Endpoint:
+        """The node in use (the last that answered): its host is where its AMQP listener is too."""
+        return self.endpoints[self._active]
 
     @classmethod
     def from_env(

@@ -8,8 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from topology.apply.live import ApplyResult, check_fresh, plan_live
+from topology.apply.live import ApplyResult, StalePlanError, check_fresh, plan_live
 from topology.apply.move import MoveProgressReporter
+from topology.broker.amqp_endpoint import resolve_amqp
+from topology.broker.management import ManagementClient
+from topology.broker.snapshot import read_vhost
 from topology.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -26,6 +29,8 @@ from topology.cli.progress import reporter_for
 from topology.errors import RabbitformError
 from topology.plan.model import Plan
 from topology.plan.saved import looks_like_saved_plan, parse_saved_plan
+from topology.progress import Progress
+from topology.spec.model import Spec
 from topology.state.lifecycle import apply_owned, apply_saved_owned
 
 
@@ -51,34 +56,86 @@ def cmd_apply(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     progress = reporter_for(client)
     try:
-        with held_lock(
-            client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
-        ):
-            planned = plan_live(
-                spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
-            )
-            plan = replace(planned, source=args.spec)
-            if not show(plan, args):
-                return EXIT_ERROR
-            if not plan.has_changes:
-                return EXIT_OK
-            question = f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
-            confirm("apply", question, approved=args.auto_approve)
-            try:
-                result = apply_owned(
+        amqp_url = resolve_amqp(client, args.amqp_url)  # a wrong AMQP endpoint stops us before any change
+        if read_vhost(client, spec.vhost) is None:
+            result = _apply_new_vhost(spec, client, args, amqp_url, progress)
+        else:
+            with held_lock(
+                client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=False, amqp_url=amqp_url
+            ) as lock:
+                if lock is None:
+                    raise RabbitformError(f"vhost {spec.vhost!r} was deleted while apply started; run it again")
+                planned = plan_live(
                     spec,
                     client,
-                    plan,
+                    allow_data_loss=args.allow_data_loss,
+                    move_messages=args.move_messages,
                     progress=progress,
-                    amqp_url=args.amqp_url,
-                    move_progress=MoveProgressReporter(),
                 )
-            except KeyboardInterrupt:
-                raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
+                plan = replace(planned, source=args.spec)
+                if not show(plan, args):
+                    return EXIT_ERROR
+                if not plan.has_changes:
+                    return EXIT_OK
+                _confirm_apply(plan, client, args)
+                lock.ensure_held("apply")
+                result = _apply(spec, client, plan, args, amqp_url, progress)
     finally:
         client.close()
+    if result is None:
+        return EXIT_ERROR
     report(result, args)
     return EXIT_OK
+
+
+def _confirm_apply(plan: Plan, client: ManagementClient, args: argparse.Namespace) -> None:
+    question = f"\nApply these changes to vhost {plan.vhost!r} at {client.display_url}?\n"
+    confirm("apply", question, approved=args.auto_approve)
+
+
+def _apply_new_vhost(
+    spec: Spec, client: ManagementClient, args: argparse.Namespace, amqp_url: str, progress: Progress
+) -> ApplyResult | None:
+    """A missing vhost: plan and confirm first (the lock lives in the vhost, so it cannot be taken
+    yet), then create the vhost, take the lock and plan again; a plan that changed meanwhile
+    (another apply got there first) is refused. A refusal or a `no` leaves the broker untouched."""
+    planned = plan_live(
+        spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages, progress=progress
+    )
+    plan = replace(planned, source=args.spec)
+    if not show(plan, args):
+        return None
+    _confirm_apply(plan, client, args)
+    with held_lock(client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=True, amqp_url=amqp_url):
+        again = plan_live(spec, client, allow_data_loss=args.allow_data_loss, move_messages=args.move_messages)
+        if _change_keys(again) != _change_keys(plan):
+            raise StalePlanError(
+                f"vhost {spec.vhost!r} at {client.display_url} changed while the plan waited for confirmation "
+                f"(another apply?): nothing of the plan was applied; run `rabbitform apply {args.spec}` again"
+            )
+        result = _apply(spec, client, replace(again, source=args.spec), args, amqp_url, progress)
+    return replace(result, added=result.added + 1)  # the vhost, created with the lock
+
+
+def _change_keys(plan: Plan) -> list[tuple[str, str, str]]:
+    """What a plan does, without the vhost's own creation (done by then) or fresh password salts."""
+    return sorted((c.action, c.kind, c.name) for c in plan.changes if c.kind != "vhost")
+
+
+def _apply(
+    spec: Spec, client: ManagementClient, plan: Plan, args: argparse.Namespace, amqp_url: str, progress: Progress
+) -> ApplyResult:
+    try:
+        return apply_owned(
+            spec,
+            client,
+            plan,
+            progress=progress,
+            amqp_url=amqp_url,
+            move_progress=MoveProgressReporter(),
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_partly_applied(plan.vhost, args.spec)) from None
 
 
 def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
@@ -104,13 +161,12 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
         if not show(plan, args):
             return EXIT_ERROR
         owner = require_owner(plan.owner, args.spec)
+        amqp_url = resolve_amqp(client, args.amqp_url)
         # The lock lives in the vhost: a plan that creates it is checked before the lock creates it.
         creates_vhost = any(c.kind == "vhost" for c in plan.changes)
         if creates_vhost:
             check_fresh(plan, client, source=args.spec)
-        with held_lock(
-            client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True, amqp_url=args.amqp_url
-        ):
+        with held_lock(client, plan.vhost, owner, "apply", args.lock_timeout, create_missing=True, amqp_url=amqp_url):
             if not creates_vhost:
                 check_fresh(plan, client, source=args.spec)
             try:
@@ -118,7 +174,7 @@ def apply_saved(plan: Plan, args: argparse.Namespace) -> int:
                     plan,
                     client,
                     progress=reporter_for(client),
-                    amqp_url=args.amqp_url,
+                    amqp_url=amqp_url,
                     move_progress=MoveProgressReporter(),
                 )
             except KeyboardInterrupt:

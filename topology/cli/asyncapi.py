@@ -10,6 +10,8 @@ import yaml
 
 from topology.cli.common import EXIT_OK, add_spec_arguments, read_spec, write_output
 from topology.compile.asyncapi import asyncapi_document
+from topology.errors import RabbitformError
+from topology.urls import mask, parse_url
 
 
 def register(commands: Any) -> None:
@@ -28,10 +30,22 @@ def register(commands: Any) -> None:
 
 
 def cmd_asyncapi(args: argparse.Namespace) -> int:
-    document = asyncapi_document(read_spec(args), server_host=args.server)
+    document = asyncapi_document(read_spec(args), server_host=server_address(args.server))
     if args.format == "json":
         text = json.dumps(document, indent=2) + "\n"
     else:
         text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
     write_output(text, args.output)
     return EXIT_OK
+
+
+def server_address(text: str) -> str:
+    """`--server` as HOST:PORT only: the document is published, so credentials (or a URL that
+    carries them) are refused, never written into it."""
+    if "://" in text or "@" in text or "/" in text:
+        raise RabbitformError(
+            f"--server {mask(text)!r}: give HOST:PORT only (e.g. rabbit.internal:5672); "
+            "the document is shared, so it never holds a user, password, scheme or vhost"
+        )
+    endpoint = parse_url(f"amqp://{text}", "amqp", "--server")
+    return endpoint.netloc

@@ -7,6 +7,7 @@ with `--state`), build the spec, list on stderr whatever does not fit the layout
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -37,7 +38,10 @@ def register(commands: Any) -> None:
         default=naming.DEFAULT_LAYOUT,
         help="how the bus was built: rabbitform (default) or petisco (petisco 2.2.3's configurer)",
     )
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the spec to FILE instead of stdout")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the spec to FILE instead of stdout (a new file: see --force)"
+    )
+    parser.add_argument("--force", action="store_true", help="with -o: overwrite FILE if it exists")
     parser.add_argument("--state", metavar="DEFINITIONS.json", help="read a definitions file instead of the broker")
     add_connection_arguments(parser)
     parser.set_defaults(handler=cmd_import)
@@ -47,6 +51,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not naming.ORGANIZATION_PATTERN.match(args.organization):
         raise RabbitformError(
             f"--organization {args.organization!r}: use lower case letters, digits, '_' or '-', no dots"
+        )
+    if args.output and args.output != "-" and os.path.isfile(args.output) and not args.force:
+        raise RabbitformError(
+            f"{args.output} already exists: import never overwrites a spec (its handlers and comments would be "
+            "lost); write to another file, or pass --force to replace it"
         )
     topology, source = _read(args)
     imported = import_spec(topology, args.organization, args.layout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from topology.errors import RabbitformError
 from topology.state.lock import BrokerLock
 from topology.state.store import forget_records
 
+MAX_LOCK_TIMEOUT_S = 86400.0  # a day: longer is a typo, and inf/nan would wait forever
+
 
 def add_lock_arguments(parser: argparse.ArgumentParser, verb: str, amqp_for: str = "the lock") -> None:
     """--auto-approve, --amqp-url and --lock-timeout: the options of a command that changes the
@@ -22,7 +25,8 @@ def add_lock_arguments(parser: argparse.ArgumentParser, verb: str, amqp_for: str
     parser.add_argument(
         "--amqp-url",
         metavar="URL",
-        help=f"AMQP, for {amqp_for} (default: the management host, port 5672, the same credentials)",
+        help=f"AMQP, for {amqp_for} (default: the AMQP listener the management API names for the node that "
+        "answered, with the same credentials); checked to reach the same broker as --management-url",
     )
     parser.add_argument(
         "--lock-timeout",
@@ -38,8 +42,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not math.isfinite(value) or not 0 <= value <= MAX_LOCK_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_S:g}")
     return value
 
 
@@ -53,19 +57,20 @@ def held_lock(
     *,
     create_missing: bool,
     amqp_url: str | None = None,
-) -> Iterator[bool]:
-    """Hold the (vhost, owner) lock; yields False (and holds nothing) when the vhost is missing
-    and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one first."""
+) -> Iterator[BrokerLock | None]:
+    """Hold the (vhost, owner) lock; yields None (and holds nothing) when the vhost is missing
+    and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one
+    first (only once the plan is confirmed: cli/apply.py)."""
     if read_vhost(client, vhost) is None:
         if not create_missing:
-            yield False
+            yield None
             return
         # Records outlive a deleted vhost; the objects they name went with it.
         forget_records(client, vhost)
         create_vhost(client, vhost)
     lock = BrokerLock(client, vhost, owner, command, timeout, amqp_url)
     with lock:
-        yield True
+        yield lock
     if lock.lost:
         print(f"warning: {lock.lost} before {command} finished: another process may have taken it", file=sys.stderr)
 

@@ -4,6 +4,7 @@ management API; `--check` makes it a health check (exit 2 when something needs a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Any
@@ -18,6 +19,8 @@ from topology.status.read import read_status
 from topology.status.render import render_status_json, render_status_text
 
 EXIT_UNHEALTHY = EXIT_CHANGES  # 2, as `plan --detailed-exitcode` says "look at this"
+MIN_WATCH_S = 0.5  # faster polls only load the broker: its statistics refresh every 5 s
+MAX_WATCH_S = 86400.0
 
 
 def register(commands: Any) -> None:
@@ -65,8 +68,11 @@ def _show(spec: Spec, client: ManagementClient, args: argparse.Namespace) -> lis
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.watch is not None and args.watch <= 0:
-        raise RabbitformError("--watch needs a number of seconds > 0")
+    if args.watch is not None and not (math.isfinite(args.watch) and MIN_WATCH_S <= args.watch <= MAX_WATCH_S):
+        raise RabbitformError(
+            f"--watch {args.watch:g}: give a number of seconds from {MIN_WATCH_S:g} to {MAX_WATCH_S:g} "
+            "(the management API's counts change every 5 s by default)"
+        )
     if args.max_dead_letters < 0:
         raise RabbitformError("--max-dead-letters must be >= 0")
     spec = read_spec(args)  # on --vhost when given

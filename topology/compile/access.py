@@ -64,6 +64,7 @@ def with_access(topology: Topology, spec: Spec, salt: Callable[[], bytes]) -> To
             name=grant.user,
             password_hash=hash_password(grant.password.get_secret_value(), salt()),
             password=grant.password,
+            adopt=spec.access[grant.user].adopt,
         )
         for grant in grants
     ]
@@ -107,7 +108,7 @@ def _grant(spec: Spec, user: str, entry: Access) -> Grant:
     return Grant(
         user=user,
         vhost=spec.vhost,
-        password=entry.password,
+        password=entry.password or SecretStr(""),  # the loader refuses a user without one
         configure=NOTHING,
         write=_any_of(_exact(name) for name in exchanges),
         read=_any_of(readable),

@@ -115,6 +115,12 @@ class User:
     password_hash: str = field(default="", repr=False)
     hashing_algorithm: str = SHA256
     password: SecretStr | None = field(default=None, compare=False, repr=False)
+    # Facts for the access safety rules (topology.plan.access_safety), never compared:
+    # compiled: the spec adopts this user; read: rabbitform created it (the ownership record
+    # says so), and the other vhosts where it has permissions.
+    adopt: bool = field(default=False, compare=False)
+    created_by_spec: bool = field(default=False, compare=False)
+    other_vhosts: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:

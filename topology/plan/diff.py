@@ -43,14 +43,16 @@ def compute_plan(
     stats: Mapping[str, QueueStats] | None = None,
     allow_data_loss: bool = False,
     move_messages: bool = False,
+    users: tuple[User, ...] = (),
 ) -> Plan:
     """The plan that converges `actual` (the in-scope part of a vhost, or None when the vhost
     does not exist) to `desired`, with the safety rules applied.
 
     `move_messages` turns queue replaces into moves that keep the messages; a move left
-    unfinished (its holding queue still exists) is always part of the plan."""
+    unfinished (its holding queue still exists) is always part of the plan. `users` are the
+    in-scope users that exist when the vhost does not (users are cluster-wide)."""
     stats = stats or {}
-    owned = scope.filter(actual) if actual is not None else Topology(vhost=desired.vhost)
+    owned = scope.filter(actual) if actual is not None else Topology(vhost=desired.vhost, users=users)
     changes, unchanged = diff(desired, owned, stats)
     changes, unchanged = with_moves(changes, unchanged, desired, actual, stats, move_messages)
     if actual is None:
@@ -100,12 +102,16 @@ def diff(
 
 
 def diff_access(desired: Topology, actual: Topology) -> tuple[list[Change], int]:
-    """Users, permissions and topic permissions: created, or updated in place; never deleted
-    (a user leaves the scope when the spec stops naming it). A user's password is compared
-    with the broker's salted hash, so no plan ever needs to hold the password."""
+    """Users, permissions and topic permissions: created, or updated in place. A user the spec
+    no longer names (still in scope through the ownership record) loses its permissions and
+    topic permissions in the vhost; the user itself is deleted only when rabbitform created it
+    and it has no permissions on another vhost. A user's password is compared with the
+    broker's salted hash, so no plan ever needs to hold the password."""
+    named = {user.name for user in desired.users}
+    deletable = [u for u in actual.users if u.name in named or (u.created_by_spec and not u.other_vhosts)]
     return _merged(
-        _diff_kind("user", desired.users, actual.users, _user_change, deletes=False),
-        _diff_kind("permission", desired.permissions, actual.permissions, _permission_change, deletes=False),
+        _diff_kind("user", desired.users, deletable, _user_change),
+        _diff_kind("permission", desired.permissions, actual.permissions, _permission_change),
         _diff_kind("topic_permission", desired.topic_permissions, actual.topic_permissions, _topics_change),
     )
 

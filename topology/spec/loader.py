@@ -15,8 +15,9 @@ from typing import Any
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from topology.compile.limits import limit_problems
 from topology.errors import RabbitformError
 from topology.spec.model import Spec
 
@@ -60,9 +61,29 @@ def parse_spec(text: str, file: str = "<spec>", variables: Mapping[str, Any] | N
         spec = Spec.model_validate(_nulls_as_empty(document))
     except ValidationError as exc:
         raise _first_error(exc, file, lines) from None
-    for path, message in [*spec.layout_problems(), *spec.overlong_names(), *spec.access_problems()]:
+    spec = _with_env_passwords(spec, file, lines)
+    for path, message in [*spec.layout_problems(), *limit_problems(spec), *spec.access_problems()]:
         raise SpecError(file, message, _line_for(path, lines), ".".join(path))
     return spec
+
+
+def _with_env_passwords(spec: Spec, file: str, lines: Any) -> Spec:
+    """Each `password_env: NAME` read from the environment, verbatim; an unset variable is an error."""
+    resolved = {}
+    for user, entry in spec.access.items():
+        if entry.password_env is None:
+            continue
+        path = ("access", user, "password_env")
+        value = os.environ.get(entry.password_env)
+        if entry.password is not None or value is None:
+            message = (
+                "give password or password_env, not both"
+                if entry.password is not None
+                else f"environment variable {entry.password_env} is not set"
+            )
+            raise SpecError(file, message, _line_for(path, lines), ".".join(path))
+        resolved[user] = entry.model_copy(update={"password": SecretStr(value)})
+    return spec.model_copy(update={"access": {**spec.access, **resolved}}) if resolved else spec
 
 
 def load_variables(pairs: list[str], files: list[str]) -> dict[str, Any]:

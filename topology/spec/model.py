@@ -65,6 +65,11 @@ UserName = Annotated[
 ]
 
 
+EnvName = Annotated[
+    str, _matching(re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z"), "environment variable name: letters, digits and '_'")
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -291,7 +296,12 @@ class Access(_Strict):
 
     service: ServiceName | None = None
     store: bool = False  # also consume the store (the store's own service)
-    password: SecretStr
+    # One of the two: `password` (templated, e.g. `{{ env.X }}`), or `password_env`, the name of an
+    # environment variable whose value is the password verbatim (no YAML or template quoting).
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    # An existing user with tags or other permissions is refused unless the spec adopts it.
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -378,24 +388,6 @@ class Spec(_Strict):
                             circuit_breaker=sub.circuit_breaker or self.defaults.circuit_breaker,
                         )
 
-    def overlong_names(self) -> list[tuple[tuple[str, ...], str]]:
-        """(field path, message) for every name RabbitMQ would refuse: names are at most 255 bytes.
-
-        The dead-letter queue is the longest name a subscriber or the store gets.
-        """
-        problems: list[tuple[tuple[str, ...], str]] = []
-        for sub in self.subscribers():
-            path = ("services", sub.service, f"{sub.kind}s", sub.message_class, "subscribers", sub.name)
-            problems.extend((path, message) for message in _too_long(naming.dead_letter_queue(sub.queue)))
-        for service in sorted(self.services):
-            longest = naming.dead_letter_exchange(self.organization, service)
-            problems.extend((("services", service), message) for message in _too_long(longest, "exchange"))
-        if self.store is not None:
-            problems.extend(
-                (("store", "queue"), message) for message in _too_long(naming.dead_letter_queue(self.store.queue))
-            )
-        return problems
-
     def access_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """(field path, message) for every `access` entry that names nothing it could use."""
         problems: list[tuple[tuple[str, ...], str]] = []
@@ -408,8 +400,11 @@ class Spec(_Strict):
                 problems.append(((*path, "service"), f"unknown service {entry.service!r} (services: {known})"))
             if entry.store and self.store is None:
                 problems.append(((*path, "store"), "the spec has no store"))
-            if not entry.password.get_secret_value():
-                problems.append(((*path, "password"), "the password is empty (is its environment variable set?)"))
+            if entry.password is None:  # `password_env` is read (and checked) by the loader
+                problems.append((path, "give the user a password (password_env: NAME reads it from the environment)"))
+            elif not entry.password.get_secret_value():
+                field = "password_env" if entry.password_env is not None else "password"
+                problems.append(((*path, field), "the password is empty (is its environment variable set?)"))
         return problems
 
     def layout_problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -508,13 +503,3 @@ class Spec(_Strict):
             if value == NO_TTL:
                 return None
         return naming.PETISCO_MAIN_TTL_MS
-
-
-MAX_NAME_BYTES = 255
-
-
-def _too_long(name: str, what: str = "queue") -> list[str]:
-    size = len(name.encode("utf-8"))
-    if size <= MAX_NAME_BYTES:
-        return []
-    return [f"{what} name {name!r} is {size} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}: use shorter names"]

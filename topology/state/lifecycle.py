@@ -24,10 +24,30 @@ from topology.state.record import DEFAULT_LAYOUT, OwnershipRecord, layout_of, sc
 from topology.state.store import delete_record, read_records, write_record
 
 
-def new_record(vhost: str, owner: str, scope: Scope, layout: str, command: str) -> OwnershipRecord:
+def new_record(
+    vhost: str, owner: str, scope: Scope, layout: str, command: str, created_users: frozenset[str] = frozenset()
+) -> OwnershipRecord:
     return OwnershipRecord(
-        vhost, owner, scope, layout, utc_now(), f"{command} on host {socket.gethostname()}, pid {os.getpid()}"
+        vhost,
+        owner,
+        scope,
+        layout,
+        utc_now(),
+        f"{command} on host {socket.gethostname()}, pid {os.getpid()}",
+        tuple(sorted(created_users & set(scope.users))),
     )
+
+
+def created_users(
+    client: ManagementClient, vhost: str, owner: str, plan: Plan
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The users rabbitform created for this spec: (recorded before plus those the plan creates,
+    the same without those it deletes): the first is recorded before applying, the second after."""
+    previous = next((r for r in read_records(client, vhost) if r.owner == owner), None)
+    before = set(previous.created_users) if previous is not None else set()
+    created = {c.name for c in plan.changes if c.kind == "user" and c.action == "create"}
+    deleted = {c.name for c in plan.changes if c.kind == "user" and c.action == "delete"}
+    return frozenset(before | created), frozenset((before | created) - deleted)
 
 
 def claim(client: ManagementClient, record: OwnershipRecord) -> None:
@@ -64,9 +84,10 @@ def apply_owned(
 ) -> ApplyResult:
     """`rabbitform apply SPEC`: record, converge, record again without what the spec dropped."""
     layout = layout_of(spec)
-    claim(client, new_record(spec.vhost, spec.owner, plan.scope or Scope.of_spec(spec), layout, "apply"))
+    during, after = created_users(client, spec.vhost, spec.owner, plan)
+    claim(client, new_record(spec.vhost, spec.owner, plan.scope or Scope.of_spec(spec), layout, "apply", during))
     result = converge(spec, client, plan, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
-    write_record(client, new_record(spec.vhost, spec.owner, Scope.of_spec(spec), layout, "apply"))
+    write_record(client, new_record(spec.vhost, spec.owner, Scope.of_spec(spec), layout, "apply", after))
     return result
 
 
@@ -86,7 +107,8 @@ def apply_saved_owned(
     if plan.owner is not None and plan.scope is not None:
         previous = {r.owner: r for r in read_records(client, plan.vhost)}.get(plan.owner)
         layout = previous.layout if previous else DEFAULT_LAYOUT
-        claim(client, new_record(plan.vhost, plan.owner, plan.scope, layout, "apply"))
+        during, _after = created_users(client, plan.vhost, plan.owner, plan)
+        claim(client, new_record(plan.vhost, plan.owner, plan.scope, layout, "apply", during))
     return apply_plan(plan, client, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
 
 

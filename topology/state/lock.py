@@ -190,6 +190,18 @@ class BrokerLock:
         except Exception as exc:
             self.lost = f"closing the lock's connection failed ({type(exc).__name__})"
 
+    def ensure_held(self, command: str) -> None:
+        """Refuse to go on when the lock was lost or broken (`force-unlock`) since it was taken,
+        e.g. while `command` waited at its confirmation prompt: nothing has changed yet."""
+        queue = None if self.lost else self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
+        arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
+        if self.lost or arguments.get(CONNECTION_ARGUMENT) != self.holder.connection:
+            why = self.lost or "the lock was broken (rabbitform force-unlock?)"
+            raise RabbitformError(
+                f"{why} while {command} waited on spec {self.owner!r} on vhost {self.vhost!r}: nothing was changed; "
+                f"run {command} again"
+            )
+
     def release(self) -> None:
         if self._thread is None:
             return

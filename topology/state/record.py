@@ -32,6 +32,7 @@ class OwnershipRecord:
     layout: str = DEFAULT_LAYOUT
     updated_at: str = ""  # ISO 8601 UTC, for humans
     updated_by: str = ""  # "apply on host h, pid p", for humans
+    created_users: tuple[str, ...] = ()  # `access:` users rabbitform created (deleted when dropped)
 
     @property
     def parameter_name(self) -> str:
@@ -51,6 +52,7 @@ class OwnershipRecord:
             "scope": self.scope.to_dict(),
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
+            **({"created_users": list(self.created_users)} if self.created_users else {}),
         }
 
     @classmethod
@@ -70,6 +72,7 @@ class OwnershipRecord:
             layout=str(value.get("layout") or DEFAULT_LAYOUT),
             updated_at=str(value.get("updated_at", "")),
             updated_by=str(value.get("updated_by", "")),
+            created_users=tuple(sorted(str(user) for user in value.get("created_users") or ())),
         )
 
     def describe(self) -> str:

@@ -208,7 +208,8 @@ def build_status(
         for kind, messages in kinds:
             for class_name in sorted(messages):
                 version = messages[class_name].version
-                key = naming.routing_key(org, service_name, version, kind, naming.message_name(class_name))
+                routing_name = naming.routing_name(class_name, spec.layout)  # the layout's names, as compiled
+                key = naming.routing_key(org, service_name, version, kind, routing_name)
                 if exchange_bindings is None:
                     events.append(EventBinding(exchange, class_name, key, (), exchange_exists=False))
                     continue
