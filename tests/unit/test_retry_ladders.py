@@ -236,3 +236,12 @@ def test_graph_and_asyncapi_show_the_tiers() -> None:
     assert f"10000 ms in retry.{Q}.2" in document
     assert "Errors of PaymentDeclined (or subclasses)" in document
     assert "20 failures within 30 s pause the subscriber for 60 s" in document
+
+
+def test_a_tier_delay_out_of_the_brokers_range_names_delays_ms() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_text("{delays_ms: [1000, 400000000000]}"), "spec.yaml")
+    assert str(caught.value).startswith(
+        "spec.yaml:10 services.petisco.events.UserCreated.subscribers.send_mail_handler.retry.delays_ms: "
+        "x-message-ttl 400000000000 of "
+    )
