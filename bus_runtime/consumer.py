@@ -34,14 +34,15 @@ import pika
 from pika.channel import Channel
 
 from bus_runtime.async_handlers import is_async_handler
+from bus_runtime.breaker_gate import BreakerGate
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection
-from bus_runtime.dispatch import delivery_of, handle_delivery, handle_delivery_async
+from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
 from bus_runtime.limits import check_timeout
-from bus_runtime.republisher import Republisher
-from bus_runtime.retry import Decision, Failure, decide
+from bus_runtime.republisher import Copy, Republisher
+from bus_runtime.retry import RELEASE, Decision, decide
 from bus_runtime.settlement import Settlement
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
 from bus_runtime.telemetry import hooks
@@ -149,8 +150,10 @@ class RabbitMqEventConsumer:
         self._running = False
         # I/O-thread units
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
+        self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
         self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
+        self._gate = BreakerGate(self._io, self._connection, ())  # per subscription, built at start()
 
     @property
     def handled_count(self) -> int:
@@ -232,6 +235,7 @@ class RabbitMqEventConsumer:
         self._running = True
         if self.handler_loop is not None:
             self._on_loop = frozenset(sub.queue for sub in self.subscriptions if is_async_handler(sub.handler))
+        self._gate = BreakerGate(self._io, self._connection, self.subscriptions)
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="rabbitform-handler")
         self._io.start()
         self._io.call(self._connection.connect)
@@ -408,10 +412,14 @@ class RabbitMqEventConsumer:
         """On a worker thread: run the handler, then hand the decision to the I/O thread."""
         if self._unstarted.pop((work.generation, work.tag), None) is None:
             return  # returned to its queue by stop()
+        if not self._gate.admits(work.sub):  # its circuit breaker is open
+            self._post(work, RELEASE)
+            return
         try:
             decision, _message = handle_delivery(work.sub, work.body, work.routing_key, work.properties.headers)
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             decision = self._unexpected(exc, work)
+        self._gate.record(work.sub, decision)
         self._post(work, decision)
 
     def _to_loop(self, work: _Work) -> None:
@@ -439,12 +447,16 @@ class RabbitMqEventConsumer:
         """On the handler loop: await an async handler, then hand the decision to the I/O thread."""
         if self._unstarted.pop((work.generation, work.tag), None) is None:
             return  # returned to its queue by stop()
+        if not self._gate.admits(work.sub):  # its circuit breaker is open
+            self._post(work, RELEASE)
+            return
         try:
             decision, _message = await handle_delivery_async(
                 work.sub, work.body, work.routing_key, work.properties.headers
             )
         except BaseException as exc:  # a bug outside the handler, or SystemExit in it: retry
             decision = self._unexpected(exc, work)
+        self._gate.record(work.sub, decision)
         self._post(work, decision)
 
     @staticmethod
@@ -461,8 +473,7 @@ class RabbitMqEventConsumer:
                 exc,
             )
         delivery = delivery_of(sub, work.routing_key, work.properties.headers)
-        failure = Failure(type(exc).__name__, str(exc))
-        return decide(delivery, failure, sub.max_retries, datetime.now(timezone.utc))
+        return decide(delivery, failure_of_exception(exc), sub.max_retries, datetime.now(timezone.utc))
 
     def _post(self, work: _Work, decision: Decision) -> None:
         """Queue a decision for the I/O thread, waking it once per batch."""
@@ -479,14 +490,20 @@ class RabbitMqEventConsumer:
             self._wake_pending = False
         results, settlement = self._results, self._settlement
         generation = settlement.generation
+        copies: list[Copy] = []
         while results:
             work, decision = results.popleft()
             if work.generation != generation:
                 continue  # its channel is gone; the broker redelivers the message
+            if decision.action == "release":
+                settlement.requeue(generation, work.tag)
+                continue
             if decision.action == "ack":
                 settlement.ack(generation, work.tag)
             else:
-                self._republisher.republish(generation, work.tag, decision, work.properties, work.body, work.sub)
+                settlement.awaiting_confirm(generation, work.tag)
+                copies.append((work.tag, decision, work.properties, work.body, work.sub))
+        self._republisher.republish_batch(generation, copies)
         self._flush()
 
     def _republished(self, generation: int, delivery_tag: int) -> None:
@@ -502,8 +519,17 @@ class RabbitMqEventConsumer:
 
     def _flush(self) -> None:
         self._settlement.flush()
+        if self._settlement.deferred and not self._flush_later:
+            # acks wait for a copy's confirm (a memory alarm may hold it back): look again once
+            # the grace is over, even if nothing else happens meanwhile
+            self._flush_later = True
+            self._io.ioloop.call_later(self._settlement.ledger.confirm_grace_s, self._deferred_flush)
         if self._stopping:
             self._maybe_drained()
+
+    def _deferred_flush(self) -> None:
+        self._flush_later = False
+        self._flush()
 
     def _maybe_drained(self) -> None:
         if self._connection.cancels_pending == 0 and not self._settlement.in_hand and not self._republisher.pending:

@@ -11,7 +11,7 @@ about handlers, acks or retries: it reports to its `ConsumerEvents`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import pika
@@ -67,6 +67,47 @@ class ConsumerConnection:
         self._to_check: list[str] = []
         self._missing: list[str] = []
         self._failed_attempts = 0
+        self.paused: set[str] = set()  # queues a circuit breaker paused: not consumed, even after a reconnect
+
+    # ------------------------------------------------------------------ circuit-breaker hooks (I/O thread)
+
+    def pause(self, queue: str) -> None:
+        """Stop consuming `queue` (its circuit breaker opened); what it holds stays unacked."""
+        self.paused.add(queue)
+        channel = self._channel
+        for tag, sub in list(self._by_consumer_tag.items()):
+            if sub.queue == queue and channel is not None and channel.is_open:
+                del self._by_consumer_tag[tag]
+                channel.basic_cancel(tag)
+
+    def resume(self, queue: str) -> None:
+        """Consume `queue` again (its circuit breaker closed)."""
+        self.paused.discard(queue)
+        channel = self._channel
+        if channel is None or not channel.is_open or self.stopping:
+            return  # the next connection consumes it
+        for sub in self.subscriptions:
+            if sub.queue == queue and sub not in self._by_consumer_tag.values():
+                self._by_consumer_tag[channel.basic_consume(queue, self._on_message, auto_ack=False)] = sub
+
+    def probe(self, queue: str, on_empty: Callable[[], None]) -> None:
+        """Take one message of a paused queue (`basic.get`), delivered like any other; `on_empty`
+        when the queue has none (or the channel is gone)."""
+        channel = self._channel
+        sub = next((s for s in self.subscriptions if s.queue == queue), None)
+        if channel is None or not channel.is_open or sub is None or self.stopping:
+            on_empty()
+            return
+
+        def empty(_frame: Any) -> None:
+            on_empty()
+
+        def got(_channel: Channel, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+            channel.callbacks.remove(channel.channel_number, pika.spec.Basic.GetEmpty, empty)
+            self.events.on_delivery(sub, method, properties, body)
+
+        channel.callbacks.add(channel.channel_number, pika.spec.Basic.GetEmpty, empty, one_shot=True)
+        channel.basic_get(queue, got, auto_ack=False)
 
     # ------------------------------------------------------------------ commands (I/O thread)
 
@@ -210,6 +251,8 @@ class ConsumerConnection:
         self._channel = channel
         channel.add_on_cancel_callback(self._on_cancelled_by_broker)
         for sub in self.subscriptions:
+            if sub.queue in self.paused:
+                continue
             tag = channel.basic_consume(sub.queue, self._on_message, auto_ack=False)
             self._by_consumer_tag[tag] = sub
         self._failed_attempts = 0

@@ -7,6 +7,9 @@ carry the returned `Decision` out (republish, then ack), so both behave the same
 from __future__ import annotations
 
 import inspect
+import os
+import socket
+import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -14,11 +17,13 @@ from typing import Any
 from meiga import Result
 
 from bus_runtime.async_handlers import resolve
+from bus_runtime.errors import NonRetryableError
 from bus_runtime.message import Message
-from bus_runtime.retry import Decision, Delivery, Failure, decide
+from bus_runtime.retry import DEAD_LETTER_REASON, Decision, Delivery, Failure, class_paths, decide
 from bus_runtime.subscriber import Handler, Subscription
 from bus_runtime.telemetry import hooks
 from bus_runtime.wire import PoisonMessage, decode
+from topology import naming
 
 
 def run_handler(handler: Handler, message: Message) -> Failure | None:
@@ -52,11 +57,39 @@ def failure_of(result: object) -> Failure | None:
         return None
     error = result.value
     message_text = getattr(error, "message", None) or str(error)
-    return Failure(type(error).__name__, str(message_text))
+    return Failure(
+        type(error).__name__,
+        str(message_text),
+        non_retryable=isinstance(error, NonRetryableError),
+        classes=class_paths(error),
+        # an error returned, never raised, has no traceback to tell
+        traceback=_traceback_of(error) if isinstance(error, BaseException) and error.__traceback__ else "",
+    )
 
 
-def _raised(exc: Exception) -> Failure:
-    return Failure(type(exc).__name__, str(exc) or repr(exc))
+def _raised(exc: BaseException) -> Failure:
+    return Failure(
+        type(exc).__name__,
+        str(exc) or repr(exc),
+        non_retryable=isinstance(exc, NonRetryableError),
+        classes=class_paths(exc),
+        traceback=_traceback_of(exc),
+    )
+
+
+def _traceback_of(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, without the source lines: reading source
+    files on a handler thread would slow every failing delivery (bounded where it becomes a header)."""
+    frames = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False)
+    lines = ["Traceback (most recent call last):\n"]
+    lines.extend(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n' for frame in frames)
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
+
+
+def failure_of_exception(exc: BaseException) -> Failure:
+    """A failure outside the handler (a bug in the runtime, or SystemExit in a handler)."""
+    return _raised(exc)
 
 
 def handle_delivery(
@@ -95,6 +128,11 @@ def _decided(
     """The decision, recorded as the handler call's outcome (for telemetry)."""
     decision = decide(delivery, failure, max_retries, now or _now())
     call.outcome = decision.action
+    if decision.action == "retry" and hooks.active():
+        tier = naming.retry_tier_of(decision.routing_key)
+        hooks.retried(delivery.handler, tier[1] if tier else 1)
+    elif decision.action == "dead_letter" and hooks.active():
+        hooks.dead_lettered(delivery.handler, str(decision.headers.get(DEAD_LETTER_REASON, "")))
     return decision
 
 
@@ -119,7 +157,14 @@ def delivery_of(subscription: Subscription, routing_key: str, headers: Mapping[s
         headers=dict(headers or {}),
         layout=subscription.layout,
         store=subscription.message_class is None,
+        attempt_tiers=subscription.attempt_tiers,
+        dead_letter_on=subscription.dead_letter_on,
+        host=_HOST,
+        pid=os.getpid(),
     )
+
+
+_HOST = socket.gethostname()
 
 
 def _now() -> datetime:

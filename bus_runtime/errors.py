@@ -93,3 +93,9 @@ def describe_error(error: BaseException | str) -> str:
     code, reply = getattr(current, "reply_code", None), getattr(current, "reply_text", None)
     text = f"{code} {reply}" if code is not None and reply is not None else str(current).strip()
     return f"{type(current).__name__}: {text}" if text else type(current).__name__
+
+
+class NonRetryableError(Exception):
+    """Raise it from a handler (or return it in a failure Result) to say that no retry can help:
+    the message goes straight to its dead-letter queue, reason `non_retryable`. Subclass it for
+    business errors of your own, or list their classes in the spec's `retry.dead_letter_on`."""

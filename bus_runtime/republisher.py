@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pika
 
@@ -27,6 +27,7 @@ from bus_runtime.subscriber import Subscription
 log = logging.getLogger("bus_runtime.consumer")
 
 Settle = Callable[[int, int], None]  # (generation, delivery tag) of the original
+Copy = tuple[int, Decision, pika.BasicProperties, bytes, Subscription]  # (delivery tag, decision, original)
 
 
 class Republisher:
@@ -51,19 +52,38 @@ class Republisher:
         sub: Subscription,
     ) -> None:
         """Publish the copy `decision` asks for (call on the consumer's I/O thread)."""
-        copied = copy.copy(properties)
-        copied.headers = dict(decision.headers)
-        copied.delivery_mode = 2
-        label = f"{decision.action} copy of {copied.message_id}"
-        item = Outgoing(decision.exchange, decision.routing_key, body, copied, label)
-        self.pending += 1
-        self._log(decision, sub, copied.message_id)
+        self.republish_batch(generation, [(delivery_tag, decision, properties, body, sub)])
+
+    def republish_batch(self, generation: int, copies: Sequence[Copy]) -> None:
+        """Publish the copies of one drained batch of results in one submission (one wake-up of
+        the publisher's thread, one callback back): under a steady trickle of failures, a
+        hand-off per copy costs more than the publish itself. Each original is still settled
+        by its own copy's confirm."""
+        if not copies:
+            return
+        items: list[Outgoing] = []
+        tags: list[int] = []
+        for delivery_tag, decision, properties, body, sub in copies:
+            copied = copy.copy(properties)
+            copied.headers = dict(decision.headers)
+            copied.delivery_mode = 2
+            label = f"{decision.action} copy of {copied.message_id}"
+            items.append(Outgoing(decision.exchange, decision.routing_key, body, copied, label))
+            tags.append(delivery_tag)
+            self._log(decision, sub, copied.message_id)
+        self.pending += len(items)
 
         def done(failures: dict[int, str], unroutable: list[int]) -> None:  # on the publisher's thread
             with contextlib.suppress(Exception):  # the consumer's loop is closed: the broker redelivers
-                self.io.call(self._settle, generation, delivery_tag, item, failures.get(0), bool(unroutable))
+                self.io.call(self._settle_batch, generation, tags, items, failures, set(unroutable))
 
-        self._publisher.submit([item], done)
+        self._publisher.submit(items, done)
+
+    def _settle_batch(
+        self, generation: int, tags: list[int], items: list[Outgoing], failures: dict[int, str], unroutable: set[int]
+    ) -> None:
+        for index, (tag, item) in enumerate(zip(tags, items, strict=True)):
+            self._settle(generation, tag, item, failures.get(index), index in unroutable)
 
     def close(self, timeout: float = 5.0) -> None:
         self._publisher.close(timeout)

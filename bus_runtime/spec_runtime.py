@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
+from bus_runtime.breaker import BreakerSettings
 from bus_runtime.message import Command, Event, Message
 from bus_runtime.subscriber import Handler, Subscription, store_subscription
 from topology.errors import RabbitformError
 from topology.naming import MessageKind
-from topology.spec.model import ResolvedSubscriber, Spec
+from topology.spec.model import CircuitBreaker, ResolvedSubscriber, RetryPolicy, Spec
 
 
 def _binds(signature: inspect.Signature, count: int) -> bool:
@@ -141,8 +143,20 @@ def spec_subscriptions(
         handler = import_handler(sub.handler, where)
         cls = message_class(sub.message_class, sub.kind, sub.version, handler)
         result.append(
-            Subscription(
-                spec.organization, sub.service, sub.queue, handler, sub.name, cls, sub.retry.max_retries, spec.layout
+            with_retry_policy(
+                Subscription(
+                    spec.organization,
+                    sub.service,
+                    sub.queue,
+                    handler,
+                    sub.name,
+                    cls,
+                    sub.retry.max_retries,
+                    spec.layout,
+                ),
+                sub.retry,
+                sub.circuit_breaker,
+                where,
             )
         )
     store = spec.resolved_store()
@@ -157,7 +171,7 @@ def spec_subscriptions(
             sub_store = store_subscription(
                 spec.organization, via, handler, store.retry.max_retries, store.queue, spec.layout
             )
-            result.append(sub_store)
+            result.append(with_retry_policy(sub_store, store.retry, store.circuit_breaker, where))
     if wanted is not None:
         unknown = wanted - {s.name for s in chosen} - ({store.queue} if store else set())
         if unknown:
@@ -165,6 +179,32 @@ def spec_subscriptions(
     if not result:
         raise RabbitformError(f"nothing to consume: no subscriber with a handler in {where}")
     return result
+
+
+def with_retry_policy(
+    subscription: Subscription, retry: RetryPolicy, breaker: CircuitBreaker | None, where: str = "the spec"
+) -> Subscription:
+    """The subscription with its ladder, `dead_letter_on` and circuit breaker. A rule naming a
+    class by import path must import, or it would never match: refused here, not ignored."""
+    for rule in retry.dead_letter_on:
+        if ":" in rule:
+            _check_error_class(rule, where)
+    settings = BreakerSettings(breaker.failures, breaker.window_s, breaker.pause_s) if breaker else None
+    return replace(
+        subscription,
+        attempt_tiers=retry.attempt_tiers(),
+        dead_letter_on=retry.dead_letter_on,
+        circuit_breaker=settings,
+    )
+
+
+def _check_error_class(rule: str, where: str) -> None:
+    module_name, _, attribute = rule.partition(":")
+    target: Any = _import_module(module_name, rule, where)
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+    if not (isinstance(target, type) and issubclass(target, BaseException)):
+        raise RabbitformError(f"dead_letter_on {rule!r} in {where} names no exception class")
 
 
 def message_from_spec(

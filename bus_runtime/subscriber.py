@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bus_runtime.breaker import BreakerSettings
 from bus_runtime.message import Message
 from topology import naming
 
@@ -62,6 +63,9 @@ class Subscription:
     message_class: type[Message] | None  # None: any message (the store)
     max_retries: int
     layout: naming.Layout = naming.DEFAULT_LAYOUT
+    attempt_tiers: tuple[int, ...] = (1,)  # the retry ladder's tier of retry 1..n (the spec's ladder)
+    dead_letter_on: tuple[str, ...] = ()  # error classes that skip retries (name or module:name)
+    circuit_breaker: BreakerSettings | None = None
 
 
 def wants_session(handler: Handler) -> bool:

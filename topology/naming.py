@@ -65,6 +65,36 @@ def retry_queue(queue: str) -> str:
     return RETRY_PREFIX + queue
 
 
+def retry_tier_queue(queue: str, tier: int) -> str:
+    """The retry queue of one step of a retry ladder: tier 1 is `retry.<queue>`, tier k > 1
+    `retry.<queue>.<k>` (also its routing key on the retry exchange). Named by position, not
+    delay, so changing a delay keeps the queue; a subscriber queue ends in a handler name, which
+    starts with a letter, so `<queue>.<k>` never names another subscriber's queue."""
+    if tier < 1:
+        raise ValueError(f"retry tiers count from 1, not {tier}")
+    return retry_queue(queue) if tier == 1 else f"{retry_queue(queue)}.{tier}"
+
+
+def retry_tier_queues(queue: str, tiers: int) -> list[str]:
+    """The retry queues of a ladder of `tiers` delays, tier 1 first."""
+    return [retry_tier_queue(queue, tier) for tier in range(1, max(1, tiers) + 1)]
+
+
+_TIER_SUFFIX = re.compile(r"\.([1-9][0-9]*)\Z")
+
+
+def retry_tier_of(name: str) -> tuple[str, int] | None:
+    """(queue, tier) of a retry queue name (`retry.Q` -> (Q, 1), `retry.Q.3` -> (Q, 3)), or None
+    when `name` is not a retry queue. The inverse of `retry_tier_queue`."""
+    if not name.startswith(RETRY_PREFIX):
+        return None
+    rest = name[len(RETRY_PREFIX) :]
+    suffix = _TIER_SUFFIX.search(rest)
+    if suffix is not None and int(suffix.group(1)) > 1:
+        return rest[: suffix.start()], int(suffix.group(1))
+    return rest, 1
+
+
 def dead_letter_queue(queue: str) -> str:
     """Where a message ends after its last retry: `dead_letter.<queue>` (also its routing key)."""
     return DEAD_LETTER_PREFIX + queue
@@ -199,6 +229,23 @@ def retry_policy(organization: str, service: str, delay_ms: int | None = None, q
 def queue_policy(queue: str) -> str:
     """The policy that holds one queue's own settings (its dead-letter routing key): the queue's name."""
     return queue
+
+
+PAUSED_PREFIX = "rabbitform-paused."
+_MAX_NAME_BYTES = 255
+
+
+def paused_marker(queue: str) -> str:
+    """The exclusive queue a consumer holds while a circuit breaker pauses `queue`:
+    `rabbitform-paused.<queue>` (a digest of the name when that would pass 255 bytes). It lives
+    and dies with the consumer's connection, holds no messages, and is outside every owned
+    prefix, so no plan touches it; `status` reads it as "paused"."""
+    name = PAUSED_PREFIX + queue
+    if len(name.encode("utf-8")) <= _MAX_NAME_BYTES:
+        return name
+    import hashlib
+
+    return PAUSED_PREFIX + hashlib.sha256(queue.encode("utf-8")).hexdigest()
 
 
 def holding_queue(queue: str) -> str:

@@ -18,10 +18,15 @@ from bus_runtime import retry
 
 REPLAYED_AT = "rabbitform-replayed-at"
 REPLAY_COUNT = "rabbitform-replay-count"
-REASONS = (retry.REASON_RETRIES_EXHAUSTED, retry.REASON_POISON, retry.REASON_DELIVERY_LIMIT)
+REASONS = (
+    retry.REASON_RETRIES_EXHAUSTED,
+    retry.REASON_NON_RETRYABLE,
+    retry.REASON_POISON,
+    retry.REASON_DELIVERY_LIMIT,
+)
 # What a replayed copy must not carry: the spent retry budget, the last verdict, and the
 # broker's own dead-letter history (republishing `x-death` made some brokers drop messages).
-_DROPPED_ON_REPLAY = (retry.RETRY_COUNT, retry.DEAD_LETTER_REASON, "x-death")
+_DROPPED_ON_REPLAY = (retry.RETRY_COUNT, retry.DEAD_LETTER_REASON, retry.TRACEBACK, "x-death")
 _BROKER_PREFIXES = ("x-first-death-", "x-last-death-")
 
 
@@ -64,6 +69,23 @@ class DeadLetter:
         return retry.retry_count(self.headers)
 
     @property
+    def traceback(self) -> str | None:
+        """The end (last 4 KB) of the last failure's traceback, when the handler raised."""
+        return self._header(retry.TRACEBACK)
+
+    @property
+    def host(self) -> str | None:
+        return self._header(retry.HOST)
+
+    @property
+    def pid(self) -> str | None:
+        return self._header(retry.PID)
+
+    @property
+    def first_failed_at(self) -> datetime | None:
+        return parse_time(self.headers.get(retry.FIRST_FAILURE_AT))
+
+    @property
     def replay_count(self) -> int:
         try:
             return max(0, int(self.headers.get(REPLAY_COUNT, 0)))
@@ -91,6 +113,11 @@ class DeadLetter:
             "dead_lettered_at": at.isoformat() if at else None,
             "retry_count": self.retry_count,
             "replay_count": self.replay_count,
+            "handler": self.handler,
+            "host": self.host,
+            "pid": self.pid,
+            "first_failed_at": first.isoformat() if (first := self.first_failed_at) else None,
+            "traceback": self.traceback,
             "attributes": dict(self.attributes) if self.attributes is not None else None,
             "headers": {k: _jsonable(v) for k, v in self.rabbitform_headers().items()},
             "body_size": self.body_size,

@@ -9,6 +9,7 @@ from typing import Any
 
 from bus_runtime.deadletters.model import DeadLetter, Summary
 from bus_runtime.deadletters.ops import Outcome
+from bus_runtime.retry import TRACEBACK
 
 
 def _time(value: datetime | None) -> str:
@@ -49,12 +50,21 @@ def render_letter(letter: DeadLetter) -> str:
         f"    reason       {letter.reason or '-'} after {letter.retry_count} retries, at {_time(letter.dead_lettered_at)}"
         + (f" (replayed {letter.replay_count}x)" if letter.replay_count else "")
     )
+    if letter.handler or letter.host:
+        where = f" on {letter.host}" + (f" (pid {letter.pid})" if letter.pid else "") if letter.host else ""
+        lines.append(f"    handler      {letter.handler or '-'}{where}")
+    if letter.first_failed_at:
+        lines.append(f"    failed       first {_time(letter.first_failed_at)}, last {_time(letter.dead_lettered_at)}")
     if letter.attributes is not None:
         lines.append(f"    attributes   {json.dumps(letter.attributes, sort_keys=True, default=str)}")
     else:
         lines.append(f"    body         {letter.body_size} bytes, not a rabbitform message")
     for key, value in letter.rabbitform_headers().items():
-        lines.append(f"    {key}: {value}")
+        if key != TRACEBACK:
+            lines.append(f"    {key}: {value}")
+    if letter.traceback:
+        lines.append("    traceback (last 4 KB):")
+        lines.extend(f"      {line}" for line in letter.traceback.rstrip("\n").splitlines())
     return "\n".join(lines)
 
 

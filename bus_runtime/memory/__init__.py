@@ -19,6 +19,7 @@ from bus_runtime.memory.clock import VirtualClock
 from bus_runtime.memory.messages import Properties, QueuedMessage
 from bus_runtime.memory.routing import topic_matches
 from bus_runtime.memory.trace import (
+    BreakerChanged,
     DeadLettered,
     Delivered,
     Expired,
@@ -33,6 +34,7 @@ from bus_runtime.memory.trace import (
 )
 
 __all__ = [
+    "BreakerChanged",
     "BrokerError",
     "DeadLettered",
     "Delivered",

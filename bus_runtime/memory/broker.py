@@ -377,8 +377,16 @@ class InMemoryBroker:
         return bool(due)
 
     def _next_expiry(self) -> int | None:
+        """The next time something happens by itself: a TTL runs out, or a paused listener
+        (a circuit breaker's pause) wakes up with messages waiting for it."""
         heads = [s.ready[0].expires_at_ms for s in self._queues.values() if s.ready]
-        times = [t for t in heads if t is not None]
+        wakes = [
+            getattr(listener, "wakes_at_ms", None)
+            for name, listeners in self._listeners.items()
+            if self._queues[name].ready
+            for listener in listeners
+        ]
+        times = [t for t in heads if t is not None] + [t for t in wakes if t is not None and t > self.now_ms]
         return min(times) if times else None
 
     def _deliver_next(self) -> bool:

@@ -6,19 +6,22 @@ runs, and carries out its `Decision` the same way: republish, then ack.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from bus_runtime import retry
-from bus_runtime.dispatch import delivery_of, handle_delivery
+from bus_runtime.breaker import CircuitBreaker, counts_as_success
+from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery
 from bus_runtime.errors import TopologyMissing, UnroutableError
 from bus_runtime.memory.messages import Listener, Properties, QueuedMessage
-from bus_runtime.memory.trace import DeadLettered, Delivered, Handled, Retried, TraceEntry
+from bus_runtime.memory.trace import BreakerChanged, DeadLettered, Delivered, Handled, Retried, TraceEntry
 from bus_runtime.message import Command, Event, Message
-from bus_runtime.retry import Failure, decide
+from bus_runtime.retry import decide
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, store_subscription, subscriptions
+from bus_runtime.telemetry import hooks
 from bus_runtime.wire import encode
 from topology import naming
 
@@ -125,13 +128,40 @@ class _QueueListener:
     def __init__(self, consumer: InMemoryConsumer, subscription: Subscription) -> None:
         self.consumer = consumer
         self.subscription = subscription
+        settings = subscription.circuit_breaker
+        self.breaker = CircuitBreaker(settings) if settings else None
 
     @property
     def active(self) -> bool:
-        return self.consumer.running
+        """Running, and its circuit breaker (on the virtual clock) lets a delivery through."""
+        if not self.consumer.running:
+            return False
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        if breaker.state == "open":
+            self._moved(breaker.pause_over(self.consumer.broker.now_ms / 1000))
+        return breaker.state == "closed" or (breaker.state == "half_open" and not breaker.probing)
+
+    @property
+    def wakes_at_ms(self) -> int | None:
+        reopen = self.breaker.reopen_at() if self.breaker and self.consumer.running else None
+        return None if reopen is None else math.ceil(reopen * 1000)
 
     def on_delivery(self, tag: int, queue: str, message: QueuedMessage) -> None:
-        self.consumer.handle(tag, self.subscription, message)
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.admits()
+        decision = self.consumer.handle(tag, self.subscription, message)
+        if breaker is not None:
+            now_s = self.consumer.broker.now_ms / 1000
+            self._moved(breaker.record(counts_as_success(decision), now_s))
+
+    def _moved(self, to: str | None) -> None:
+        if to is not None:
+            sub, broker = self.subscription, self.consumer.broker
+            broker.record(BreakerChanged(broker.now_ms, sub.queue, sub.handler_name, to))
+            hooks.breaker_moved(sub.handler_name, to)
 
 
 class InMemoryConsumer:
@@ -198,7 +228,7 @@ class InMemoryConsumer:
     def stop(self) -> None:
         self.running = False
 
-    def handle(self, tag: int, subscription: Subscription, message: QueuedMessage) -> None:
+    def handle(self, tag: int, subscription: Subscription, message: QueuedMessage) -> retry.Decision:
         """Run the shared dispatch, then carry out its decision: republish (if any), then ack."""
         broker = self.broker
         queue, name = subscription.queue, subscription.handler_name
@@ -210,13 +240,13 @@ class InMemoryConsumer:
             )
         except Exception as exc:  # a bug outside the handler: retried like a handler failure, as on RabbitMQ
             delivery = delivery_of(subscription, message.routing_key, message.headers)
-            decision = decide(delivery, Failure(type(exc).__name__, str(exc)), subscription.max_retries, broker.now())
+            decision = decide(delivery, failure_of_exception(exc), subscription.max_retries, broker.now())
             parsed = None
         called = parsed is not None
         if decision.action == "ack":
             broker.record(Handled(broker.now_ms, queue, name, called, ok=True))
             broker.ack(tag)
-            return
+            return decision
         headers = decision.headers
         broker.record(
             Handled(
@@ -244,3 +274,4 @@ class InMemoryConsumer:
             broker.ack(tag)
         else:  # the copy found no queue: keep the original, as the RabbitMQ consumer does
             broker.reject(tag, requeue=True)
+        return decision

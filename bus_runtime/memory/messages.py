@@ -61,4 +61,9 @@ class Listener(Protocol):
     @property
     def active(self) -> bool: ...
 
+    @property
+    def wakes_at_ms(self) -> int | None:
+        """When an inactive listener becomes active by itself (a circuit breaker's pause ends)."""
+        ...
+
     def on_delivery(self, tag: int, queue: str, message: QueuedMessage) -> None: ...

@@ -150,7 +150,23 @@ class Rejected:
         return f"rejected in {self.queue}: dead-lettered through {_exchange(self.exchange)} [{self.routing_key}]"
 
 
-TraceEntry = Published | Routed | Unroutable | Delivered | Handled | Retried | DeadLettered | Expired | Rejected
+@dataclass(frozen=True)
+class BreakerChanged:
+    """A subscriber's circuit breaker moved: `open` (deliveries wait), `half_open` (one goes
+    through), `closed`."""
+
+    at_ms: int
+    queue: str
+    handler: str
+    to: str
+
+    def describe(self) -> str:
+        return f"circuit breaker of {self.handler} {self.to.replace('_', '-')}"
+
+
+TraceEntry = (
+    Published | Routed | Unroutable | Delivered | Handled | Retried | DeadLettered | Expired | Rejected | BreakerChanged
+)
 
 
 def _exchange(name: str) -> str:

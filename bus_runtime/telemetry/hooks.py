@@ -32,6 +32,11 @@ class Instrumentation(Protocol):
 
     def reconnected(self, component: str, cause: str) -> None: ...
 
+    # Optional (an instrumentation may leave them out): retries, dead letters, circuit breakers.
+    # def retried(self, subscriber: str, tier: int) -> None
+    # def dead_lettered(self, subscriber: str, reason: str) -> None
+    # def breaker_moved(self, subscriber: str, to: str) -> None  (to: closed, half_open, open)
+
 
 _installed: tuple[Instrumentation, ...] = ()
 _lock = threading.Lock()
@@ -93,3 +98,24 @@ def published(exchange: str, confirmed: int, failed: int = 0, reason: str | None
 def reconnected(component: str, cause: str) -> None:
     for instrumentation in _installed:
         instrumentation.reconnected(component, cause)
+
+
+def _optional(name: str) -> list[Any]:
+    return [method for i in _installed if (method := getattr(i, name, None)) is not None]
+
+
+def retried(subscriber: str, tier: int) -> None:
+    """A failure was republished to retry tier `tier` (1-based) of the subscriber's ladder."""
+    for method in _optional("retried"):
+        method(subscriber, tier)
+
+
+def dead_lettered(subscriber: str, reason: str) -> None:
+    for method in _optional("dead_lettered"):
+        method(subscriber, reason)
+
+
+def breaker_moved(subscriber: str, to: str) -> None:
+    """A subscriber's circuit breaker moved to `to` (closed, half_open, open)."""
+    for method in _optional("breaker_moved"):
+        method(subscriber, to)

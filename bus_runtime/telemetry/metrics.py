@@ -20,6 +20,11 @@ try:
 except ImportError:  # pragma: no cover - exercised where the extra is absent
     prometheus_client = None  # type: ignore[assignment]
 
+# The dead-letter header says `retries_exhausted`; the metric says `max_retries`, as alert rules
+# and dashboards agreed to read it. Other reasons are the header's.
+METRIC_REASONS = {"retries_exhausted": "max_retries"}
+STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -64,6 +69,41 @@ class PrometheusMetrics:
             ["exchange", "reason"],
             registry=self.registry,
         )
+
+        self.retry_attempts = Counter(
+            "rabbitform_retry_attempts",
+            "Failures republished to a retry tier (tier 1..k of the subscriber's ladder)",
+            ["subscriber", "tier"],
+            registry=self.registry,
+        )
+        self.dead_lettered_total = Counter(
+            "rabbitform_dead_lettered",
+            "Messages the consumer dead-lettered, by reason (max_retries, non_retryable, poison_message)",
+            ["subscriber", "reason"],
+            registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "rabbitform_circuit_breaker_state",
+            "A subscriber's circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["subscriber"],
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "rabbitform_circuit_breaker_transitions",
+            "Circuit breaker moves, by the state moved to (closed, half_open, open)",
+            ["subscriber", "to"],
+            registry=self.registry,
+        )
+
+    def retried(self, subscriber: str, tier: int) -> None:
+        self.retry_attempts.labels(subscriber, str(tier)).inc()
+
+    def dead_lettered(self, subscriber: str, reason: str) -> None:
+        self.dead_lettered_total.labels(subscriber, METRIC_REASONS.get(reason, reason)).inc()
+
+    def breaker_moved(self, subscriber: str, to: str) -> None:
+        self.breaker_state.labels(subscriber).set(STATE_VALUES.get(to, 0))
+        self.breaker_transitions.labels(subscriber, to).inc()
 
     def handler_started(self, subscriber: str, headers: Mapping[str, Any]) -> Any:
         self.in_flight.labels(subscriber).inc()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from typing import Any
 
 from meiga import Error, Failure, Result, isSuccess
@@ -11,6 +12,7 @@ from meiga import Error, Failure, Result, isSuccess
 from bus_runtime import Event
 
 calls: Counter[str] = Counter()
+times: defaultdict[str, list[float]] = defaultdict(list)  # handler -> monotonic call times
 _lock = threading.Lock()
 
 
@@ -26,6 +28,7 @@ class MailError(Error):
 def _count(name: str) -> int:
     with _lock:
         calls[name] += 1
+        times[name].append(time.monotonic())
         return calls[name]
 
 

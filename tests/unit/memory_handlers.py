@@ -34,3 +34,34 @@ def always_fails(event: Any) -> Result[bool, Error]:
 def event_store(event: Any) -> Result[bool, Error]:
     seen["event_store"] += 1
     return isSuccess
+
+
+class PaymentDeclined(Error):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class CardExpired(PaymentDeclined):
+    pass
+
+
+def declines(event: Any) -> Result[bool, Error]:
+    seen["declines"] += 1
+    return Failure(CardExpired("card expired"))
+
+
+def gives_up(event: Any) -> Result[bool, Error]:
+    from bus_runtime.errors import NonRetryableError
+
+    seen["gives_up"] += 1
+    raise NonRetryableError("no such account")
+
+
+dependency_up = {"value": False}
+
+
+def needs_dependency(event: Any) -> Result[bool, Error]:
+    seen["needs_dependency"] += 1
+    if not dependency_up["value"]:
+        raise ConnectionError("billing is down")
+    return isSuccess

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from bus_runtime import retry
@@ -109,3 +110,31 @@ def test_a_delivery_limit_dead_letter_reads_like_an_exhausted_retry() -> None:
 
     letter = DeadLetter(0, "m-1", "user.created", "dead_letter.q", headers=broker)
     assert letter.reason == "delivery_limit"  # `rabbitform dlq` lists and filters it as such
+
+
+def test_retry_k_goes_to_its_ladder_tier_and_the_last_tier_repeats() -> None:
+    ladder = replace(delivery(), attempt_tiers=(1, 2, 3, 3))
+    keys = [
+        decide(replace(ladder, headers={retry.RETRY_COUNT: done}), Failure("E", "x"), 6, NOW).routing_key
+        for done in range(6)
+    ]
+    assert keys == [f"retry.{QUEUE}", f"retry.{QUEUE}.2", f"retry.{QUEUE}.3", *[f"retry.{QUEUE}.3"] * 3]
+
+
+def test_a_listed_error_class_or_its_subclass_skips_retries() -> None:
+    classes = ("billing.errors:CardExpired", "billing.errors:PaymentDeclined", "builtins:Exception")
+    failure = Failure("CardExpired", "expired", classes=classes, traceback="Traceback ...\nCardExpired: expired\n")
+    for rules in (("PaymentDeclined",), ("billing.errors:PaymentDeclined",), ("CardExpired",)):
+        decision = decide(replace(delivery(), dead_letter_on=rules), failure, 5, NOW)
+        assert decision.action == "dead_letter"
+        assert decision.headers[retry.DEAD_LETTER_REASON] == retry.REASON_NON_RETRYABLE
+        assert decision.headers[retry.TRACEBACK].endswith("CardExpired: expired\n")
+    for rules in ((), ("other.module:PaymentDeclined",), ("Declined",)):
+        assert decide(replace(delivery(), dead_letter_on=rules), failure, 5, NOW).action == "retry"
+
+
+def test_the_traceback_keeps_its_last_4_kb_and_rides_only_on_the_dead_letter() -> None:
+    failure = Failure("E", "x", traceback="é" * 5000 + "where it raised")
+    assert retry.TRACEBACK not in decide(delivery(), failure, 1, NOW).headers
+    dead = decide(delivery({retry.RETRY_COUNT: 1}), failure, 1, NOW).headers[retry.TRACEBACK]
+    assert dead.endswith("where it raised") and len(dead.encode()) <= retry.MAX_TRACEBACK

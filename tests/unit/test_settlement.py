@@ -58,3 +58,23 @@ def test_clear_forgets_every_tag_of_a_lost_channel() -> None:
     ledger.settled(1)
     ledger.clear()
     assert ledger.acks() == [] and ledger.in_hand == 0
+
+
+def test_tags_behind_a_copy_awaiting_its_confirm_wait_for_it_a_moment_then_go_one_by_one() -> None:
+    ledger = AckLedger(straggler_limit=2, confirm_grace_s=0.5)
+    for tag in (1, 2, 3, 4):
+        ledger.delivered(tag)
+    ledger.awaiting_confirm(1, now=10.0)
+    for tag in (2, 3, 4):
+        ledger.settled(tag)
+    assert ledger.acks(now=10.1) == []  # the confirm is due any moment: one multiple ack later
+    ledger.settled(1)
+    assert ledger.acks(now=10.2) == [Ack(4, multiple=True)]
+
+    ledger = AckLedger(straggler_limit=2, confirm_grace_s=0.5)
+    for tag in (1, 2, 3):
+        ledger.delivered(tag)
+    ledger.awaiting_confirm(1, now=10.0)
+    ledger.settled(2)
+    ledger.settled(3)
+    assert ledger.acks(now=10.6) == [Ack(2), Ack(3)]  # a confirm that does not come holds nobody back

@@ -154,15 +154,15 @@ ERRORS = {
     "unknown subscriber key": (
         SUBSCRIBER + "            handlr: a.b:c\n",
         "spec.yaml:8 services.petisco.events.UserCreated.subscribers.send_mail_handler.handlr: "
-        "unknown key (expected one of: handler, main_queue_ttl_ms, queue_type, retry)",
+        "unknown key (expected one of: circuit_breaker, handler, main_queue_ttl_ms, queue_type, retry)",
     ),
     "unknown retry key": (
         "organization: alice\ndefaults:\n  retry: {delay: 1}\n",
-        "spec.yaml:3 defaults.retry.delay: unknown key (expected one of: delay_ms, delivery_limit, max_retries)",
+        "spec.yaml:3 defaults.retry.delay: unknown key (expected one of: backoff_multiplier, dead_letter_on, delay_ms, delays_ms, delivery_limit, max_delay_ms, max_retries)",
     ),
     "unknown store key": (
         "organization: alice\nstore:\n  queues: x\n",
-        "spec.yaml:3 store.queues: unknown key (expected one of: handler, main_queue_ttl_ms, queue, queue_type, retry)",
+        "spec.yaml:3 store.queues: unknown key (expected one of: circuit_breaker, handler, main_queue_ttl_ms, queue, queue_type, retry)",
     ),
     "missing organization": ("vhost: /\n", "spec.yaml:1 organization: is required"),
     "organization with dots": (

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from topology import naming
 from topology.spec.loader import parse_spec
 from topology.status.model import build_status, check_problems, topic_matches
 from topology.status.render import render_status_json, render_status_text
@@ -126,3 +127,19 @@ def test_status_follows_the_specs_layout(layout: str) -> None:
     report = build_status(spec, [row(q.name) for q in compiled.queues], bindings)
     assert [e.queues for e in report.events if not e.queues] == []
     assert not report.warnings
+
+
+def test_retrying_counts_every_tier_and_a_marker_shows_a_paused_subscriber() -> None:
+    spec = parse_spec(
+        "organization: alice\nservices:\n  petisco:\n    events:\n      UserCreated:\n        subscribers:\n"
+        "          send_mail_handler: {retry: {delays_ms: [1000, 5000, 30000]}}\n"
+    )
+    tiers = [f"retry.{Q}", f"retry.{Q}.2", f"retry.{Q}.3"]
+    rows = [row(Q), *(row(t, ready=n) for t, n in zip(tiers, (1, 2, 4), strict=True)), row(f"dead_letter.{Q}")]
+    rows.append(row(naming.paused_marker(Q)))
+    report = build_status(spec, rows, BOUND)
+    [sub] = report.subscribers
+    assert (sub.retrying, sub.paused) == (7, True)
+    assert "petisco/send_mail_handler (paused)" in render_status_text(report)
+    assert any("paused by its circuit breaker" in p for p in check_problems(report))
+    assert report.warnings == ()

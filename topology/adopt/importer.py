@@ -21,9 +21,10 @@ from topology.compile.policies import effective_arguments
 from topology.naming import Layout, MessageKind
 from topology.plan.diff import diff
 from topology.plan.scope import Scope
-from topology.spec.model import NO_TTL, Spec
+from topology.spec.model import MAX_LADDER_STEPS, NO_TTL, Spec
 
 DEFAULT_DELAY_MS = 5000
+DEFAULT_MAX_RETRIES = 5
 
 # A main queue's TTL as a spec writes it: milliseconds or `none`; None when it has none the
 # spec can write (plan then reports the queue).
@@ -40,6 +41,7 @@ class FoundSubscriber:
     delay_ms: int | None
     queue_type: str
     main_ttl: MainTtl = None
+    ladder: tuple[int, ...] = ()  # the delays of a retry ladder of two tiers or more
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,11 @@ def import_spec(topology: Topology, organization: str, layout: Layout = naming.D
         if class_name is None:
             kept.setdefault((service, kind, message, version), []).append(queue.name)
             continue
-        retry = queues.get(naming.retry_queue(queue.name))
-        delay = _ttl(retry, topology)
+        delay, ladder = _delays(queues, queue.name, topology)
         main_ttl = _main_ttl(queue, topology) if layout == "petisco" else None
-        found.append(FoundSubscriber(service, kind, class_name, version, subscriber, delay, queue.queue_type, main_ttl))
+        found.append(
+            FoundSubscriber(service, kind, class_name, version, subscriber, delay, queue.queue_type, main_ttl, ladder)
+        )
     store = _store(topology, organization, sorted(services), layout)
     document = _document(organization, topology.vhost, layout, sorted(services), found, store, queues, warnings)
     heads = tuple(f"{head}{organization}." for head in ("", naming.RETRY_PREFIX, naming.DEAD_LETTER_PREFIX))
@@ -153,6 +156,23 @@ def _ttl(queue: Queue | None, topology: Topology) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
+def _delays(queues: dict[str, Queue], queue: str, topology: Topology) -> tuple[int | None, tuple[int, ...]]:
+    """(delay, ladder) of a queue's retry tiers: `retry.Q`, `retry.Q.2`, ... while they exist.
+    One tier: its delay and no ladder; several: no single delay (it does not count toward the
+    spec's default) and the ladder."""
+    delays: list[int | None] = []
+    for tier in range(1, MAX_LADDER_STEPS + 1):
+        retry = queues.get(naming.retry_tier_queue(queue, tier))
+        if retry is None:
+            break
+        delays.append(_ttl(retry, topology))
+    if len(delays) <= 1:
+        return (delays[0] if delays else None), ()
+    if any(d is None for d in delays):
+        return delays[0], ()  # a tier without a TTL: the plan's differences will say so
+    return None, tuple(d for d in delays if d is not None)
+
+
 def _main_ttl(queue: Queue, topology: Topology) -> MainTtl:
     """A petisco main queue's TTL: petisco declares none when its main_ttl is None."""
     if "x-message-ttl" not in effective_arguments(queue, topology.policies):
@@ -166,6 +186,7 @@ class FoundStore:
     delay_ms: int | None
     queue_type: str
     main_ttl: MainTtl = None
+    ladder: tuple[int, ...] = ()
 
 
 def _store(topology: Topology, organization: str, services: list[str], layout: Layout) -> FoundStore | None:
@@ -195,9 +216,9 @@ def _store(topology: Topology, organization: str, services: list[str], layout: L
         return None
     name = sorted(candidates)[0]
     main = queues[name]
-    delay = _ttl(queues.get(naming.retry_queue(name)), topology)
+    delay, ladder = _delays(queues, name, topology)
     main_ttl = _main_ttl(main, topology) if layout == "petisco" else None
-    return FoundStore(name, delay, main.queue_type, main_ttl)
+    return FoundStore(name, delay, main.queue_type, main_ttl, ladder)
 
 
 def _most_common(values: Iterable[Any], fallback: Any) -> Any:
@@ -228,7 +249,7 @@ def _document(
     if layout == "petisco":
         default_main_ttl = _most_common((s.main_ttl for s in everyone), naming.PETISCO_MAIN_TTL_MS)
         document["defaults"]["main_queue_ttl_ms"] = default_main_ttl
-    document["defaults"]["retry"] = {"delay_ms": default_delay, "max_retries": 5}
+    document["defaults"]["retry"] = {"delay_ms": default_delay, "max_retries": DEFAULT_MAX_RETRIES}
     tree: dict[str, Any] = {service: {} for service in services}
     for sub in sorted(found, key=lambda s: (s.service, s.kind, s.class_name, s.version, s.name)):
         messages = tree[sub.service].setdefault(f"{sub.kind}s", {})
@@ -254,7 +275,11 @@ def _overrides(
     entry: dict[str, Any] = {}
     if found.main_ttl is not None and found.main_ttl != main_ttl:
         entry["main_queue_ttl_ms"] = found.main_ttl
-    if found.delay_ms is not None and found.delay_ms != delay_ms:
+    if found.ladder:
+        entry["retry"] = {"delays_ms": list(found.ladder)}
+        if len(found.ladder) > DEFAULT_MAX_RETRIES:  # every tier must be reachable, or plan deletes it
+            entry["retry"]["max_retries"] = len(found.ladder)
+    elif found.delay_ms is not None and found.delay_ms != delay_ms:
         entry["retry"] = {"delay_ms": found.delay_ms}
     if found.queue_type != queue_type and found.queue_type in ("classic", "quorum"):
         entry["queue_type"] = found.queue_type

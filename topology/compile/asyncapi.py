@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from topology import __version__, naming
 from topology.naming import MessageKind
-from topology.spec.model import Spec
+from topology.spec.model import CircuitBreaker, RetryPolicy, Spec
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -81,7 +81,7 @@ def asyncapi_document(spec: Spec, server_host: str = "localhost:5672") -> dict[s
             spec,
             queue=sub.queue,
             title=f"{sub.name} handles {sub.message_class} v{sub.version} of {sub.service}",
-            description=_retry_description(sub.retry.max_retries, sub.retry.delay_ms, sub.queue),
+            description=_retry_description(sub.retry, sub.queue, sub.circuit_breaker),
             received=[message],
             operation_id=_safe_id(f"{sub.queue}.receive"),
         )
@@ -94,7 +94,7 @@ def asyncapi_document(spec: Spec, server_host: str = "localhost:5672") -> dict[s
             spec,
             queue=store.queue,
             title="the store hears every event and command of every service",
-            description=_retry_description(store.retry.max_retries, store.retry.delay_ms, store.queue),
+            description=_retry_description(store.retry, store.queue, store.circuit_breaker),
             received=messages,
             operation_id=_safe_id(f"{store.queue}.receive"),
         )
@@ -180,11 +180,32 @@ def _add_receiver(
     }
 
 
-def _retry_description(max_retries: int, delay_ms: int, queue: str) -> str:
-    return (
-        f"A failed message waits {delay_ms} ms in {naming.retry_queue(queue)} and comes back, "
-        f"at most {max_retries} times; then it goes to {naming.dead_letter_queue(queue)}."
-    )
+def _retry_description(retry: RetryPolicy, queue: str, breaker: CircuitBreaker | None = None) -> str:
+    """The subscriber's failure handling in words: its ladder's tiers, what skips them, its breaker."""
+    ladder = retry.ladder()
+    dead = naming.dead_letter_queue(queue)
+    if len(ladder) == 1:
+        text = (
+            f"A failed message waits {ladder[0]} ms in {naming.retry_queue(queue)} and comes back, "
+            f"at most {retry.max_retries} times; then it goes to {dead}."
+        )
+    else:
+        tiers = ", ".join(
+            f"{delay} ms in {name}"
+            for delay, name in zip(ladder, naming.retry_tier_queues(queue, len(ladder)), strict=True)
+        )
+        text = (
+            f"A failed message comes back after a retry ladder: retry k waits in tier k ({tiers}), "
+            f"the last tier repeating, at most {retry.max_retries} times; then it goes to {dead}."
+        )
+    if retry.dead_letter_on:
+        text += f" Errors of {', '.join(retry.dead_letter_on)} (or subclasses) go to {dead} at once."
+    if breaker is not None:
+        text += (
+            f" Circuit breaker: {breaker.failures} failures within {breaker.window_s:g} s pause the subscriber "
+            f"for {breaker.pause_s:g} s, then one message is tried."
+        )
+    return text
 
 
 def _routing_key_binding(exchange: str, spec: Spec) -> dict[str, Any]:

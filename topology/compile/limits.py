@@ -85,10 +85,14 @@ def _service_of(spec: Spec, name: str) -> FieldPath:
 def _setting_field(spec: Spec, path: FieldPath, owner: str, key: str) -> FieldPath:
     """The spec field a queue argument or policy key comes from: the subscriber's (or store's)
     own setting when it has one, else the one in `defaults`."""
-    if key in TTL_KEYS:
-        setting: FieldPath = ("retry", "delay_ms") if owner.startswith(naming.RETRY_PREFIX) else ("main_queue_ttl_ms",)
+    settings: tuple[FieldPath, ...]
+    if key in TTL_KEYS and owner.startswith(naming.RETRY_PREFIX):
+        # a ladder's tiers come from `delays_ms` (or `delay_ms` and its backoff)
+        settings = (("retry", "delays_ms"), ("retry", "delay_ms"))
+    elif key in TTL_KEYS:
+        settings = (("main_queue_ttl_ms",),)
     elif key in ("x-delivery-limit", "delivery-limit"):
-        setting = ("retry", "delivery_limit")
+        settings = (("retry", "delivery_limit"),)
     else:
         return path
     entry: Any = None
@@ -97,12 +101,19 @@ def _setting_field(spec: Spec, path: FieldPath, owner: str, key: str) -> FieldPa
     elif len(path) == 6:  # services.S.events|commands.C.subscribers.N
         service = spec.services[path[1]]
         entry = getattr(service, path[2])[path[3]].subscribers[path[5]]
-    holder = entry
+    for setting in settings:
+        if _setting_of(entry, setting) is not None:
+            return (*(path[:1] if path[:1] == ("store",) else path), *setting)
+    for setting in settings:
+        if _setting_of(spec.defaults, setting) is not None and setting[-1] != "delay_ms":
+            return ("defaults", *setting)
+    return ("defaults", *settings[-1])
+
+
+def _setting_of(holder: Any, setting: FieldPath) -> Any:
     for part in setting:
         holder = getattr(holder, part, None) if holder is not None else None
-    if holder is not None:
-        return (*(path[:1] if path[:1] == ("store",) else path), *setting)
-    return ("defaults", *setting)
+    return holder
 
 
 def _too_long(name: str, what: str, why: str = "") -> list[str]:

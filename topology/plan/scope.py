@@ -59,7 +59,14 @@ class Scope:
         return name in self.exchanges
 
     def owns_queue(self, name: str) -> bool:
-        return name in self.store_queues or name.startswith(self.queue_prefixes)
+        return name in self.store_queues or name.startswith(self.queue_prefixes) or self._store_tier(name)
+
+    def _store_tier(self, name: str) -> bool:
+        """`retry.<store>.<k>`: a further tier of the store's retry ladder (k > 1)."""
+        if not self.store_queues:
+            return False
+        tier = naming.retry_tier_of(name)
+        return tier is not None and tier[1] > 1 and tier[0] == self.store_queues[0]
 
     def owns_policy(self, name: str) -> bool:
         """Policies are owned by name, like queues: the spec names them after what they govern."""
@@ -76,14 +83,12 @@ class Scope:
     def filter(self, topology: Topology) -> Topology:
         """The part of a topology this scope owns."""
         exchanges = self.exchanges
-        prefixes = self.queue_prefixes
-        stores = set(self.store_queues)
         return Topology(
             vhost=topology.vhost,
             exchanges=tuple(e for e in topology.exchanges if e.name in exchanges),
-            queues=tuple(q for q in topology.queues if q.name in stores or q.name.startswith(prefixes)),
+            queues=tuple(q for q in topology.queues if self.owns_queue(q.name)),
             bindings=tuple(b for b in topology.bindings if self.owns_binding(b)),
-            policies=tuple(p for p in topology.policies if p.name in stores or p.name.startswith(prefixes)),
+            policies=tuple(p for p in topology.policies if self.owns_queue(p.name)),
             users=tuple(u for u in topology.users if u.name in self.users),
             permissions=tuple(p for p in topology.permissions if p.user in self.users),
             topic_permissions=tuple(t for t in topology.topic_permissions if t.user in self.users),

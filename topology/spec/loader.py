@@ -281,6 +281,16 @@ def _message(error: Any, loc: tuple[str, ...]) -> str:
         return f"unknown key{hint}"
     if kind == "missing":
         return "is required"
+    if "dead_letter_on" in loc:
+        return "must be a list of error class names, each like 'PaymentDeclined' or 'billing.errors:InvalidCard'"
+    if "delays_ms" in loc:
+        return "must be a list of one or more integers >= 1 (milliseconds)"
+    if kind == "greater_than" and isinstance(ctx.get("gt"), float):
+        return f"must be a number > {ctx['gt']}"
+    if kind == "less_than_equal":
+        return f"must be a number <= {ctx['le']}"
+    if kind in {"float_type", "float_parsing"}:
+        return "must be a number"
     if kind in {"int_type", "int_parsing", "int_from_float", "greater_than_equal", "greater_than"}:
         bound = _int_bound(loc)
         return f"must be an integer >= {bound}" if bound is not None else "must be an integer"

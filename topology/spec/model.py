@@ -8,9 +8,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from topology import naming
 from topology.naming import Layout, MessageKind
@@ -68,9 +77,25 @@ class _Strict(BaseModel):
 DEFAULT_DELIVERY_LIMIT = 20  # what RabbitMQ 4.x gives quorum queues; 3.x has none
 
 
-class RetryPolicy(_Strict):
-    """How long a failed message waits in its retry queue, and how many times it is retried.
+ErrorRule = Annotated[
+    str,
+    # a class name (`PaymentDeclined`) or its import path (`billing.errors:InvalidCard`)
+    Field(pattern=r"^([A-Za-z_]\w*(\.[A-Za-z_]\w*)*:)?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", strict=True),
+]
+MAX_LADDER_STEPS = 1000  # a ladder is generated up to max_retries steps: keep it bounded
+DelayMs = Annotated[int, Field(ge=1, strict=True)]
+# YAML gives lists; strict models take tuples only: lists are accepted here, items stay strict
+DelayLadder = Annotated[tuple[DelayMs, ...], Field(strict=False, min_length=1, max_length=MAX_LADDER_STEPS)]
+ErrorRules = Annotated[tuple[ErrorRule, ...], Field(strict=False)]
 
+
+class RetryPolicy(_Strict):
+    """How long a failed message waits before each retry, how many retries it gets, and which
+    failures get none.
+
+    The delays form a ladder (`ladder()`): `delays_ms` lists it; `delay_ms` with
+    `backoff_multiplier` (and `max_delay_ms`) generates it; `delay_ms` alone is a one-step
+    ladder. Attempt k waits the k-th delay, the last one repeating until `max_retries`.
     `delivery_limit` caps the broker's redeliveries of one copy on a quorum queue (a crash or
     requeue loop): past it the broker dead-letters the message. Retries are new copies, so
     they do not count toward it.
@@ -79,21 +104,122 @@ class RetryPolicy(_Strict):
     delay_ms: int = Field(default=5000, ge=1)
     max_retries: int = Field(default=5, ge=0)
     delivery_limit: int = Field(default=DEFAULT_DELIVERY_LIMIT, ge=1)
+    delays_ms: DelayLadder | None = None
+    backoff_multiplier: float | None = Field(default=None, gt=1, le=1000)
+    max_delay_ms: int | None = Field(default=None, ge=1)
+    dead_letter_on: ErrorRules = ()
+
+    @model_validator(mode="after")
+    def _one_way_to_say_delays(self) -> RetryPolicy:
+        explicit = self.delay_ms if "delay_ms" in self.model_fields_set else None
+        problem = _delay_shape_problem(self.delays_ms, self.backoff_multiplier, self.max_delay_ms, explicit)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def attempt_delays(self) -> tuple[int, ...]:
+        """The delay before each retry 1..n (n = max_retries, at least 1: the queue exists)."""
+        steps = max(1, self.max_retries)
+        if self.delays_ms is not None:
+            ladder = self.delays_ms
+        elif self.backoff_multiplier is not None:
+            ladder = _backoff(self.delay_ms, self.backoff_multiplier, self.max_delay_ms, steps)
+        else:
+            ladder = (self.delay_ms,)
+        return tuple(ladder[min(k, len(ladder) - 1)] for k in range(steps))
+
+    def ladder(self) -> tuple[int, ...]:
+        """The distinct delays, in the order attempts first reach them: one retry queue (tier) each."""
+        return tuple(dict.fromkeys(self.attempt_delays()))
+
+    def attempt_tiers(self) -> tuple[int, ...]:
+        """The tier (1-based) of each retry 1..n; past n the last one repeats."""
+        index = {delay: tier for tier, delay in enumerate(self.ladder(), start=1)}
+        return tuple(index[delay] for delay in self.attempt_delays())
+
+
+def _backoff(first: int, multiplier: float, cap: int | None, steps: int) -> tuple[int, ...]:
+    """`first`, `first*m`, ... rounded to ms and capped, stopping at the cap: the cap repeats."""
+    ladder: list[int] = []
+    delay = float(first)
+    for _ in range(min(steps, MAX_LADDER_STEPS)):
+        step = round(delay) if cap is None else min(round(delay), cap)
+        ladder.append(step)
+        if cap is not None and step >= cap:
+            break
+        delay *= multiplier
+    return tuple(ladder)
+
+
+def _delay_shape_problem(
+    delays_ms: tuple[int, ...] | None, multiplier: float | None, max_delay_ms: int | None, delay_ms: int | None
+) -> str | None:
+    if delays_ms is not None and (multiplier is not None or max_delay_ms is not None or delay_ms is not None):
+        return "delays_ms lists the whole ladder: leave out delay_ms, backoff_multiplier and max_delay_ms"
+    if max_delay_ms is not None and multiplier is None:
+        return "max_delay_ms caps a backoff: give backoff_multiplier too (or list the ladder in delays_ms)"
+    return None
 
 
 class RetryOverride(_Strict):
-    """A per-subscriber override; missing fields fall back to `defaults.retry`."""
+    """A per-subscriber override; missing fields fall back to `defaults.retry`.
+
+    The delays are one setting: an override that says anything about them (`delay_ms`,
+    `delays_ms`, `backoff_multiplier`, `max_delay_ms`) replaces the default ladder whole.
+    """
 
     delay_ms: int | None = Field(default=None, ge=1)
     max_retries: int | None = Field(default=None, ge=0)
     delivery_limit: int | None = Field(default=None, ge=1)
+    delays_ms: DelayLadder | None = None
+    backoff_multiplier: float | None = Field(default=None, gt=1, le=1000)
+    max_delay_ms: int | None = Field(default=None, ge=1)
+    dead_letter_on: ErrorRules | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_say_delays(self) -> RetryOverride:
+        problem = _delay_shape_problem(self.delays_ms, self.backoff_multiplier, self.max_delay_ms, self.delay_ms)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def sets_delays(self) -> bool:
+        return any(v is not None for v in (self.delay_ms, self.delays_ms, self.backoff_multiplier, self.max_delay_ms))
 
     def over(self, base: RetryPolicy) -> RetryPolicy:
+        delays: dict[str, Any] = {
+            "delay_ms": base.delay_ms,
+            "delays_ms": base.delays_ms,
+            "backoff_multiplier": base.backoff_multiplier,
+            "max_delay_ms": base.max_delay_ms,
+        }
+        if self.sets_delays:
+            delays = {
+                "delay_ms": base.delay_ms if self.delay_ms is None else self.delay_ms,
+                "delays_ms": self.delays_ms,
+                "backoff_multiplier": self.backoff_multiplier,
+                "max_delay_ms": self.max_delay_ms,
+            }
+        if delays["delays_ms"] is not None:
+            del delays["delay_ms"]  # the ladder says it all (and delay_ms beside it is refused)
         return RetryPolicy(
-            delay_ms=base.delay_ms if self.delay_ms is None else self.delay_ms,
             max_retries=base.max_retries if self.max_retries is None else self.max_retries,
             delivery_limit=base.delivery_limit if self.delivery_limit is None else self.delivery_limit,
+            dead_letter_on=base.dead_letter_on if self.dead_letter_on is None else self.dead_letter_on,
+            **delays,
         )
+
+
+class CircuitBreaker(_Strict):
+    """Pause a subscriber while its dependency is down: `failures` failures within `window_s`
+    open the breaker; the consumer stops taking the subscriber's deliveries for `pause_s`
+    (the ones it holds go back unhandled, not counted as attempts), then lets one through:
+    success closes the breaker, failure opens it again."""
+
+    failures: int = Field(ge=1)
+    window_s: float = Field(gt=0)
+    pause_s: float = Field(gt=0)
 
 
 NO_TTL: Literal["none"] = "none"
@@ -121,6 +247,7 @@ class Defaults(_Strict):
     queue_type: QueueType = "classic"
     retry: RetryPolicy = RetryPolicy()
     main_queue_ttl_ms: MainQueueTtl = None
+    circuit_breaker: CircuitBreaker | None = None
 
 
 class Subscriber(_Strict):
@@ -128,6 +255,7 @@ class Subscriber(_Strict):
     retry: RetryOverride | None = None
     queue_type: QueueType | None = None
     main_queue_ttl_ms: MainQueueTtl = None
+    circuit_breaker: CircuitBreaker | None = None
 
 
 class Message(_Strict):
@@ -158,6 +286,7 @@ class Store(_Strict):
     retry: RetryOverride | None = None
     queue_type: QueueType | None = None
     main_queue_ttl_ms: MainQueueTtl = None
+    circuit_breaker: CircuitBreaker | None = None
 
 
 class Access(_Strict):
@@ -191,6 +320,7 @@ class ResolvedSubscriber:
     retry: RetryPolicy
     queue_type: QueueType
     main_queue_ttl_ms: int | None  # the main queue's `x-message-ttl`; None: no TTL
+    circuit_breaker: CircuitBreaker | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +330,7 @@ class ResolvedStore:
     retry: RetryPolicy
     queue_type: QueueType
     main_queue_ttl_ms: int | None  # the store queue's `x-message-ttl`; None: no TTL
+    circuit_breaker: CircuitBreaker | None = None
 
 
 class Spec(_Strict):
@@ -254,6 +385,7 @@ class Spec(_Strict):
                             retry=sub.retry.over(self.defaults.retry) if sub.retry else self.defaults.retry,
                             queue_type=sub.queue_type or self.defaults.queue_type,
                             main_queue_ttl_ms=self._main_queue_ttl(sub.main_queue_ttl_ms),
+                            circuit_breaker=sub.circuit_breaker or self.defaults.circuit_breaker,
                         )
 
     def access_problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -300,7 +432,39 @@ class Spec(_Strict):
                 problems.append(((*path, "queue_type"), quorum))
         if self.store is not None and self.store.queue_type == "quorum":
             problems.append((("store", "queue_type"), quorum))
+        problems.extend(self._ladder_problems())
         return problems
+
+    def _ladder_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """petisco declares one retry queue per subscriber: a ladder of several delays needs more."""
+        message = (
+            "layout petisco has one retry queue per subscriber, so one delay: a ladder of {n} delays "
+            "needs layout rabbitform (or give one delay_ms)"
+        )
+        problems: dict[tuple[str, ...], str] = {}
+        entries: list[tuple[tuple[str, ...], RetryOverride | None, RetryPolicy]] = []
+        for sub in self.subscribers():
+            path: tuple[str, ...] = (
+                "services",
+                sub.service,
+                f"{sub.kind}s",
+                sub.message_class,
+                "subscribers",
+                sub.name,
+            )
+            raw = self.services[sub.service].events if sub.kind == "event" else self.services[sub.service].commands
+            entries.append((path, raw[sub.message_class].subscribers[sub.name].retry, sub.retry))
+        store = self.resolved_store()
+        if self.store is not None and store is not None:
+            entries.append((("store",), self.store.retry, store.retry))
+        for where_set, override, resolved in entries:
+            tiers = len(resolved.ladder())
+            if tiers > 1:
+                where = (
+                    (*where_set, "retry") if override is not None and override.sets_delays else ("defaults", "retry")
+                )
+                problems.setdefault(where, message.format(n=tiers))
+        return sorted(problems.items())
 
     def _main_queue_ttl_settings(self) -> Iterator[tuple[str, ...]]:
         """The paths of every entry that sets `main_queue_ttl_ms`."""
@@ -325,6 +489,7 @@ class Spec(_Strict):
             retry=store.retry.over(self.defaults.retry) if store.retry else self.defaults.retry,
             queue_type=store.queue_type or self.defaults.queue_type,
             main_queue_ttl_ms=self._main_queue_ttl(store.main_queue_ttl_ms),
+            circuit_breaker=store.circuit_breaker or self.defaults.circuit_breaker,
         )
 
     def _main_queue_ttl(self, override: int | str | None) -> int | None:

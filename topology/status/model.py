@@ -66,12 +66,24 @@ class SubscriberStatus:
     name: str
     service: str | None
     queue: QueueState
-    retry: QueueState
+    retry: QueueState  # tier 1 of its retry ladder
     dead_letter: QueueState
+    further_tiers: tuple[QueueState, ...] = ()  # tiers 2..k of a ladder
+    paused: bool = False  # a consumer's circuit breaker holds it paused
 
     @property
     def label(self) -> str:
         return self.name if self.service is None else f"{self.service}/{self.name}"
+
+    @property
+    def tiers(self) -> tuple[QueueState, ...]:
+        return (self.retry, *self.further_tiers)
+
+    @property
+    def retrying(self) -> int | None:
+        """Messages waiting in any tier of the ladder (None when a count is unknown)."""
+        counts = [tier.messages for tier in self.tiers if tier.exists]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +91,9 @@ class SubscriberStatus:
             "service": self.service,
             "queue": self.queue.to_dict(),
             "retry": self.retry.to_dict(),
+            "retry_tiers": [tier.to_dict() for tier in self.tiers],
+            "retrying": self.retrying,
+            "paused": self.paused,
             "dead_letter": self.dead_letter.to_dict(),
         }
 
@@ -176,10 +191,10 @@ def build_status(
     org = spec.organization
     subscribers: list[SubscriberStatus] = []
     for sub in spec.subscribers():
-        subscribers.append(_subscriber(sub.name, sub.service, sub.queue, rows))
+        subscribers.append(_subscriber(sub.name, sub.service, sub.queue, rows, len(sub.retry.ladder())))
     store = spec.resolved_store()
     if store is not None:
-        subscribers.append(_subscriber(store.queue, None, store.queue, rows))
+        subscribers.append(_subscriber(store.queue, None, store.queue, rows, len(store.retry.ladder())))
     events: list[EventBinding] = []
     warnings: list[str] = []
     for service_name in sorted(spec.services):
@@ -207,7 +222,7 @@ def build_status(
                 )
                 events.append(EventBinding(exchange, class_name, key, tuple(bound)))
     for sub_status in subscribers:
-        for queue in (sub_status.queue, sub_status.retry, sub_status.dead_letter):
+        for queue in (sub_status.queue, *sub_status.tiers, sub_status.dead_letter):
             if not queue.exists:
                 warnings.append(f"queue {queue.name} is missing (drift): run `rabbitform plan`")
     for event in events:
@@ -220,13 +235,18 @@ def build_status(
     return StatusReport(spec.vhost, tuple(subscribers), tuple(events), tuple(dict.fromkeys(warnings)))
 
 
-def _subscriber(name: str, service: str | None, queue: str, rows: Mapping[str, Mapping[str, Any]]) -> SubscriberStatus:
+def _subscriber(
+    name: str, service: str | None, queue: str, rows: Mapping[str, Mapping[str, Any]], tiers: int = 1
+) -> SubscriberStatus:
+    retry, *further = (queue_state(tier, rows) for tier in naming.retry_tier_queues(queue, tiers))
     return SubscriberStatus(
         name,
         service,
         queue_state(queue, rows),
-        queue_state(naming.retry_queue(queue), rows),
+        retry,
         queue_state(naming.dead_letter_queue(queue), rows),
+        tuple(further),
+        paused=naming.paused_marker(queue) in rows,
     )
 
 
@@ -247,6 +267,8 @@ def check_problems(report: StatusReport, max_dead_letters: int = 0, require_cons
             problems.append(f"{sub.label}: queue {sub.queue.name} is missing")
         elif require_consumers and sub.queue.consumers is None:
             problems.append(f"{sub.label}: consumer count of {sub.queue.name} is unknown")
+        elif sub.paused:
+            problems.append(f"{sub.label}: paused by its circuit breaker (its messages wait in {sub.queue.name})")
         elif require_consumers and sub.queue.consumers == 0:
             problems.append(f"{sub.label}: no consumer on {sub.queue.name}")
     return problems

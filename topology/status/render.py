@@ -26,10 +26,10 @@ def render_status_text(report: StatusReport) -> str:
         queue = sub.queue
         rows.append(
             (
-                sub.label,
+                sub.label + (" (paused)" if sub.paused else ""),
                 _cell(queue, queue.ready),
                 _cell(queue, queue.unacked),
-                _cell(sub.retry, sub.retry.messages),
+                _cell(sub.retry, sub.retrying),
                 _cell(sub.dead_letter, sub.dead_letter.messages),
                 _cell(queue, queue.consumers),
                 _rate(queue.publish_rate) if queue.exists else "-",

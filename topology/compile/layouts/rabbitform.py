@@ -26,7 +26,10 @@ def store_objects(org: str, services: list[str], store: ResolvedStore) -> tuple[
     """
     queue, retry, dead = naming.store_queues(store.queue)
     queues = _queues(store, (queue, retry, dead), DEFAULT_EXCHANGE, back=(DEFAULT_EXCHANGE, queue))
-    return queues, list(_store_bindings(org, services, queue, retry, dead))
+    bindings = list(_store_bindings(org, services, queue, retry, dead))
+    for service in services:
+        bindings.extend(wiring.tier_bindings(naming.retry_exchange(org, service), queue, len(store.retry.ladder())))
+    return queues, bindings
 
 
 def _queues(
@@ -41,6 +44,16 @@ def _queues(
     queue, retry, dead = names
     back_exchange, back_key = back
     kind, limit = of.queue_type, of.retry.delivery_limit
+    ladder = of.retry.ladder()
+    first_tier = Queue(
+        retry,
+        arguments={
+            "x-message-ttl": ladder[0],
+            "x-dead-letter-exchange": back_exchange,
+            "x-dead-letter-routing-key": back_key,
+            **quorum_arguments(kind, dead_letters=True),
+        },
+    )
     return [
         # No TTL on the main queue: a consumer outage must never dead-letter real work.
         Queue(
@@ -51,15 +64,7 @@ def _queues(
                 **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
             },
         ),
-        Queue(
-            retry,
-            arguments={
-                "x-message-ttl": of.retry.delay_ms,
-                "x-dead-letter-exchange": back_exchange,
-                "x-dead-letter-routing-key": back_key,
-                **quorum_arguments(kind, dead_letters=True),
-            },
-        ),
+        *wiring.tier_queues(first_tier, queue, ladder),
         Queue(dead, arguments=quorum_arguments(kind, dead_letters=False)),
     ]
 

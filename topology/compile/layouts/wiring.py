@@ -27,5 +27,22 @@ def subscriber_objects(org: str, sub: ResolvedSubscriber, queues: QueueTrio) -> 
         Binding(main_exchange, queue, retry),
         Binding(retry_exchange, retry, retry),
         Binding(dead_letter_exchange, dead, dead),
+        *tier_bindings(retry_exchange, queue, len(sub.retry.ladder())),
     ]
     return queues(sub, (queue, retry, dead), dead_letter_exchange, (main_exchange, retry)), bindings
+
+
+def tier_bindings(retry_exchange: str, queue: str, tiers: int) -> list[Binding]:
+    """A ladder's further tiers (2..k) are bound to the retry exchange by their own names; they
+    all expire back along tier 1's route, so they need no binding of their own on the way back."""
+    return [Binding(retry_exchange, name, name) for name in naming.retry_tier_queues(queue, tiers)[1:]]
+
+
+def tier_queues(retry: Queue, queue: str, ladder: tuple[int, ...]) -> list[Queue]:
+    """Tier 1 is `retry` with the first delay; every further tier is a copy of it with its own
+    name and TTL (same dead-letter route back, same quorum settings)."""
+    names = naming.retry_tier_queues(queue, len(ladder))
+    return [
+        Queue(name, retry.durable, retry.auto_delete, {**retry.arguments, "x-message-ttl": delay})
+        for name, delay in zip(names, ladder, strict=True)
+    ]
