@@ -18,6 +18,8 @@ PLANNER = ("topology.apply", "topology.broker", "topology.plan", "topology.cli",
 PLAIN_IMPORT = [
     "bus_runtime",
     "bus_runtime.async_handlers",
+    "bus_runtime.breaker",
+    "bus_runtime.breaker_gate",
     "bus_runtime.bus",
     "bus_runtime.connector",
     "bus_runtime.consumer",
