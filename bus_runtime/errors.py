@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from topology.amqp import root_cause
 from topology.errors import RabbitformError
 
 
@@ -79,17 +80,7 @@ def describe_error(error: BaseException | str) -> str:
     """
     if isinstance(error, str):
         return error
-    current: BaseException = error
-    for _ in range(10):
-        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
-        inner = (
-            list(getattr(current, "exceptions", None) or [])[-1:]
-            or ([wrapped] if isinstance(wrapped, BaseException) else [])
-            or [arg for arg in current.args if isinstance(arg, BaseException)]
-        )
-        if not inner:
-            break
-        current = inner[0]
+    current = root_cause(error)
     code, reply = getattr(current, "reply_code", None), getattr(current, "reply_text", None)
     text = f"{code} {reply}" if code is not None and reply is not None else str(current).strip()
     return f"{type(current).__name__}: {text}" if text else type(current).__name__

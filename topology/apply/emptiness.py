@@ -47,7 +47,8 @@ class QueueDepths:
 
     def read(self, queues: Iterable[str]) -> dict[str, int | None]:
         import pika
-        import pika.exceptions
+
+        from topology.amqp import queue_depth  # pika: loaded only by an apply that deletes queues
 
         counts: dict[str, int | None] = {}
         with self._lock:
@@ -57,12 +58,7 @@ class QueueDepths:
                     self._channel = None
                 if self._channel is None or not self._channel.is_open:
                     self._channel = self._connection.channel()
-                try:
-                    counts[name] = int(self._channel.queue_declare(name, passive=True).method.message_count)
-                except pika.exceptions.ChannelClosedByBroker as exc:
-                    if exc.reply_code != 404:
-                        raise
-                    counts[name] = None  # gone already: nothing to lose
+                counts[name] = queue_depth(self._channel, name)  # None: gone already, nothing to lose
         return counts
 
     def close(self) -> None:
