@@ -29,6 +29,7 @@ import pika
 import requests
 
 from benchmarks.generated import generated_spec
+from benchmarks.raw_pika import declare_topology
 from benchmarks.scratch import scratch_vhost
 from bus_runtime import retry
 from bus_runtime.connector import RabbitMqConnector
@@ -58,12 +59,7 @@ def declare_and_fill(amqp_url: str, spec: Spec, failing: int) -> list[str]:
     labels = []
     try:
         channel = connection.channel()
-        for exchange in topology.exchanges:
-            channel.exchange_declare(exchange.name, exchange.type, durable=True)
-        for queue in topology.queues:
-            channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
-        for binding in topology.bindings:
-            channel.queue_bind(binding.destination, binding.source, binding.routing_key)
+        declare_topology(channel, topology)
         channel.confirm_delivery()
         for subscriber in list(spec.subscribers())[:failing]:
             labels.append(subscriber.queue)  # handler_N names repeat across events: the queue names one

@@ -32,6 +32,7 @@ import pika
 from meiga import Error, Failure, isSuccess
 
 from benchmarks.bench_replay import MANAGEMENT, amqp_url, connect_when_up
+from benchmarks.raw_pika import declare_topology
 from benchmarks.scratch import scratch_vhost
 from bus_runtime import retry
 from bus_runtime.connector import RabbitMqConnector
@@ -84,12 +85,7 @@ def bench_vhost(label: str, ladder_ms: Sequence[int] = LADDER_MS) -> Iterator[tu
             topology = compile_spec(spec)
             connection = connect_when_up(name)
             channel = connection.channel()
-            for exchange in topology.exchanges:
-                channel.exchange_declare(exchange.name, exchange.type, durable=True)
-            for queue in topology.queues:
-                channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
-            for binding in topology.bindings:
-                channel.queue_bind(binding.destination, binding.source, binding.routing_key)
+            declare_topology(channel, topology)
             connection.close()
             yield name, spec
     finally:

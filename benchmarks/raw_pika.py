@@ -6,6 +6,9 @@ import time
 from typing import Any
 
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from topology.compile.objects import Topology
 
 
 def consume_and_ack(connection: pika.BlockingConnection, queue: str, count: int, prefetch: int) -> float:
@@ -25,3 +28,15 @@ def consume_and_ack(connection: pika.BlockingConnection, queue: str, count: int,
     start = time.perf_counter()
     channel.start_consuming()
     return count / (time.perf_counter() - start)
+
+
+def declare_topology(channel: BlockingChannel, topology: Topology) -> None:
+    """A compiled topology's exchanges, queues and bindings declared straight over AMQP: set-up
+    for benchmarks and tests that are not about applying (the management API's definitions
+    import can queue behind other imports on a shared broker)."""
+    for exchange in topology.exchanges:
+        channel.exchange_declare(exchange.name, exchange.type, durable=True)
+    for queue in topology.queues:
+        channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
+    for binding in topology.bindings:
+        channel.queue_bind(binding.destination, binding.source, binding.routing_key)

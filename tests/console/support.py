@@ -15,6 +15,7 @@ import pika
 import requests
 import yaml
 
+from benchmarks.raw_pika import declare_topology
 from bus_runtime import retry
 from bus_runtime.console.app import ConsoleApp
 from bus_runtime.console.audit import AuditLog
@@ -74,12 +75,7 @@ def declare(amqp_url: str, spec: Spec) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
-        for exchange in topology.exchanges:
-            channel.exchange_declare(exchange.name, exchange.type, durable=True)
-        for queue in topology.queues:
-            channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
-        for binding in topology.bindings:
-            channel.queue_bind(binding.destination, binding.source, binding.routing_key)
+        declare_topology(channel, topology)
     finally:
         connection.close()
 

@@ -15,6 +15,7 @@ import pika
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.orm import Session
 
+from benchmarks.raw_pika import declare_topology
 from bus_runtime.message import Event
 from bus_runtime.outbox import Outbox
 from topology.compile.compiler import compile_spec
@@ -72,12 +73,7 @@ def declare(amqp_url: str, vhost: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
-        for exchange in topology.exchanges:
-            channel.exchange_declare(exchange.name, exchange.type, durable=True)
-        for queue in topology.queues:
-            channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
-        for binding in topology.bindings:
-            channel.queue_bind(binding.destination, binding.source, binding.routing_key)
+        declare_topology(channel, topology)
         channel.queue_declare(AUDIT_QUEUE, durable=True)
         for service in SERVICES:
             channel.exchange_declare(f"{ORG}.{service}", "topic", durable=True)
