@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -65,20 +65,28 @@ def amqp_url(vhost: str) -> str:
 
 
 @contextlib.contextmanager
-def bench_vhost() -> Iterator[tuple[str, Spec]]:
-    """A fresh vhost with one subscriber's topology, declared over AMQP."""
+def declared_vhost(label: str, spec_of: Callable[[str], Spec]) -> Iterator[tuple[str, Spec]]:
+    """A fresh vhost holding `spec_of(vhost)`'s topology, declared over AMQP; deleted afterwards."""
     client = ManagementClient.from_env(MANAGEMENT)
     try:
-        with scratch_vhost(client, "replay", create=True) as name:
-            spec = spec_for_subscribers(ORG, SERVICE, [EventSubscriber(UserCreated, [send_mail_handler])], vhost=name)
-            topology = compile_spec(spec)
+        with scratch_vhost(client, label, create=True) as name:
+            spec = spec_of(name)
             connection = connect_when_up(name)
-            channel = connection.channel()
-            declare_topology(channel, topology)
+            declare_topology(connection.channel(), compile_spec(spec))
             connection.close()
             yield name, spec
     finally:
         client.close()
+
+
+def bench_vhost() -> contextlib.AbstractContextManager[tuple[str, Spec]]:
+    """A fresh vhost with one subscriber's topology."""
+    return declared_vhost(
+        "replay",
+        lambda name: spec_for_subscribers(
+            ORG, SERVICE, [EventSubscriber(UserCreated, [send_mail_handler])], vhost=name
+        ),
+    )
 
 
 def connect_when_up(vhost: str, timeout: float = 60.0) -> pika.BlockingConnection:

@@ -25,15 +25,13 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pika
 from meiga import Error, Failure, isSuccess
 
-from benchmarks.bench_replay import MANAGEMENT, amqp_url, connect_when_up
-from benchmarks.raw_pika import declare_topology
-from benchmarks.scratch import scratch_vhost
+from benchmarks.bench_replay import amqp_url, connect_when_up, declared_vhost
 from bus_runtime import retry
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import RabbitMqEventConsumer
@@ -42,8 +40,6 @@ from bus_runtime.spec_runtime import with_retry_policy
 from bus_runtime.subscriber import Subscription
 from bus_runtime.wire import encode
 from topology import naming
-from topology.broker.management import ManagementClient
-from topology.compile.compiler import compile_spec
 from topology.spec.loader import parse_spec
 from topology.spec.model import Spec
 
@@ -75,21 +71,11 @@ def spec_text(vhost: str, ladder_ms: Sequence[int]) -> str:
     )
 
 
-@contextlib.contextmanager
-def bench_vhost(label: str, ladder_ms: Sequence[int] = LADDER_MS) -> Iterator[tuple[str, Spec]]:
-    """A fresh vhost holding the ladder's topology, declared over AMQP."""
-    client = ManagementClient.from_env(MANAGEMENT)
-    try:
-        with scratch_vhost(client, label, create=True) as name:
-            spec = parse_spec(spec_text(name, ladder_ms))
-            topology = compile_spec(spec)
-            connection = connect_when_up(name)
-            channel = connection.channel()
-            declare_topology(channel, topology)
-            connection.close()
-            yield name, spec
-    finally:
-        client.close()
+def bench_vhost(
+    label: str, ladder_ms: Sequence[int] = LADDER_MS
+) -> contextlib.AbstractContextManager[tuple[str, Spec]]:
+    """A fresh vhost holding the ladder's topology."""
+    return declared_vhost(label, lambda name: parse_spec(spec_text(name, ladder_ms)))
 
 
 def consumer_for(vhost: str, spec: Spec, handler: Any) -> RabbitMqEventConsumer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 from benchmarks.raw_pika import declare_topology
 from bus_runtime.message import Event
 from bus_runtime.outbox import Outbox
+from tests.integration import support
 from topology.compile.compiler import compile_spec
 from topology.spec.loader import parse_spec
 from topology.spec.model import Spec
@@ -151,14 +151,8 @@ def start(command: Sequence[str], log: Path, env: dict[str, str] | None = None) 
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    """The integration tests' poll with a longer default: a relay backs off, and a database restarts."""
+    return support.wait_for(condition, what, timeout, interval)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
