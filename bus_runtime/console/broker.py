@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,29 @@ UNKNOWN_ERROR = "unknown"  # the group of dead letters that carry no error type 
 MAX_MESSAGES = 500
 READERS = 4  # AMQP connections reading dead-letter queues side by side for the groups
 GRAPH_LIMIT = 80  # queues; a larger bus is a table only (`rabbitform graph` draws it)
+
+
+class QueueLocks:
+    """One lock per dead-letter queue, shared by every session of the console.
+
+    RabbitMQ cannot peek: a read holds the queue's messages unacked until it gives them back,
+    and meanwhile another reader sees the queue empty. A page listing a group while the
+    background refresh of the groups reads the same queue would show nothing, so reads, replays
+    and purges of one queue take turns inside the console."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def held(self, broker: str, vhost: str, queue: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault((broker, vhost, queue), threading.Lock())
+        with lock:
+            yield
+
+
+QUEUE_LOCKS = QueueLocks()
 
 
 class ConsoleError(RabbitformError):
@@ -261,8 +285,13 @@ class UserBroker:
         rows: list[dict[str, Any]] = []
         with _translated(self._password), self._dead_letters() as dlq:
             for target in targets:
-                rows.extend(groups_of(target, ops.scan(dlq.transport, target), self.name_of(target)))
+                with self._reading(target):
+                    letters = ops.scan(dlq.transport, target)
+                rows.extend(groups_of(target, letters, self.name_of(target)))
         return rows
+
+    def _reading(self, target: Target) -> contextlib.AbstractContextManager[None]:
+        return QUEUE_LOCKS.held(self.config.amqp_url, self.spec.vhost, target.dead_letter_queue)
 
     def name_of(self, target: Target) -> str:
         return self._names.get(target.queue, target.label)
@@ -274,7 +303,7 @@ class UserBroker:
     def messages(self, subscriber: str, error_type: str | None, limit: int) -> dict[str, Any]:
         target = self.target(subscriber)
         selection = Selection.of(limit=limit) if error_type is None else _group(error_type, (), limit)
-        with _translated(self._password), self._dead_letters() as dlq:
+        with _translated(self._password), self._dead_letters() as dlq, self._reading(target):
             letters = ops.scan(dlq.transport, target, selection)
         return {
             "subscriber": self.name_of(target),
@@ -285,7 +314,7 @@ class UserBroker:
 
     def replay(self, subscriber: str, error_type: str, ids: Iterable[str] = ()) -> int:
         target = self.target(subscriber)
-        with _translated(self._password), self._dead_letters() as dlq:
+        with _translated(self._password), self._dead_letters() as dlq, self._reading(target):
             outcome = ops.replay(dlq.transport, target, _group(error_type, ids), _utc_now)
         return outcome.count
 
@@ -293,7 +322,7 @@ class UserBroker:
         target = self.target(subscriber)
         with _translated(self._password):
             self._may_write(target)
-            with self._dead_letters() as dlq:
+            with self._dead_letters() as dlq, self._reading(target):
                 outcome = ops.purge(dlq.transport, target, _group(error_type, ids))
         return outcome.count
 

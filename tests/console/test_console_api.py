@@ -11,7 +11,7 @@ import requests
 
 from bus_runtime.console.app import ConsoleApp
 from bus_runtime.console.audit import AuditLog
-from bus_runtime.console.broker import BrokerConfig
+from bus_runtime.console.broker import BrokerConfig, UserBroker
 from bus_runtime.console.server import build_server
 from tests.conftest import AMQP_HOST, AMQP_PORT, PASSWORD, USER
 from tests.console.forwarder import Forwarder
@@ -95,6 +95,28 @@ def test_groups_messages_replay_of_selected_ids_purge_and_the_audit_trail(consol
     assert set(entries[0]) == {"at", "user", "action", "subscriber", "error_type", "count", "result"}
     # kept across restarts: a new console on the same trail reads it back
     assert AuditLog(console.audit_path).entries()[:3] == entries[:3]
+
+
+def test_a_listing_is_never_emptied_by_a_refresh_of_the_groups_reading_the_same_queue(console: Console) -> None:
+    """RabbitMQ cannot peek: a read holds a queue's messages unacked, and a second reader of the
+    same queue at that moment sees it empty. The console's reads of one queue take turns."""
+    config = BrokerConfig(console.spec, console_management_url(), f"amqp://{AMQP_HOST}:{AMQP_PORT}")
+    broker = UserBroker(config, USER, PASSWORD)
+    stop = threading.Event()
+
+    def refresh_groups() -> None:
+        while not stop.is_set():
+            broker.groups()
+
+    refresher = threading.Thread(target=refresh_groups, daemon=True)
+    refresher.start()
+    try:
+        seen = [len(broker.messages("petisco/send_mail_handler", None, 50)["messages"]) for _ in range(60)]
+    finally:
+        stop.set()
+        refresher.join(30)
+        broker.close()
+    assert min(seen) > 0, seen
 
 
 def test_an_unreachable_broker_is_named_and_the_console_recovers(console: Console, tmp_path: Path) -> None:
