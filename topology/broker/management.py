@@ -33,12 +33,12 @@ import requests
 
 from topology.errors import RabbitformError
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
-from topology.urls import Endpoint, UrlError, mask, parse_urls
+from topology.urls import MANAGEMENT_URL_ENV, Endpoint, UrlError, mask, parse_urls
 
 DEFAULT_URL = "http://localhost:15672"
 DEFAULT_USER = "guest"
 DEFAULT_PASSWORD = "guest"  # RabbitMQ's documented default account
-URL_ENV = "RABBITMQ_MANAGEMENT_URL"
+URL_ENV = MANAGEMENT_URL_ENV
 USER_ENV = "RABBITMQ_USER"
 PASSWORD_ENV = "RABBITMQ_PASSWORD"
 CHECK_URL = f"check --management-url (or {URL_ENV}) and that the management plugin is enabled"
