@@ -12,6 +12,7 @@ since when), which the management API shows to whoever is locked out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -206,8 +207,16 @@ class BrokerLock:
         if self._thread is None:
             return
         self._stop.set()
+        # wake the keeper now rather than at its next tick: every apply ends sooner; a closed
+        # connection refuses the callback, and then the keeper has returned already
+        with contextlib.suppress(Exception):
+            self._connection.add_callback_threadsafe(_wake)
         self._thread.join()
         self._thread = None
+
+
+def _wake() -> None:
+    """Nothing: a callback only to make `process_data_events` return."""
 
 
 def read_holder(client: ManagementClient, vhost: str, owner: str) -> Holder | None:
