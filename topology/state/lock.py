@@ -7,6 +7,10 @@ that connection closes: a holder killed with `kill -9` frees the lock at once, a
 vanished frees it when heartbeats stop. The queue's arguments name the holder (host, pid,
 since when), which the management API shows to whoever is locked out.
 
+Once taken, the lock must be visible through the management API with the holder's connection
+name: the proof that the AMQP endpoint and the management URL reach the same broker (two
+brokers may announce the same cluster name, which is all the probe before any change sees).
+
 `Holder` and the names are pure; `BrokerLock` and `force_unlock` are the shell.
 """
 
@@ -26,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from topology.apply.move import amqp_parameters
+from topology.broker.amqp_endpoint import EndpointMismatch
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
 from topology.tls import CA_CERT_ENV
@@ -174,6 +179,13 @@ class BrokerLock:
                 connection.close()
                 raise LockHeld(locked_message(self.vhost, self.owner, holder, round(waited, 1) if self.timeout else 0))
             connection.sleep(min(RETRY_EVERY_S, self.timeout - waited))
+        if not self._shown_by_management():
+            connection.close()
+            raise EndpointMismatch(
+                f"the lock on vhost {self.vhost!r} was taken through AMQP at {params.host}:{params.port}, but the "
+                f"management API at {self.client.display_url} does not show it: they are not the same broker; "
+                "nothing was changed under the lock. Point both at the same broker, or leave the AMQP URL out"
+            )
         self._connection = connection
         self._thread = threading.Thread(target=self._keep_alive, name="rabbitform-lock", daemon=True)
         self._thread.start()
@@ -194,14 +206,21 @@ class BrokerLock:
     def ensure_held(self, command: str) -> None:
         """Refuse to go on when the lock was lost or broken (`force-unlock`) since it was taken,
         e.g. while `command` waited at its confirmation prompt: nothing has changed yet."""
-        queue = None if self.lost else self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
-        arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
-        if self.lost or arguments.get(CONNECTION_ARGUMENT) != self.holder.connection:
+        if self.lost or not self._shown_by_management():
             why = self.lost or "the lock was broken (rabbitform force-unlock?)"
             raise RabbitformError(
                 f"{why} while {command} waited on spec {self.owner!r} on vhost {self.vhost!r}: nothing was changed; "
                 f"run {command} again"
             )
+
+    def _shown_by_management(self) -> bool:
+        """Whether the management API shows the lock queue with this holder's connection name (a
+        token of its own): proof that the lock is held on the broker the management URL names,
+        whatever AMQP endpoint took it (a queue is listed as soon as it is declared; a connection
+        only once the statistics interval has passed, up to 5 s)."""
+        queue = self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
+        arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
+        return bool(arguments.get(CONNECTION_ARGUMENT) == self.holder.connection)
 
     def release(self) -> None:
         if self._thread is None:
