@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import AMQP_HOST, AMQP_PORT, PASSWORD, USER
-from tests.integration.private_broker import AUTH, PrivateBroker, private_broker  # noqa: F401 (a fixture)
+from tests.integration.private_broker import AUTH, PrivateBroker
 from topology.broker.amqp_endpoint import EndpointMismatch
 from topology.broker.management import ManagementClient
 from topology.cli.main import main
@@ -42,7 +42,7 @@ def _cluster_name(management_url: str) -> str:
 
 @pytest.fixture
 def twin(
-    private_broker: PrivateBroker,  # noqa: F811 (the fixture imported above)
+    private_broker: PrivateBroker,
     management_url: str,
     vhost: str,
 ) -> Iterator[PrivateBroker]:
