@@ -112,8 +112,11 @@ def apply_saved_owned(
     return apply_plan(plan, client, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
 
 
-def destroy_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress = NO_PROGRESS) -> ApplyResult:
-    """`rabbitform destroy SPEC`: delete the objects (checked), then the record."""
-    result = apply_plan(plan, client, progress=progress)
+def destroy_owned(
+    spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress = NO_PROGRESS, amqp_url: str | None = None
+) -> ApplyResult:
+    """`rabbitform destroy SPEC`: delete the objects (checked), then the record. The emptiness
+    reads go to `amqp_url`, the endpoint the lock was taken (and verified) through."""
+    result = apply_plan(plan, client, progress=progress, amqp_url=amqp_url)
     delete_record(client, spec.vhost, spec.owner)
     return result
