@@ -57,11 +57,13 @@ def held_lock(
     *,
     create_missing: bool,
     amqp_url: str | None = None,
+    known_to_exist: bool = False,
 ) -> Iterator[BrokerLock | None]:
     """Hold the (vhost, owner) lock; yields None (and holds nothing) when the vhost is missing
     and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one
-    first (only once the plan is confirmed: cli/apply.py)."""
-    if read_vhost(client, vhost) is None:
+    first (only once the plan is confirmed: cli/apply.py). `known_to_exist` skips reading the
+    vhost again (the caller just did; a vhost deleted since fails the lock's connection)."""
+    if not known_to_exist and read_vhost(client, vhost) is None:
         if not create_missing:
             yield None
             return
