@@ -30,7 +30,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,8 +38,6 @@ from typing import Any
 
 import yaml
 
-import bus_runtime
-import topology
 from benchmarks.generated import (
     EVENTS_PER_SERVICE,
     SUBSCRIBERS_PER_EVENT,
@@ -48,6 +45,7 @@ from benchmarks.generated import (
     generated_spec,
     generated_spec_data,
 )
+from benchmarks.installed import RABBITFORM, installed_environment
 from benchmarks.scratch import scratch_vhost
 from topology.apply.live import converge, plan_live
 from topology.broker.management import ManagementClient
@@ -79,20 +77,6 @@ def ours(client: ManagementClient, subscribers: int, plans: int = 3) -> tuple[fl
             plan_times.append(time.perf_counter() - started)
             assert not plan.has_changes, "the benchmark spec did not converge"
         return apply_s, statistics.median(plan_times)
-
-
-RABBITFORM = str(Path(sys.executable).with_name("rabbitform"))
-
-
-def installed_environment(bytecode: str) -> dict[str, str]:
-    """The CLI's environment as a user has it: its modules compiled once (pip compiles them at
-    install time), not again at every start as under `PYTHONDONTWRITEBYTECODE`. The bytecode
-    goes to `bytecode` (a temporary directory), never into the source tree."""
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    environment["PYTHONPYCACHEPREFIX"] = bytecode
-    packages = [str(Path(topology.__file__).parent), str(Path(bus_runtime.__file__).parent)]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], env=environment, check=True, timeout=300)
-    return environment
 
 
 def cli_apply(client: ManagementClient, subscribers: int, bytecode: str) -> float:
