@@ -41,6 +41,8 @@ CONNECTION_ARGUMENT = "rabbitform-connection"
 SINCE_ARGUMENT = "rabbitform-since"
 RETRY_EVERY_S = 0.5
 TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for release
+SHOWN_WITHIN_S = 2.0  # a lock the management API does not show by then was taken on another broker
+SHOWN_POLL_S = 0.1
 
 
 class LockHeld(RabbitformError):
@@ -179,7 +181,7 @@ class BrokerLock:
                 connection.close()
                 raise LockHeld(locked_message(self.vhost, self.owner, holder, round(waited, 1) if self.timeout else 0))
             connection.sleep(min(RETRY_EVERY_S, self.timeout - waited))
-        if not self._shown_by_management():
+        if not self._shown_by_management(deadline=time.monotonic() + SHOWN_WITHIN_S):
             connection.close()
             raise EndpointMismatch(
                 f"the lock on vhost {self.vhost!r} was taken through AMQP at {params.host}:{params.port}, but the "
@@ -213,14 +215,20 @@ class BrokerLock:
                 f"run {command} again"
             )
 
-    def _shown_by_management(self) -> bool:
+    def _shown_by_management(self, deadline: float = 0.0) -> bool:
         """Whether the management API shows the lock queue with this holder's connection name (a
         token of its own): proof that the lock is held on the broker the management URL names,
         whatever AMQP endpoint took it (a queue is listed as soon as it is declared; a connection
-        only once the statistics interval has passed, up to 5 s)."""
-        queue = self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
-        arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
-        return bool(arguments.get(CONNECTION_ARGUMENT) == self.holder.connection)
+        only once the statistics interval has passed, up to 5 s). Asked again until `deadline`
+        (a node whose metadata store lags its leader by a moment, as Khepri's can on 4.x)."""
+        while True:
+            queue = self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
+            arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
+            if arguments.get(CONNECTION_ARGUMENT) == self.holder.connection:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(SHOWN_POLL_S)
 
     def release(self) -> None:
         if self._thread is None:
