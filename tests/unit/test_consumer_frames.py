@@ -410,7 +410,7 @@ def test_deliveries_are_handled_acked_and_the_stop_closes(consumer_broker: Broke
     assert channel.acked == {1, 2, 3} and consumer.handled_count == 3
     consumer.stop(5)
     assert consumer.state is State.CLOSED and not consumer.is_running
-    assert [new.value for _old, new, _why in consumer.transitions] == [
+    assert [to.value for _old, to, _why in consumer.transitions] == [
         "connecting", "checking queues", "consuming", "draining", "closing", "closed",
     ]  # fmt: skip
     assert consumer.illegal_transitions == []
@@ -439,7 +439,31 @@ def test_stop_returns_the_unstarted_deliveries_and_lets_the_running_handler_fini
     stopping.join(5)
     assert not stopping.is_alive() and channel.acked == {1}
     assert gate.calls == 1 and consumer.state is State.CLOSED
-    assert [new.value for _old, new, _why in consumer.transitions][-3:] == ["draining", "closing", "closed"]
+    assert [to.value for _old, to, _why in consumer.transitions][-3:] == ["draining", "closing", "closed"]
+
+
+def test_a_result_from_a_lost_channel_is_dropped_and_the_redelivery_acked_on_the_new_one(
+    consumer_broker: Broker,
+) -> None:
+    consumer = make_consumer(consumer_broker)
+    consumer.start()
+    old = consumer_broker.last.channels[-1]
+    deliver(consumer, old, 1)
+    consumer._io.call(consumer_broker.last.lost)
+    consumer._io.call(consumer._io.ioloop.run_timers)  # the backoff is over: reconnected, consuming
+    assert consumer.state is State.CONSUMING and consumer.reconnect_count == 1
+    new = consumer_broker.last.channels[-1]
+    pool = Pool.made[-1]
+    pool.run()  # the handler of the old channel's delivery finishes now
+    assert old.acks == [] and new.acks == []  # its tag meant something else on the new channel
+    deliver(consumer, new, 1)  # the broker redelivers
+    pool.run()
+    assert new.acked == {1}
+    consumer.stop(5)
+    assert [to.value for _old, to, _why in consumer.transitions] == [
+        "connecting", "checking queues", "consuming", "reconnecting", "connecting", "checking queues", "consuming",
+        "draining", "closing", "closed",
+    ]  # fmt: skip
 
 
 def test_a_start_that_finds_a_queue_missing_raises_and_ends_closed(consumer_broker: Broker) -> None:
