@@ -174,7 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the small comparison; the best counts")
     args = parser.parse_args(argv)
     client = ManagementClient.from_env(MANAGEMENT)
-    print(f"topology benchmark against {client.display_url}: {args.small} and {args.large} subscribers", flush=True)
+    print(
+        f"topology benchmark against {client.display_url}: {args.small} and {args.large} subscribers "
+        "(the CLI runs with its bytecode cached, as installed)",
+        flush=True,
+    )
 
     # Taking turns and repeated: other work on the machine slows whichever runs alongside it.
     cli_runs, bulk_runs, petisco_runs, plan_runs = [], [], [], []
