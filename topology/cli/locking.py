@@ -62,7 +62,8 @@ def held_lock(
     """Hold the (vhost, owner) lock; yields None (and holds nothing) when the vhost is missing
     and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one
     first (only once the plan is confirmed: cli/apply.py). `known_to_exist` skips reading the
-    vhost again (the caller just did; a vhost deleted since fails the lock's connection)."""
+    vhost again (the caller just did): only a lock that cannot be taken reads it, to tell a vhost
+    deleted since from other failures."""
     if not known_to_exist and read_vhost(client, vhost) is None:
         if not create_missing:
             yield None
@@ -71,8 +72,17 @@ def held_lock(
         forget_records(client, vhost)
         create_vhost(client, vhost)
     lock = BrokerLock(client, vhost, owner, command, timeout, amqp_url)
-    with lock:
+    try:
+        lock.acquire()
+    except RabbitformError:
+        if known_to_exist and not create_missing and read_vhost(client, vhost) is None:
+            yield None
+            return
+        raise
+    try:
         yield lock
+    finally:
+        lock.release()
     if lock.lost:
         print(f"warning: {lock.lost} before {command} finished: another process may have taken it", file=sys.stderr)
 
