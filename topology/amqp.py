@@ -9,8 +9,6 @@ error text.
 
 from __future__ import annotations
 
-import socket
-import ssl
 from collections.abc import Iterable
 from itertools import takewhile
 from typing import Literal
@@ -18,6 +16,10 @@ from typing import Literal
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
+
+from topology.failures import root_cause, socket_failure
+
+__all__ = ["FailureKind", "classify_failure", "covered_tags", "queue_depth", "root_cause"]
 
 FailureKind = Literal[
     "refused",  # nothing listens on the port
@@ -52,23 +54,6 @@ def queue_depth(channel: BlockingChannel, queue: str) -> int | None:
         raise
 
 
-def root_cause(error: BaseException) -> BaseException:
-    """The innermost exception under pika's wrappers (`AMQPConnectionError(
-    AMQPConnectionWorkflowFailed(... ConnectionRefusedError(111, ...)))`)."""
-    current = error
-    for _ in range(10):
-        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
-        inner = (
-            list(getattr(current, "exceptions", None) or [])[-1:]
-            or ([wrapped] if isinstance(wrapped, BaseException) else [])
-            or [arg for arg in current.args if isinstance(arg, BaseException)]
-        )
-        if not inner:
-            break
-        current = inner[0]
-    return current
-
-
 def classify_failure(error: BaseException) -> FailureKind:
     """What kind of connection failure `error` is, by the type of its root cause."""
     if isinstance(error, pika.exceptions.ProbableAuthenticationError):
@@ -80,14 +65,10 @@ def classify_failure(error: BaseException) -> FailureKind:
         (pika.exceptions.ProbableAuthenticationError, "login"),
         (pika.exceptions.ProbableAccessDeniedError, "access"),
         (pika.exceptions.ConnectionClosedByBroker, "closed by broker"),
-        (ConnectionRefusedError, "refused"),
-        (socket.gaierror, "unknown host"),
-        (ssl.SSLCertVerificationError, "tls verify"),
-        (ssl.SSLError, "tls"),
-        ((TimeoutError, socket.timeout, AMQPConnectorStackTimeout), "timeout"),
+        (AMQPConnectorStackTimeout, "timeout"),
         ((pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError), "handshake"),
     )
     for types, kind in kinds:
         if isinstance(cause, types):
             return kind
-    return "other"
+    return socket_failure(cause) or "other"

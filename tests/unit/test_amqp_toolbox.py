@@ -1,5 +1,6 @@
 """The AMQP toolbox both sides use (topology.amqp): which tags a confirm covers, and what kind
-of failure a connection error is, by exception type."""
+of failure a connection error is, by exception type (topology.failures, also under the
+management client's HTTP errors)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import ssl
 
 import pika.exceptions
 import pytest
+import requests
+import urllib3
 from hypothesis import given
 from hypothesis import strategies as st
 from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed, AMQPConnectorSocketConnectError
 
 from topology.amqp import FailureKind, classify_failure, covered_tags, root_cause
+from topology.broker.management import _connection_reason
+from topology.failures import socket_failure, tls_verify_message, wrong_tls_version
 
 
 def test_a_single_confirm_covers_its_tag_only_if_outstanding() -> None:
@@ -51,3 +56,53 @@ def test_failures_are_classified_by_the_type_of_their_root_cause(error: BaseExce
 def test_login_and_access_refusals_are_named_at_the_top() -> None:
     assert classify_failure(pika.exceptions.ProbableAuthenticationError("ACCESS_REFUSED")) == "login"
     assert classify_failure(pika.exceptions.ProbableAccessDeniedError("NOT_ALLOWED")) == "access"
+
+
+def requests_failure(cause: BaseException) -> requests.exceptions.ConnectionError:
+    """As requests raises a failed connection: urllib3's wrappers, the socket's error chained below."""
+    try:
+        try:
+            raise cause
+        except OSError as exc:
+            raise urllib3.exceptions.NewConnectionError(
+                urllib3.connection.HTTPConnection("h"), "Failed to establish a new connection"
+            ) from exc
+    except urllib3.exceptions.NewConnectionError as exc:
+        return requests.exceptions.ConnectionError(
+            urllib3.exceptions.MaxRetryError(urllib3.HTTPConnectionPool("h"), "/api/whoami", exc)
+        )
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason"),
+    [
+        (ConnectionRefusedError(111, "Verbindungsaufbau abgelehnt"), "connection refused"),  # any locale's text
+        (socket.gaierror(-2, "Name or service not known"), "unknown host"),
+        (TimeoutError("whatever the text"), "connection timed out"),
+        (OSError(113, "No route to host"), "connection failed"),
+    ],
+)
+def test_the_management_client_names_a_connection_failure_by_its_type(cause: BaseException, reason: str) -> None:
+    assert root_cause(requests_failure(cause)) is cause
+    assert _connection_reason(requests_failure(cause)) == reason
+
+
+def test_a_real_refused_http_connection_is_named_by_type() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+    assert socket_failure(caught.value) == "refused"
+    assert _connection_reason(caught.value) == "connection refused"
+
+
+def test_tls_failures_are_read_from_the_ssl_error_not_its_text() -> None:
+    verify = ssl.SSLCertVerificationError(1, "no text to match")
+    verify.verify_message = "self-signed certificate"
+    plain = ssl.SSLError(1, "no text to match")
+    plain.reason = "WRONG_VERSION_NUMBER"
+    assert tls_verify_message(requests.exceptions.SSLError(verify)) == "self-signed certificate"
+    assert tls_verify_message(requests.exceptions.SSLError(plain)) is None
+    assert wrong_tls_version(requests.exceptions.SSLError(plain))
+    assert not wrong_tls_version(requests.exceptions.SSLError(verify))
