@@ -18,7 +18,7 @@ import pika
 import pika.exceptions
 
 from bus_runtime.errors import BrokerUnavailable, describe_error
-from topology.amqp import classify_failure, root_cause
+from topology.amqp import classify_failure, connection_parameters, root_cause
 from topology.tls import CA_CERT_ENV, client_context, resolve_ca_cert
 from topology.urls import Endpoint, UrlError, parse_urls
 
@@ -154,17 +154,14 @@ class RabbitMqConnector:
         return [self._parameters(endpoint, purpose) for endpoint in self.endpoints]
 
     def _parameters(self, endpoint: Endpoint, purpose: str) -> pika.URLParameters:
-        params = pika.URLParameters(endpoint.url(self.vhost))
-        if endpoint.uses_tls and self.ca_cert is not None:  # else pika's default: the system's CAs
-            params.ssl_options = pika.SSLOptions(client_context(self.ca_cert))
-        params.heartbeat = self.heartbeat
-        params.connection_attempts = 1
-        params.blocked_connection_timeout = 60
-        params.socket_timeout = self.connect_timeout
-        params.stack_timeout = self.connect_timeout
-        name = f"{self.connection_name}-{purpose}" if purpose else self.connection_name
-        params.client_properties = {"connection_name": name}
-        return params
+        return connection_parameters(
+            endpoint,
+            self.vhost,
+            heartbeat=self.heartbeat,
+            tls=client_context(self.ca_cert) if self.ca_cert is not None else None,  # else the system's CAs
+            connection_name=f"{self.connection_name}-{purpose}" if purpose else self.connection_name,
+            connect_timeout=self.connect_timeout,
+        )
 
     def management_url(self, url: str | None = None) -> str:
         return (url or os.environ.get("RABBITMQ_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL).rstrip("/")

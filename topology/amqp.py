@@ -1,5 +1,6 @@
-"""What the planner and the runtime both do over AMQP, in one place: which delivery tags a
-publisher confirm covers, a queue's depth, and what kind of failure a connection error is.
+"""What the planner and the runtime both do over AMQP, in one place: connection parameters from
+a parsed endpoint, which delivery tags a publisher confirm covers, a queue's depth, and what
+kind of failure a connection error is.
 
 A foundation module like `topology.urls`: it imports pika and nothing of the planner, so the
 runtime (`bus_runtime` may import `topology`, never the reverse) uses it without loading the
@@ -9,6 +10,7 @@ error text.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from itertools import takewhile
 from typing import Literal
@@ -18,8 +20,11 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from topology.failures import root_cause, socket_failure
+from topology.urls import Endpoint
 
-__all__ = ["FailureKind", "classify_failure", "covered_tags", "queue_depth", "root_cause"]
+__all__ = ["FailureKind", "classify_failure", "connection_parameters", "covered_tags", "queue_depth", "root_cause"]
+
+BLOCKED_CONNECTION_TIMEOUT = 60.0  # seconds a connection the broker blocked (an alarm) may wait
 
 FailureKind = Literal[
     "refused",  # nothing listens on the port
@@ -41,6 +46,36 @@ def covered_tags(outstanding: Iterable[int], tag: int, multiple: bool) -> list[i
     if multiple:
         return list(takewhile(lambda t: t <= tag, outstanding))
     return [tag] if tag in outstanding else []
+
+
+def connection_parameters(
+    endpoint: Endpoint,
+    vhost: str,
+    *,
+    heartbeat: int,
+    tls: ssl.SSLContext | None = None,
+    connection_name: str | None = None,
+    connect_timeout: float | None = None,
+    blocked_connection_timeout: float = BLOCKED_CONNECTION_TIMEOUT,
+) -> pika.URLParameters:
+    """pika's parameters for one parsed endpoint (`topology.urls`) on `vhost`: the one place both
+    sides turn a URL into a connection. `tls` verifies an `amqps://` endpoint (None: pika's
+    default, the system's CAs); `connection_name` names it in the management UI; `connect_timeout`
+    bounds the TCP, TLS and AMQP handshakes (None: pika's defaults). One attempt per call: the
+    callers' loops decide about the next node and the backoff. A heartbeat or other option in
+    the URL's query is overridden by the arguments: they are the documented knobs."""
+    params = pika.URLParameters(endpoint.url(vhost))
+    if endpoint.uses_tls and tls is not None:
+        params.ssl_options = pika.SSLOptions(tls)
+    params.heartbeat = heartbeat
+    params.connection_attempts = 1
+    params.blocked_connection_timeout = blocked_connection_timeout
+    if connect_timeout is not None:
+        params.socket_timeout = connect_timeout
+        params.stack_timeout = connect_timeout
+    if connection_name:
+        params.client_properties = {"connection_name": connection_name}
+    return params
 
 
 def queue_depth(channel: BlockingChannel, queue: str) -> int | None:

@@ -15,9 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed, AMQPConnectorSocketConnectError
 
-from topology.amqp import FailureKind, classify_failure, covered_tags, root_cause
-from topology.broker.management import _connection_reason
+from bus_runtime.connector import RabbitMqConnector
+from topology.amqp import FailureKind, classify_failure, connection_parameters, covered_tags, root_cause
+from topology.apply.move import amqp_parameters
+from topology.broker.management import ManagementClient, _connection_reason
 from topology.failures import socket_failure, tls_verify_message, wrong_tls_version
+from topology.tls import client_context
+from topology.urls import parse_urls
 
 
 def test_a_single_confirm_covers_its_tag_only_if_outstanding() -> None:
@@ -106,3 +110,29 @@ def test_tls_failures_are_read_from_the_ssl_error_not_its_text() -> None:
     assert tls_verify_message(requests.exceptions.SSLError(plain)) is None
     assert wrong_tls_version(requests.exceptions.SSLError(plain))
     assert not wrong_tls_version(requests.exceptions.SSLError(verify))
+
+
+def test_connection_parameters_come_from_the_parsed_endpoint_and_the_arguments() -> None:
+    endpoint = parse_urls("amqps://bob:s%40cret@h:5671/ignored?heartbeat=5", "amqp")[0]
+    context = client_context(None, insecure=True)
+    params = connection_parameters(
+        endpoint, "a/b", heartbeat=30, tls=context, connection_name="rabbitform-check", connect_timeout=3.0
+    )
+    assert (params.host, params.port, params.virtual_host) == ("h", 5671, "a/b")
+    assert params.credentials.username == "bob" and params.credentials.password == "s@cret"
+    assert params.heartbeat == 30 and params.connection_attempts == 1 and params.blocked_connection_timeout == 60
+    assert (params.socket_timeout, params.stack_timeout) == (3.0, 3.0)
+    assert params.client_properties == {"connection_name": "rabbitform-check"}
+    assert params.ssl_options is not None and params.ssl_options.context is context
+    plain = connection_parameters(parse_urls("amqp://h", "amqp")[0], "/", heartbeat=60, tls=context)
+    assert plain.ssl_options is None and plain.virtual_host == "/" and plain.client_properties is None
+
+
+def test_the_runtime_and_the_planner_build_the_same_parameters_for_the_same_endpoint() -> None:
+    url = "amqp://u:p@h:5673/v"
+    runtime = RabbitMqConnector(url, heartbeat=30).parameters("x")
+    planner = amqp_parameters(ManagementClient("http://h:15672"), "v", url, connection_name="rabbitform-x")
+    for name in ("host", "port", "virtual_host", "heartbeat", "connection_attempts", "blocked_connection_timeout"):
+        assert getattr(runtime, name) == getattr(planner, name), name
+    assert runtime.credentials == planner.credentials
+    assert runtime.client_properties == planner.client_properties == {"connection_name": "rabbitform-x"}

@@ -33,7 +33,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from topology import naming
-from topology.amqp import queue_depth
+from topology.amqp import connection_parameters, queue_depth
 from topology.broker.amqp_endpoint import resolve_amqp
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.compile.definitions import normalise_queue_arguments
@@ -54,18 +54,16 @@ class MoveError(RabbitformError):
     """A move could not go on; what was moved stays moved, and the next apply resumes it."""
 
 
-def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
+def amqp_parameters(
+    client: ManagementClient, vhost: str, amqp_url: str | None = None, connection_name: str | None = None
+) -> pika.ConnectionParameters:
     """AMQP connection parameters for the broker behind `client`, on `vhost`: `amqp_url` (its vhost
     replaced), else the endpoint `resolve_amqp` finds through the management API (verified when the
     environment names one). An `amqps://` URL is verified as the management API is: its CA
     bundle, or not with --insecure."""
     endpoint = parse_urls(amqp_url or resolve_amqp(client, None), "amqp", "--amqp-url")[0]
-    params = pika.URLParameters(endpoint.url(vhost))
-    if endpoint.uses_tls:
-        params.ssl_options = pika.SSLOptions(client_context(client.ca_cert, client.insecure))
-    params.heartbeat = 30
-    params.blocked_connection_timeout = 60
-    return params
+    tls = client_context(client.ca_cert, client.insecure) if endpoint.uses_tls else None
+    return connection_parameters(endpoint, vhost, heartbeat=30, tls=tls, connection_name=connection_name)
 
 
 @dataclass

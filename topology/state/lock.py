@@ -165,9 +165,7 @@ class BrokerLock:
         import pika
         import pika.exceptions
 
-        params = amqp_parameters(self.client, self.vhost, self.amqp_url)
-        params.connection_attempts = 1
-        params.client_properties = {"connection_name": self.holder.connection}
+        params = amqp_parameters(self.client, self.vhost, self.amqp_url, connection_name=self.holder.connection)
         started = time.monotonic()
         try:
             connection = pika.BlockingConnection(params)
