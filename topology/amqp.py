@@ -119,6 +119,11 @@ class ConfirmLedger(Generic[T]):
         opened = self._open
         return [opened.pop(t) for t in covered_tags(opened, tag, multiple)]
 
+    def settle_tagged(self, tag: int, multiple: bool) -> list[tuple[int, T]]:
+        """Like `settle`, with each item's tag."""
+        opened = self._open
+        return [(t, opened.pop(t)) for t in covered_tags(opened, tag, multiple)]
+
     def new_channel(self) -> None:
         """A fresh channel numbers its publishes from 1 again (take what was open first)."""
         self.next_tag = 1
