@@ -83,5 +83,5 @@ def tls_verify_message(error: BaseException) -> str | None:
     when `error` is no certificate verification failure."""
     cause = root_cause(error)
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return str(cause.verify_message or "certificate verify failed")
+        return str(getattr(cause, "verify_message", None) or "no reason given")  # ssl always sets it
     return None

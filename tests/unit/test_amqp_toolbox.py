@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed, AMQPConnectorSocketConnectError
 
 from bus_runtime.connector import RabbitMqConnector
+from bus_runtime.console.broker import ConsoleError, _translated
+from bus_runtime.errors import BrokerRefused, BrokerUnavailable, BusError
 from topology.amqp import FailureKind, classify_failure, connection_parameters, covered_tags, root_cause
 from topology.apply.move import amqp_parameters
 from topology.broker.management import ManagementClient, _connection_reason
@@ -136,3 +138,20 @@ def test_the_runtime_and_the_planner_build_the_same_parameters_for_the_same_endp
         assert getattr(runtime, name) == getattr(planner, name), name
     assert runtime.credentials == planner.credentials
     assert runtime.client_properties == planner.client_properties == {"connection_name": "rabbitform-x"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (BrokerUnavailable("h: the broker refused the login", "login"), 403),
+        (BrokerUnavailable("h: vhost 'v' does not exist or the user may not use it", "access"), 403),
+        (BrokerUnavailable("h: ACCESS_REFUSED in the text, refused by type", "refused"), 503),
+        (BrokerRefused("cannot read queue q: ACCESS_REFUSED - ...", 403), 403),
+        (BrokerRefused("cannot read queue q: PRECONDITION_FAILED - ...", 406), 409),
+        (BusError("ACCESS_REFUSED in a plain BusError's text is not a refusal"), 409),
+    ],
+)
+def test_the_console_tells_a_refusal_from_an_outage_by_type(error: BusError, status: int) -> None:
+    with pytest.raises(ConsoleError) as caught, _translated("secret"):
+        raise error
+    assert caught.value.status == status

@@ -136,6 +136,10 @@ def test_the_connector_verifies_amqps_with_its_ca(ca: str, monkeypatch: pytest.M
 def test_the_connectors_tls_failures_say_what_to_do() -> None:
     where = "amqps://u:***@h:5671/v"
     error = ssl.SSLCertVerificationError(1, VERIFY_FAILED)
+    error.verify_message = "self-signed certificate in certificate chain"  # as ssl sets it
+    assert "(certificate verify failed: self-signed certificate in certificate chain)" in _connect_failed(
+        where, 3, error
+    )
     assert _connect_failed(where, 3, error).endswith(
         f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
     )
@@ -143,6 +147,7 @@ def test_the_connectors_tls_failures_say_what_to_do() -> None:
     mismatch_text = "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.1'. (_"
     mismatch = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {mismatch_text}")
     mismatch.verify_code = 64  # as ssl sets it: X509_V_ERR_IP_ADDRESS_MISMATCH (classified by it, not by text)
+    mismatch.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.1'."
     assert _connect_failed(where, 3, mismatch).endswith("connect by a host name the certificate lists")
     wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
     wrong.reason = "WRONG_VERSION_NUMBER"  # as ssl sets it
