@@ -158,8 +158,7 @@ class _Held:
 
     source_tag: int
     copied: bool  # False: skipped (nothing to publish), ackable at once
-    settled: bool = False
-    refused: bool = False
+    settled: bool = False  # its copy is confirmed (a refused copy never is: it stays in the source)
 
 
 class TransferLedger:
@@ -198,10 +197,7 @@ class TransferLedger:
     def refuse(self, tag: int, multiple: bool) -> list[int]:
         """The broker nacked (or could not route) these copies: their source messages are never
         acked here (they stay in the source). Returns their source tags."""
-        refused = self.copies.settle(tag, multiple)
-        for held in refused:
-            held.refused = True
-        return [held.source_tag for held in refused]
+        return [held.source_tag for held in self.copies.settle(tag, multiple)]
 
     def ackable(self) -> int | None:
         """The highest source tag to ack now with `multiple=True` (None: nothing new): the
