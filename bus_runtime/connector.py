@@ -79,7 +79,7 @@ class RabbitMqConnector:
             resolved, where = DEFAULT_URL, "the default RabbitMQ URL"
         endpoints = tuple(parse_urls(resolved, "amqp", where))
         beat_text = os.environ.get("RABBITMQ_HEARTBEAT", str(DEFAULT_HEARTBEAT))
-        if heartbeat is None and not beat_text.strip().isdigit():
+        if heartbeat is None and not (beat_text.strip().isascii() and beat_text.strip().isdigit()):
             raise UrlError(f"RABBITMQ_HEARTBEAT: {beat_text!r} is not a whole number of seconds")
         beat = heartbeat if heartbeat is not None else int(beat_text)
         object.__setattr__(self, "url", resolved.strip())

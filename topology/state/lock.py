@@ -105,7 +105,7 @@ class Holder:
         described = str(arguments.get(HOLDER_ARGUMENT, ""))
         command, _, rest = described.partition(" on host ")
         host, _, pid = rest.partition(", pid ")
-        if not command or not host or not pid.isdigit():
+        if not command or not host or not (pid.isascii() and pid.isdigit()):
             return None
         return cls(
             command, host, int(pid), str(arguments.get(SINCE_ARGUMENT, "")), str(arguments.get(CONNECTION_ARGUMENT, ""))
