@@ -153,3 +153,19 @@ def test_the_planner_takes_the_runtimes_rabbitmq_url_and_verifies_it(
     assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
     assert main(["destroy", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
     assert "Destroy complete: 10 destroyed" in capsys.readouterr().out
+
+
+def test_a_lock_taken_through_another_node_is_shown_by_this_nodes_management_api(
+    cluster: Cluster, new_vhost: str
+) -> None:
+    """A different node of the same cluster is the same broker: the lock's check accepts it."""
+    from topology.broker.management import ManagementClient
+    from topology.state.lock import BrokerLock
+
+    create_vhost(new_vhost, cluster.management_urls[1])
+    client = ManagementClient.from_env(cluster.management_urls[1])  # rf2's management API
+    try:
+        with BrokerLock(client, new_vhost, "acme", "apply", amqp_url=cluster.amqp_urls[2](new_vhost)) as lock:  # rf3
+            lock.ensure_held("apply")
+    finally:
+        client.close()
