@@ -1,0 +1,148 @@
+"""Deliveries handled several to one transaction (`Subscription.batch`: an inbox's subscriptions).
+
+An inbox pays one database COMMIT per transaction (an fsync); one per delivery caps a consumer
+far below the broker's pace. So the consumer queues an inbox subscription's deliveries here, and
+a drainer (a worker thread, or a task on the handler loop) takes what has arrived, up to the
+batch limit, runs their handlers in one transaction, and posts their decisions once it
+committed. Nothing waits for deliveries still to come: a drainer starts as soon as a delivery
+arrives and fewer than `drainers` run for that queue, so a lone message is handled at once, and
+under load each batch holds what arrived while the previous ones ran. Up to `drainers` batches of
+a queue run at the same time (the handlers of one batch run one after another: they share a
+session), so slow handlers keep the worker pool's parallelism.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Generic, TypeVar
+
+import pika
+
+from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
+from bus_runtime.retry import Decision, decide
+from bus_runtime.subscriber import Subscription
+
+log = logging.getLogger("bus_runtime.consumer")
+
+W = TypeVar("W")
+
+Delivery = tuple[bytes, str, pika.BasicProperties]
+"""What a handler call needs of a delivery: body, routing key, properties."""
+
+Unexpected = Callable[[BaseException, int], Decision]
+"""The decision for a failure outside the handler (`RabbitMqEventConsumer._unexpected`), by index."""
+
+
+class Pending(Generic[W]):
+    """Per queue: deliveries waiting for a drainer, and how many drainers are scheduled or running."""
+
+    def __init__(self, drainers: int) -> None:
+        self.drainers = max(1, drainers)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, deque[W]] = {}
+        self._running: dict[str, int] = {}
+
+    def add(self, queue: str, work: W) -> bool:
+        """Queue a delivery; True when the caller must start a drainer for the queue."""
+        with self._lock:
+            self._waiting.setdefault(queue, deque()).append(work)
+            running = self._running.get(queue, 0)
+            if running >= self.drainers:
+                return False
+            self._running[queue] = running + 1
+            return True
+
+    def take(self, queue: str, limit: int) -> list[W]:
+        """A drainer's batch: up to `limit` waiting deliveries, oldest first. Empty: the drainer
+        ends (another one took them)."""
+        with self._lock:
+            waiting = self._waiting.get(queue)
+            taken = [waiting.popleft() for _ in range(min(limit, len(waiting)))] if waiting else []
+            if not taken:
+                self._running[queue] -= 1
+            return taken
+
+    def again(self, queue: str) -> bool:
+        """After a batch: True when deliveries wait (the drainer goes on, behind other work);
+        otherwise the drainer ends."""
+        with self._lock:
+            if self._waiting.get(queue):
+                return True
+            self._running[queue] -= 1
+            return False
+
+    def ended(self, queue: str) -> None:
+        """A drainer that could not be started (the pool or the loop is closing)."""
+        with self._lock:
+            self._running[queue] -= 1
+
+    def waiting(self, queue: str) -> int:
+        with self._lock:
+            return len(self._waiting.get(queue, ()))
+
+
+def ids_of(deliveries: Sequence[Delivery]) -> list[str | None]:
+    """The message ids known before parsing (the AMQP property), for the batch's one claim."""
+    return [properties.message_id for _body, _key, properties in deliveries]
+
+
+def run_batch(sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected) -> list[Decision]:
+    """Handle deliveries of one subscription in one transaction; their decisions, in order."""
+    assert sub.batch is not None
+    decisions: list[Decision] = []
+    try:
+        with sub.batch(ids_of(deliveries)):
+            for index, (body, routing_key, properties) in enumerate(deliveries):
+                try:
+                    decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
+                except BaseException as exc:  # a bug outside the handler, or SystemExit in it
+                    decision = unexpected(exc, index)
+                decisions.append(decision)
+    except Exception as exc:  # the claim or the commit failed: nothing of the batch took effect
+        return failed(sub, deliveries, decisions, exc)
+    return decisions
+
+
+async def run_batch_async(sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected) -> list[Decision]:
+    """`run_batch` for `async def` handlers, on their event loop."""
+    assert sub.batch is not None
+    decisions: list[Decision] = []
+    try:
+        async with sub.batch(ids_of(deliveries)):
+            for index, (body, routing_key, properties) in enumerate(deliveries):
+                try:
+                    decision, _message = await handle_delivery_async(sub, body, routing_key, properties.headers)
+                except BaseException as exc:
+                    decision = unexpected(exc, index)
+                decisions.append(decision)
+    except Exception as exc:
+        return failed(sub, deliveries, decisions, exc)
+    return decisions
+
+
+def failed(
+    sub: Subscription, deliveries: Sequence[Delivery], decided: Sequence[Decision], exc: Exception
+) -> list[Decision]:
+    """The decisions when the transaction failed: what was to be acked follows the retry policy
+    (its writes were rolled back), and so does what was not decided yet; a retry or a dead letter
+    decided already stands."""
+    log.warning(
+        "%s: the transaction of %d deliveries failed (%s: %s); they follow the retry policy",
+        sub.queue,
+        len(deliveries),
+        type(exc).__name__,
+        exc,
+    )
+    now = datetime.now(timezone.utc)
+    decisions = []
+    for index, (_body, routing_key, properties) in enumerate(deliveries):
+        decision = decided[index] if index < len(decided) else None
+        if decision is None or decision.action == "ack":
+            delivery = delivery_of(sub, routing_key, properties.headers)
+            decision = decide(delivery, failure_of_exception(exc), sub.max_retries, now)
+        decisions.append(decision)
+    return decisions
