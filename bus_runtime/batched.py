@@ -5,16 +5,19 @@ far below the broker's pace. So the consumer queues an inbox subscription's deli
 a drainer (a worker thread, or a task on the handler loop) takes what has arrived, up to the
 batch limit, runs their handlers in one transaction, and posts their decisions once it
 committed. Nothing waits for deliveries still to come: a drainer starts as soon as a delivery
-arrives and fewer than `drainers` run for that queue, so a lone message is handled at once, and
-under load each batch holds what arrived while the previous ones ran. Up to `drainers` batches of
-a queue run at the same time (the handlers of one batch run one after another: they share a
-session), so slow handlers keep the worker pool's parallelism.
+arrives and none runs for that queue, so a lone message is handled at once, and under load each
+batch holds what arrived while the previous ones ran. The handlers of one batch run one after
+another (they share a session); another drainer of the same queue, up to the worker count,
+starts once a batch's worth of deliveries waits, that worth measured (`Costs`): slow handlers
+get a drainer each and keep the worker pool's parallelism, fast ones share transactions.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -38,20 +41,24 @@ Unexpected = Callable[[BaseException, int], Decision]
 
 
 class Pending(Generic[W]):
-    """Per queue: deliveries waiting for a drainer, and how many drainers are scheduled or running."""
+    """Per queue: deliveries waiting for a drainer, how many drainers are scheduled or running,
+    and what a batch costs (to decide when another drainer pays)."""
 
     def __init__(self, drainers: int) -> None:
         self.drainers = max(1, drainers)
         self._lock = threading.Lock()
         self._waiting: dict[str, deque[W]] = {}
         self._running: dict[str, int] = {}
+        self._costs: dict[str, Costs] = {}
 
-    def add(self, queue: str, work: W) -> bool:
-        """Queue a delivery; True when the caller must start a drainer for the queue."""
+    def add(self, queue: str, work: W, limit: int) -> bool:
+        """Queue a delivery; True when the caller must start a drainer for the queue: none runs,
+        or a batch's worth waits (`Costs.batch_size`) and fewer than `drainers` run."""
         with self._lock:
-            self._waiting.setdefault(queue, deque()).append(work)
+            waiting = self._waiting.setdefault(queue, deque())
+            waiting.append(work)
             running = self._running.get(queue, 0)
-            if running >= self.drainers:
+            if running and (running >= self.drainers or len(waiting) < self.costs(queue).batch_size(limit)):
                 return False
             self._running[queue] = running + 1
             return True
@@ -84,43 +91,93 @@ class Pending(Generic[W]):
         with self._lock:
             return len(self._waiting.get(queue, ()))
 
+    def costs(self, queue: str) -> Costs:
+        costs = self._costs.get(queue)
+        if costs is None:
+            costs = self._costs[queue] = Costs()
+        return costs
+
+
+class Costs:
+    """What one queue's batches cost, as moving averages: the transaction's own part (claim and
+    commit) and the handlers' part per delivery.
+
+    A batch of n deliveries costs about `overhead + n * handler`; batching pays while the shared
+    overhead is large against the handlers' time, so the batch worth waiting for before another
+    drainer starts is `overhead / handler` deliveries (at least 1, at most the limit). Slow
+    handlers (an HTTP call) thus get a drainer each, in parallel, as without batches; fast ones
+    (a few SQL statements) share transactions. Until measured: 1 (no batch is waited for)."""
+
+    WEIGHT = 0.2  # of the newest batch in the averages
+
+    def __init__(self) -> None:
+        self.overhead_s: float | None = None
+        self.handler_s: float | None = None
+
+    def record(self, count: int, overhead_s: float, handling_s: float) -> None:
+        if count < 1:
+            return
+        per = handling_s / count
+        if self.overhead_s is None or self.handler_s is None:
+            self.overhead_s, self.handler_s = overhead_s, per
+            return
+        self.overhead_s += self.WEIGHT * (overhead_s - self.overhead_s)
+        self.handler_s += self.WEIGHT * (per - self.handler_s)
+
+    def batch_size(self, limit: int) -> int:
+        if self.overhead_s is None or self.handler_s is None:
+            return 1
+        return max(1, min(limit, math.ceil(self.overhead_s / max(self.handler_s, 1e-6))))
+
 
 def ids_of(deliveries: Sequence[Delivery]) -> list[str | None]:
     """The message ids known before parsing (the AMQP property), for the batch's one claim."""
     return [properties.message_id for _body, _key, properties in deliveries]
 
 
-def run_batch(sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected) -> list[Decision]:
+def run_batch(
+    sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected, costs: Costs
+) -> list[Decision]:
     """Handle deliveries of one subscription in one transaction; their decisions, in order."""
     assert sub.batch is not None
     decisions: list[Decision] = []
+    began = time.perf_counter()
     try:
         with sub.batch(ids_of(deliveries)):
+            entered = time.perf_counter()
             for index, (body, routing_key, properties) in enumerate(deliveries):
                 try:
                     decision, _message = handle_delivery(sub, body, routing_key, properties.headers)
                 except BaseException as exc:  # a bug outside the handler, or SystemExit in it
                     decision = unexpected(exc, index)
                 decisions.append(decision)
+            handled = time.perf_counter()
     except Exception as exc:  # the claim or the commit failed: nothing of the batch took effect
         return failed(sub, deliveries, decisions, exc)
+    costs.record(len(deliveries), (entered - began) + (time.perf_counter() - handled), handled - entered)
     return decisions
 
 
-async def run_batch_async(sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected) -> list[Decision]:
+async def run_batch_async(
+    sub: Subscription, deliveries: Sequence[Delivery], unexpected: Unexpected, costs: Costs
+) -> list[Decision]:
     """`run_batch` for `async def` handlers, on their event loop."""
     assert sub.batch is not None
     decisions: list[Decision] = []
+    began = time.perf_counter()
     try:
         async with sub.batch(ids_of(deliveries)):
+            entered = time.perf_counter()
             for index, (body, routing_key, properties) in enumerate(deliveries):
                 try:
                     decision, _message = await handle_delivery_async(sub, body, routing_key, properties.headers)
                 except BaseException as exc:
                     decision = unexpected(exc, index)
                 decisions.append(decision)
+            handled = time.perf_counter()
     except Exception as exc:
         return failed(sub, deliveries, decisions, exc)
+    costs.record(len(deliveries), (entered - began) + (time.perf_counter() - handled), handled - entered)
     return decisions
 
 

@@ -385,7 +385,7 @@ class RabbitMqEventConsumer:
         work = _Work(self._settlement.generation, sub, tag, method.routing_key, properties, body)
         self._unstarted[(work.generation, tag)] = work
         if sub.batch is not None:
-            if self._batched.add(sub.queue, work):
+            if self._batched.add(sub.queue, work, self._batch_limit(sub)):
                 self._start_drainer(sub)
             return
         if sub.queue in self._on_loop and self.handler_loop is not None:
@@ -483,10 +483,14 @@ class RabbitMqEventConsumer:
         self._loop_tasks.add(task)
         task.add_done_callback(self._loop_tasks.discard)
 
+    def _batch_limit(self, sub: Subscription) -> int:
+        """At most half the prefetch: the next batch's deliveries arrive while one runs."""
+        return min(sub.batch_limit, max(1, self.prefetch // 2))
+
     def _admitted(self, sub: Subscription) -> list[_Work] | None:
         """The next batch (None: the drainer ends), without what stop() returned to the queue
         or what an open circuit breaker releases."""
-        taken = self._batched.take(sub.queue, min(sub.batch_limit, max(1, self.prefetch // 2)))
+        taken = self._batched.take(sub.queue, self._batch_limit(sub))
         if not taken:
             return None
         works = []
@@ -507,7 +511,8 @@ class RabbitMqEventConsumer:
         try:
             if works:
                 deliveries = [(w.body, w.routing_key, w.properties) for w in works]
-                decisions = run_batch(sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]))
+                costs = self._batched.costs(sub.queue)
+                decisions = run_batch(sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]), costs)
                 self._post_batch(sub, works, decisions)
         finally:
             if self._batched.again(sub.queue):
@@ -526,7 +531,10 @@ class RabbitMqEventConsumer:
         try:
             if works:
                 deliveries = [(w.body, w.routing_key, w.properties) for w in works]
-                decisions = await run_batch_async(sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]))
+                costs = self._batched.costs(sub.queue)
+                decisions = await run_batch_async(
+                    sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]), costs
+                )
                 self._post_batch(sub, works, decisions)
         finally:
             if self._batched.again(sub.queue):

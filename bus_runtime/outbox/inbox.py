@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
@@ -31,8 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from meiga import isSuccess
-from sqlalchemy import Engine, delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,18 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a record is kept: longer than any
 DEFAULT_BATCH = 50  # deliveries of one subscriber at most in one transaction (1: no batches)
 PURGE_INTERVAL = 600.0
 _t = inbox_table
+_COLUMNS = f"INSERT INTO {_t.name} (message_id, subscriber, handled_at) "
+_CLAIMS = {
+    "postgresql": text(
+        _COLUMNS + "SELECT unnest(CAST(:ids AS varchar[])), :subscriber, :now "
+        "ON CONFLICT DO NOTHING RETURNING message_id"
+    ),
+    # WHERE true: SQLite's parser needs it between a SELECT and ON CONFLICT
+    "sqlite": text(
+        _COLUMNS + "SELECT value, :subscriber, :now FROM json_each(:ids) WHERE true "
+        "ON CONFLICT DO NOTHING RETURNING message_id"
+    ),
+}
 
 
 class Inbox:
@@ -174,11 +186,10 @@ class Inbox:
         if not ids:
             return set()
         now = time.time()
-        if self._dialect in ("postgresql", "sqlite"):
-            module = postgresql if self._dialect == "postgresql" else sqlite
-            rows = [{"message_id": i, "subscriber": subscriber, "handled_at": now} for i in ids]
-            statement = module.insert(_t).values(rows).on_conflict_do_nothing().returning(_t.c.message_id)
-            return set(session.execute(statement).scalars())
+        claim = _CLAIMS.get(self._dialect)
+        if claim is not None:  # the ids as one parameter: a statement compiled once, whatever the count
+            ids_parameter: Any = ids if self._dialect == "postgresql" else json.dumps(ids)
+            return set(session.execute(claim, {"ids": ids_parameter, "subscriber": subscriber, "now": now}).scalars())
         query = select(_t.c.message_id).where(_t.c.subscriber == subscriber, _t.c.message_id.in_(ids))
         fresh = set(ids) - set(session.execute(query).scalars())
         if fresh:
