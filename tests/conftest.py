@@ -11,6 +11,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from tests.integration.private_broker import private_broker  # noqa: F401 (a fixture: one node for the session)
+
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip("/")
 AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
 AMQP_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))

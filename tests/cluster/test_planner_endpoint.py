@@ -15,7 +15,7 @@ import requests
 
 from tests.cluster.support import AUTH, Cluster, create_vhost, delete_vhost
 from tests.conftest import MANAGEMENT_URL, delete_ownership_records
-from tests.integration.private_broker import PrivateBroker, private_broker  # noqa: F401 (a fixture)
+from tests.integration.private_broker import PrivateBroker
 from topology.cli.main import main
 from topology.state.lock import lock_queue
 
@@ -110,7 +110,7 @@ def test_the_lock_is_taken_on_the_cluster_not_on_the_broker_at_5672(
 @pytest.mark.parametrize("which", ["shared", "private"])
 def test_an_amqp_url_of_another_broker_is_refused_before_any_change(
     cluster: Cluster,
-    private_broker: PrivateBroker,  # noqa: F811 (the fixture imported above)
+    private_broker: PrivateBroker,
     which: str,
     new_vhost: str,
     tmp_path: Path,
