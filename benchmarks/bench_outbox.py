@@ -231,4 +231,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("inbox (PostgreSQL) vs plain consume", inboxed / plain, 0.5),
         ("inbox (SQLite) vs plain consume", sqlite_inboxed / plain, 0.5),
     ]
-    return 0 if judged(checks, 24) else 1
+    return 0 if judged(checks, 36) else 1

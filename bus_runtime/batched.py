@@ -51,14 +51,16 @@ class Pending(Generic[W]):
         self._running: dict[str, int] = {}
         self._costs: dict[str, Costs] = {}
 
-    def add(self, queue: str, work: W, limit: int) -> bool:
+    def add(self, queue: str, work: W, limit: int, parallel: bool = True) -> bool:
         """Queue a delivery; True when the caller must start a drainer for the queue: none runs,
-        or a batch's worth waits (`Costs.batch_size`) and fewer than `drainers` run."""
+        or a batch's worth waits (`Costs.batch_size`) and fewer than `drainers` run (one when
+        not `parallel`)."""
         with self._lock:
             waiting = self._waiting.setdefault(queue, deque())
             waiting.append(work)
             running = self._running.get(queue, 0)
-            if running and (running >= self.drainers or len(waiting) < self.costs(queue).batch_size(limit)):
+            most = self.drainers if parallel else 1
+            if running and (running >= most or len(waiting) < self.costs(queue).batch_size(limit)):
                 return False
             self._running[queue] = running + 1
             return True

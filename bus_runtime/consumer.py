@@ -398,7 +398,7 @@ class RabbitMqEventConsumer:
         work = _Work(self._settlement.generation, sub, tag, method.routing_key, properties, body)
         self._unstarted[(work.generation, tag)] = work
         if sub.batch is not None:
-            if self._batched.add(sub.queue, work, self._batch_limit(sub)):
+            if self._batched.add(sub.queue, work, self._batch_limit(sub), sub.batch_parallel):
                 self._start_drainer(sub)
             return
         if sub.queue in self._on_loop and self.handler_loop is not None:

@@ -86,9 +86,11 @@ class Subscription:
     dead_letter_on: tuple[str, ...] = ()  # error classes that skip retries (name or module:name)
     circuit_breaker: BreakerSettings | None = None
     # set by a guard whose handler can share a transaction across deliveries (an inbox): the
-    # consumer hands it up to `batch_limit` deliveries at a time
+    # consumer hands it up to `batch_limit` deliveries at a time, several batches at once
+    # unless `batch_parallel` is False (a database with one writer: they would only queue)
     batch: BatchOpener | None = None
     batch_limit: int = 1
+    batch_parallel: bool = True
 
 
 def wants_session(handler: Handler) -> bool:

@@ -121,7 +121,12 @@ class Inbox:
         def batch(message_ids: Sequence[str | None]) -> _Batch:
             return _Batch(self, subscriber, message_ids)
 
-        return replace(subscription, handler=guarded, batch=batch, batch_limit=self.batch_limit)
+        # SQLite has one writer: a second batch would wait for the first one's commit (sleeping
+        # in the busy handler's steps) holding deliveries that could have joined the next batch
+        parallel = self._dialect != "sqlite"
+        return replace(
+            subscription, handler=guarded, batch=batch, batch_limit=self.batch_limit, batch_parallel=parallel
+        )
 
     def _handle(self, handler: Handler, with_session: bool, subscriber: str, message: Message) -> Any:
         batch = _current.get()

@@ -52,3 +52,8 @@ def test_a_drainer_that_finds_nothing_ends() -> None:
     assert pending.take("q", 5) == []  # the second one: the first took both
     assert pending.again("q") is False
     assert pending.add("q", 3, limit=5) is True
+
+
+def test_one_drainer_at_a_time_when_batches_cannot_run_in_parallel() -> None:
+    pending: Pending[int] = Pending(drainers=8)
+    assert [pending.add("q", i, limit=50, parallel=False) for i in range(60)].count(True) == 1
