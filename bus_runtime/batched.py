@@ -66,11 +66,13 @@ class Pending(Generic[W]):
             return True
 
     def take(self, queue: str, limit: int) -> list[W]:
-        """A drainer's batch: up to `limit` waiting deliveries, oldest first. Empty: the drainer
-        ends (another one took them)."""
+        """A drainer's batch: the waiting deliveries, oldest first, up to a batch's worth
+        (`Costs.batch_size`: one until measured, so a burst of slow handlers spreads over the
+        drainers). Empty: the drainer ends (another one took them)."""
         with self._lock:
             waiting = self._waiting.get(queue)
-            taken = [waiting.popleft() for _ in range(min(limit, len(waiting)))] if waiting else []
+            size = self.costs(queue).batch_size(limit)
+            taken = [waiting.popleft() for _ in range(min(size, len(waiting)))] if waiting else []
             if not taken:
                 self._running[queue] -= 1
             return taken

@@ -199,3 +199,40 @@ def test_consumer_batches_commit_what_succeeded_and_retry_what_failed(
         wait_for(lambda: consumer.handled_count >= 360, "every delivery settled")
     assert effect_counts(outbox.engine) == dict.fromkeys(ids, 1)
     assert consumer.retried_count == 60 and recorded(inbox.engine) == 300
+
+
+@pytest.mark.integration
+def test_slow_handlers_keep_running_in_parallel(pg_url: str, amqp_url: str, vhost: str) -> None:
+    """A burst of deliveries whose handler waits: they spread over the workers, not one batch."""
+    import threading
+
+    declare(amqp_url, vhost)
+    outbox = prepare_database(pg_url)
+    inbox = Inbox(pg_url)
+    lock = threading.Lock()
+    active = [0, 0]  # running now, most at once
+    together = threading.Event()
+
+    def bill_order_handler(order: OrderPlaced, session: Session) -> Any:
+        with lock:
+            active[0] += 1
+            active[1] = max(active)
+            if active[1] >= 3:
+                together.set()
+        together.wait(10)  # a slow handler: until three run at once (or long enough to tell)
+        session.execute(insert(effects).values(order_id=order.order_id))
+        with lock:
+            active[0] -= 1
+        return isSuccess
+
+    ids = [f"s{i}" for i in range(8)]
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    for message in (outgoing(OrderPlaced(order_id=i), ORG, "orders") for i in ids):
+        channel.basic_publish(message.exchange, message.routing_key, message.body, message.properties)
+    connection.close()
+    consumer = RabbitMqEventConsumer(RabbitMqConnector(amqp_url), ORG, "orders", inbox=inbox, workers=4)
+    consumer.consume([EventSubscriber(OrderPlaced, [bill_order_handler])])
+    with consumer:
+        wait_for(lambda: len(effect_counts(outbox.engine)) == 8, "every order handled", timeout=60)
+    assert active[1] >= 3 and effect_counts(outbox.engine) == dict.fromkeys(ids, 1)

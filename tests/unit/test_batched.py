@@ -44,10 +44,19 @@ def test_the_averages_move_towards_the_newest_batches() -> None:
     assert costs.batch_size(50) == 50 and costs.batch_size(20) == 20
 
 
+def test_until_measured_a_drainer_takes_one_delivery() -> None:
+    pending: Pending[int] = Pending(drainers=2)
+    for i in range(4):
+        pending.add("q", i, limit=5)
+    assert pending.take("q", 5) == [0] and pending.take("q", 5) == [1]
+    pending.costs("q").record(2, overhead_s=0.01, handling_s=0.0001)
+    assert pending.take("q", 5) == [2, 3]
+
+
 def test_a_drainer_that_finds_nothing_ends() -> None:
     pending: Pending[int] = Pending(drainers=2)
-    pending.add("q", 1, limit=5)
-    pending.add("q", 2, limit=5)  # a second drainer (unmeasured)
+    assert pending.add("q", 1, limit=5) and pending.add("q", 2, limit=5)  # unmeasured: a drainer each
+    pending.costs("q").record(10, overhead_s=0.01, handling_s=0.001)  # measured meanwhile: 5 a batch
     assert pending.take("q", 5) == [1, 2]
     assert pending.take("q", 5) == []  # the second one: the first took both
     assert pending.again("q") is False
