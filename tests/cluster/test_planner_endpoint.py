@@ -132,3 +132,24 @@ def test_an_amqp_url_of_another_node_of_the_same_cluster_is_accepted(
     assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--amqp-url", rf3, "--auto-approve"]) == 0
     assert main(["destroy", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
     assert "Destroy complete: 10 destroyed" in capsys.readouterr().out
+
+
+def test_the_planner_takes_the_runtimes_rabbitmq_url_and_verifies_it(
+    cluster: Cluster,
+    new_vhost: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One way to name the broker for both sides: `$RABBITMQ_URL` (here with a service account the
+    broker does not know: the planner connects as its management user, to the URL's node)."""
+    spec = _spec(tmp_path, new_vhost)
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://app:app-pw@127.0.0.1:5672/%2F")  # the shared broker: another one
+    assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: $RABBITMQ_URL amqp://127.0.0.1:5672 reaches broker")
+    assert "app-pw" not in err[0] and not _exists(cluster.management_urls[1], new_vhost)
+    monkeypatch.setenv("RABBITMQ_URL", f"amqp://app:app-pw@127.0.0.1:5683/{new_vhost}")  # rf3: same cluster
+    assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
+    assert main(["destroy", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
+    assert "Destroy complete: 10 destroyed" in capsys.readouterr().out

@@ -41,6 +41,7 @@ PLAIN_IMPORT = [
     "topology",
     "topology.amqp",
     "topology.errors",
+    "topology.failures",
     "topology.naming",
     "topology.tls",
     "topology.urls",

@@ -25,8 +25,9 @@ def add_lock_arguments(parser: argparse.ArgumentParser, verb: str, amqp_for: str
     parser.add_argument(
         "--amqp-url",
         metavar="URL",
-        help=f"AMQP, for {amqp_for} (default: the AMQP listener the management API names for the node that "
-        "answered, with the same credentials); checked to reach the same broker as --management-url",
+        help=f"AMQP, for {amqp_for} (default: $RABBITMQ_URL's host and port, else the AMQP listener the "
+        "management API names for the node that answered; with the management credentials); checked to reach "
+        "the same broker as --management-url",
     )
     parser.add_argument(
         "--lock-timeout",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -24,9 +23,11 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
+from topology.amqp import FailureKind, classify_failure
 from topology.apply.move import amqp_parameters
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
+from topology.failures import root_cause, tls_verify_message
 from topology.tls import CA_CERT_ENV
 
 LOCK_PREFIX = "rabbitform-lock:"  # ':' is in no organization, service or store name: never in a spec's scope
@@ -41,16 +42,35 @@ class LockHeld(RabbitformError):
     """Another apply or destroy holds the lock."""
 
 
+CONNECT_HINT = "pass --amqp-url (or set RABBITMQ_URL) naming the broker's AMQP endpoint"
+FAILURE_WORDS: dict[FailureKind, tuple[str, str]] = {
+    "refused": ("connection refused", "check that RabbitMQ runs there; " + CONNECT_HINT),
+    "unknown host": ("unknown host", CONNECT_HINT),
+    "timeout": ("no answer in time", "check the host, port and firewall; " + CONNECT_HINT),
+    "handshake": ("no AMQP handshake", "check that the port is an AMQP port (5672, or 5671 for amqps)"),
+    "login": ("the broker refused the login", "check the user and password"),
+    "access": ("the broker refused access to the vhost", "check the user's permissions on it"),
+}
+
+
 def connect_failure(exc: BaseException, ca_cert: str | None) -> tuple[str, str]:
-    """Why the lock's AMQP connection failed, and what to do about it."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = f"TLS verification failed: {exc.verify_message}"
+    """Why the lock's AMQP connection failed, and what to do about it: by the type of the
+    failure's root cause (`topology.amqp.classify_failure`), never by its text."""
+    kind = classify_failure(exc)
+    verify = tls_verify_message(exc)
+    if verify is not None:
+        why = f"TLS verification failed: {verify}"
         if ca_cert is not None:
             return why, f"check that the CA bundle {ca_cert} holds the CA that signed the broker's certificate"
         return why, f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}", "check that --amqp-url is amqps:// only on a TLS port"
-    return type(exc).__name__, "pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
+    if kind == "tls":
+        cause = root_cause(exc)
+        return f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}", (
+            "check that --amqp-url is amqps:// only on a TLS port"
+        )
+    if kind in FAILURE_WORDS:
+        return FAILURE_WORDS[kind]
+    return type(root_cause(exc)).__name__, CONNECT_HINT
 
 
 def lock_queue(owner: str) -> str:
@@ -85,7 +105,7 @@ class Holder:
         described = str(arguments.get(HOLDER_ARGUMENT, ""))
         command, _, rest = described.partition(" on host ")
         host, _, pid = rest.partition(", pid ")
-        if not command or not host or not pid.isdigit():
+        if not command or not host or not (pid.isascii() and pid.isdigit()):
             return None
         return cls(
             command, host, int(pid), str(arguments.get(SINCE_ARGUMENT, "")), str(arguments.get(CONNECTION_ARGUMENT, ""))
@@ -145,9 +165,7 @@ class BrokerLock:
         import pika
         import pika.exceptions
 
-        params = amqp_parameters(self.client, self.vhost, self.amqp_url)
-        params.connection_attempts = 1
-        params.client_properties = {"connection_name": self.holder.connection}
+        params = amqp_parameters(self.client, self.vhost, self.amqp_url, connection_name=self.holder.connection)
         started = time.monotonic()
         try:
             connection = pika.BlockingConnection(params)
