@@ -64,7 +64,10 @@ _CLAIMS = {
 
 
 class Inbox:
-    """Records of handled messages in a database (a URL or an engine, as `Outbox`)."""
+    """Records of handled messages in a database (a URL or an engine, as `Outbox`).
+
+    `batch` bounds how many deliveries of one subscriber a consumer commits in one transaction
+    (1: a transaction per delivery); records older than `retention` seconds are removed."""
 
     def __init__(
         self,
