@@ -6,6 +6,7 @@ import fcntl
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -86,3 +87,34 @@ def delete_ownership_records(management_url: str, vhost: str) -> None:
 def amqp_url(vhost: str) -> str:
     """An AMQP URL for the test's own vhost."""
     return f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
+
+
+NODE_FIXTURES = frozenset({"exclusive_test_nodes", "private_broker", "tls_broker", "cluster"})
+ONE_WORKER = (  # node kills and restarts; PostgreSQL restarts under every outbox test
+    "tests/cluster/",
+    "tests/outbox/",
+    "tests/integration/test_runtime_faults.py",
+    "tests/integration/test_tls.py",
+    "tests/integration/test_lock_endpoint.py",
+)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that starts, stops or kills a broker must be listed in ONE_WORKER."""
+    uses_nodes = NODE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if uses_nodes and not item.nodeid.startswith(ONE_WORKER):
+        raise pytest.UsageError(
+            f"{item.nodeid} uses {sorted(uses_nodes)}: add its file to ONE_WORKER in tests/conftest.py"
+        )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs on two workers (pytest-xdist): the tests of ONE_WORKER go to one worker,
+    one after the other, as a single unit; every other test is shared out on its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NodesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "nodes" if nodeid.startswith(ONE_WORKER) else nodeid
+
+    return NodesTogether(config, log)
