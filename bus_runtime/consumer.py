@@ -367,6 +367,7 @@ class RabbitMqEventConsumer:
         self._settlement.attach(channel)
         if reconnected:
             self.reconnect_count += 1
+            self._gate.reconnected()  # the circuit breakers' paused markers died with the old connection
             hooks.reconnected("consumer", "")
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
