@@ -36,7 +36,7 @@ test-tools:
 # Everything, the fault tests on the three-node cluster included (`make cluster` starts it, or
 # completes it; it stays up afterwards, `make cluster-down` stops it).
 test: install rabbitmq postgres test-tools cluster
-	$(BIN)/python -m pytest -q
+	HYPOTHESIS_PROFILE=repeatable $(BIN)/python -m pytest -q
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

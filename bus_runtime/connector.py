@@ -11,14 +11,14 @@ management API.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
 import pika
 import pika.exceptions
 
 from bus_runtime.errors import BrokerUnavailable, describe_error
-from topology.amqp import classify_failure, root_cause
+from topology.amqp import classify_failure, connection_parameters, root_cause
+from topology.failures import tls_verify_message, wrong_tls_version
 from topology.tls import CA_CERT_ENV, client_context, resolve_ca_cert
 from topology.urls import Endpoint, UrlError, parse_urls
 
@@ -79,7 +79,7 @@ class RabbitMqConnector:
             resolved, where = DEFAULT_URL, "the default RabbitMQ URL"
         endpoints = tuple(parse_urls(resolved, "amqp", where))
         beat_text = os.environ.get("RABBITMQ_HEARTBEAT", str(DEFAULT_HEARTBEAT))
-        if heartbeat is None and not beat_text.strip().isdigit():
+        if heartbeat is None and not (beat_text.strip().isascii() and beat_text.strip().isdigit()):
             raise UrlError(f"RABBITMQ_HEARTBEAT: {beat_text!r} is not a whole number of seconds")
         beat = heartbeat if heartbeat is not None else int(beat_text)
         object.__setattr__(self, "url", resolved.strip())
@@ -154,17 +154,14 @@ class RabbitMqConnector:
         return [self._parameters(endpoint, purpose) for endpoint in self.endpoints]
 
     def _parameters(self, endpoint: Endpoint, purpose: str) -> pika.URLParameters:
-        params = pika.URLParameters(endpoint.url(self.vhost))
-        if endpoint.uses_tls and self.ca_cert is not None:  # else pika's default: the system's CAs
-            params.ssl_options = pika.SSLOptions(client_context(self.ca_cert))
-        params.heartbeat = self.heartbeat
-        params.connection_attempts = 1
-        params.blocked_connection_timeout = 60
-        params.socket_timeout = self.connect_timeout
-        params.stack_timeout = self.connect_timeout
-        name = f"{self.connection_name}-{purpose}" if purpose else self.connection_name
-        params.client_properties = {"connection_name": name}
-        return params
+        return connection_parameters(
+            endpoint,
+            self.vhost,
+            heartbeat=self.heartbeat,
+            tls=client_context(self.ca_cert) if self.ca_cert is not None else None,  # else the system's CAs
+            connection_name=f"{self.connection_name}-{purpose}" if purpose else self.connection_name,
+            connect_timeout=self.connect_timeout,
+        )
 
     def management_url(self, url: str | None = None) -> str:
         return (url or os.environ.get("RABBITMQ_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL).rstrip("/")
@@ -173,14 +170,15 @@ class RabbitMqConnector:
         """Open and close one connection within `connect_timeout`: a clear error now (which
         node, which vhost, what failed) instead of a publish or consume that waits. With
         several nodes, the first that answers will do; when none does, each one's reason."""
-        problems: list[str] = []
+        problems: list[BrokerUnavailable] = []
         for endpoint in self.endpoints:
             try:
                 self._check_one(endpoint)
                 return
             except BrokerUnavailable as exc:
-                problems.append(str(exc))
-        raise BrokerUnavailable("; ".join(problems))
+                problems.append(exc)
+        kinds = {problem.kind for problem in problems}
+        raise BrokerUnavailable("; ".join(map(str, problems)), kinds.pop() if len(kinds) == 1 else None)
 
     def _check_one(self, endpoint: Endpoint) -> None:
         params = self._parameters(endpoint, "check")
@@ -189,26 +187,30 @@ class RabbitMqConnector:
             pika.BlockingConnection(params).close()
         except pika.exceptions.ProbableAuthenticationError:
             raise BrokerUnavailable(
-                f"{where}: the broker refused the login; check the user and password in the URL"
+                f"{where}: the broker refused the login; check the user and password in the URL", "login"
             ) from None
         except pika.exceptions.ProbableAccessDeniedError:
             raise BrokerUnavailable(
                 f"{where}: the broker refused access to vhost {self.vhost!r}: it does not exist or the user has no "
-                f"permissions on it; create it with `rabbitform apply SPEC`"
+                f"permissions on it; create it with `rabbitform apply SPEC`",
+                "access",
             ) from None
         except pika.exceptions.ConnectionClosedByBroker as exc:
             if exc.reply_code == 530:
                 raise BrokerUnavailable(
                     f"{where}: vhost {self.vhost!r} does not exist or the user may not use it ({exc.reply_text}); "
-                    "create the topology with `rabbitform plan SPEC` then `rabbitform apply SPEC`"
+                    "create the topology with `rabbitform plan SPEC` then `rabbitform apply SPEC`",
+                    "access",
                 ) from None
-            raise BrokerUnavailable(f"{where}: the broker closed the connection ({exc.reply_text})") from None
+            raise BrokerUnavailable(
+                f"{where}: the broker closed the connection ({exc.reply_text})", "closed by broker"
+            ) from None
         except (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError) as exc:
-            raise BrokerUnavailable(_handshake_failed(where, self.connect_timeout, exc)) from None
-        except pika.exceptions.AMQPConnectionError as exc:
-            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc, self.ca_cert)) from None
-        except Exception as exc:  # pika's connector errors (stack timeout, socket errors) share no base
-            raise BrokerUnavailable(_connect_failed(where, self.connect_timeout, exc, self.ca_cert)) from None
+            raise BrokerUnavailable(_handshake_failed(where, self.connect_timeout, exc), "handshake") from None
+        except Exception as exc:  # AMQPConnectionError, and pika's connector errors (stack timeout, socket errors)
+            raise BrokerUnavailable(
+                _connect_failed(where, self.connect_timeout, exc, self.ca_cert), classify_failure(exc)
+            ) from None
 
 
 def _handshake_failed(where: str, timeout: float, exc: BaseException) -> str:
@@ -242,7 +244,7 @@ def _connect_failed(where: str, timeout: float, exc: BaseException, ca_cert: str
     if kind == "unknown host":
         return f"cannot connect to {where}: unknown host"
     if kind == "tls verify":
-        reason = _tls_reason(root)
+        reason = f"certificate verify failed: {tls_verify_message(exc)}"
         if getattr(cause, "verify_code", None) in NAME_MISMATCH:
             fix = "connect by a host name the certificate lists"
         elif ca_cert is not None:
@@ -250,7 +252,7 @@ def _connect_failed(where: str, timeout: float, exc: BaseException, ca_cert: str
         else:
             fix = f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
         return f"cannot connect to {where}: TLS verification failed ({reason}); {fix}"
-    if kind == "tls" and getattr(cause, "reason", None) == "WRONG_VERSION_NUMBER":
+    if kind == "tls" and wrong_tls_version(exc):
         return (
             f"cannot connect to {where}: TLS handshake failed (wrong version number): the port does not speak TLS; "
             "use amqp:// for a plain port, or the AMQPS port (5671 by default)"
@@ -258,12 +260,6 @@ def _connect_failed(where: str, timeout: float, exc: BaseException, ca_cert: str
     if kind == "tls":
         return f"cannot connect to {where}: TLS failed ({root})"
     return f"cannot connect to {where}: {root}"
-
-
-def _tls_reason(root: str) -> str:
-    """The `certificate verify failed: <why>` part of an SSL error's text."""
-    found = re.search(r"certificate verify failed[^(]*", root, re.IGNORECASE)
-    return found.group(0).strip() if found else root
 
 
 def _root(exc: BaseException) -> str:

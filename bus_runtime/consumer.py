@@ -36,7 +36,7 @@ from pika.channel import Channel
 from bus_runtime.async_handlers import is_async_handler
 from bus_runtime.breaker_gate import BreakerGate
 from bus_runtime.connector import RabbitMqConnector
-from bus_runtime.consumer_connection import ConsumerConnection
+from bus_runtime.consumer_connection import ConsumerConnection, State
 from bus_runtime.dispatch import delivery_of, failure_of_exception, handle_delivery, handle_delivery_async
 from bus_runtime.errors import BrokerUnavailable, BusError
 from bus_runtime.iothread import IoThread
@@ -142,12 +142,13 @@ class RabbitMqEventConsumer:
         self._unstarted: dict[tuple[int, int], _Work] = {}
         self._results: deque[_Result] = deque()
         self._wake_pending = False
+        # The lifecycle is the connection's `State` (I/O thread); these events only let the
+        # caller's thread wait for its steps: consuming (or failed), drained, closed.
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._drained = threading.Event()
         self._closed = threading.Event()
-        self._stopping = False
-        self._running = False
+        self._running = False  # caller's side: between start() and the end of the stop
         # I/O-thread units
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
         self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
@@ -168,6 +169,21 @@ class RabbitMqEventConsumer:
     @property
     def dead_lettered_count(self) -> int:
         return self._republisher.dead_lettered_count
+
+    @property
+    def state(self) -> State:
+        """Where the consumer's connection is (`bus_runtime.consumer_connection.State`)."""
+        return self._connection.state
+
+    @property
+    def transitions(self) -> list[tuple[State, State, str]]:
+        """The last state changes, oldest first: (from, to, why)."""
+        return list(self._connection.transitions)
+
+    @property
+    def illegal_transitions(self) -> list[tuple[State, State, str]]:
+        """State changes `TRANSITIONS` does not allow: a bug if ever non-empty."""
+        return list(self._connection.illegal_transitions)
 
     # ------------------------------------------------------------------ configuration
 
@@ -262,7 +278,6 @@ class RabbitMqEventConsumer:
         check_timeout(timeout, "stop timeout")
         deadline = time.monotonic() + timeout
         close_reserve = min(CLOSE_RESERVE_S, timeout / 4)
-        self._stopping = True
         self._io.call(self._stop_taking)
         if not self._drained.wait(max(0.0, deadline - close_reserve - time.monotonic())):
             log.warning("stop: messages still in hand after %gs; the broker will redeliver them", timeout)
@@ -271,7 +286,6 @@ class RabbitMqEventConsumer:
     def abort(self) -> None:
         """Stop at once: no grace, no goodbye to the broker. Whatever is in hand is not acked and
         the broker requeues it when the connection goes (a second SIGINT/SIGTERM)."""
-        self._stopping = True
         self._drained.set()
         self._shutdown(time.monotonic() + ABORT_S)
 
@@ -334,7 +348,6 @@ class RabbitMqEventConsumer:
     def _shutdown(self, deadline: float) -> None:
         """Close the connection, the republisher and the I/O thread, each waiting at most until
         `deadline` (a broker that does not answer does not hold the caller)."""
-        self._stopping = True
         self._io.call(self._connection.close)
         self._closed.wait(max(0.0, deadline - time.monotonic()))
         self._republisher.close(max(0.0, deadline - time.monotonic()))
@@ -377,7 +390,7 @@ class RabbitMqEventConsumer:
     ) -> None:
         tag = method.delivery_tag
         self._settlement.delivered(tag)
-        if self._stopping:  # sent before the broker saw the cancel: back to the queue at once
+        if self._connection.stopping:  # sent before the broker saw the cancel: back to the queue at once
             self._settlement.requeue(self._settlement.generation, tag)
             self._flush()
             return
@@ -535,7 +548,7 @@ class RabbitMqEventConsumer:
             # the grace is over, even if nothing else happens meanwhile
             self._flush_later = True
             self._io.ioloop.call_later(self._settlement.ledger.confirm_grace_s, self._deferred_flush)
-        if self._stopping:
+        if self._connection.state is State.DRAINING:
             self._maybe_drained()
 
     def _deferred_flush(self) -> None:

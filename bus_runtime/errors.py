@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from topology.amqp import root_cause
+from topology.amqp import FailureKind, root_cause
 from topology.errors import RabbitformError
 
 
@@ -14,7 +14,21 @@ class BusError(RabbitformError):
 
 
 class BrokerUnavailable(BusError):
-    """The broker could not be reached (or refused the credentials)."""
+    """The broker could not be reached (or refused the credentials). `kind` says what failed,
+    from the failure's type (`topology.amqp.classify_failure`): "login" and "access" are refusals."""
+
+    def __init__(self, message: str, kind: FailureKind | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class BrokerRefused(BusError):
+    """The broker refused an operation by closing the channel: `reply_code` is its AMQP code
+    (403 ACCESS_REFUSED: the user lacks the permission)."""
+
+    def __init__(self, message: str, reply_code: int) -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
 
 
 class PublishError(BusError):

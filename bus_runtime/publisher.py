@@ -48,7 +48,7 @@ from bus_runtime.errors import BrokerUnavailable, PublishError, UnroutableError,
 from bus_runtime.iothread import IoThread, SelectConnection, backoff, open_connection
 from bus_runtime.limits import DEFAULT_FRAME_MAX, MessageRefused, check_timeout
 from bus_runtime.telemetry import hooks
-from topology.amqp import covered_tags
+from topology.amqp import ConfirmLedger
 
 log = logging.getLogger("bus_runtime.publisher")
 
@@ -199,8 +199,7 @@ class ConfirmedPublisher:
         self._closed = False
         # I/O-thread state
         self._queue: deque[Entry] = deque()
-        self._inflight: dict[int, Entry] = {}
-        self._next_tag = 1
+        self._inflight: ConfirmLedger[Entry] = ConfirmLedger()  # published on the current channel, unconfirmed
         self._connection: SelectConnection | None = None
         self._channel: Channel | None = None  # the confirm-mode channel, in state READY
         self.state = State.IDLE
@@ -353,11 +352,14 @@ class ConfirmedPublisher:
         batch.cancelled = True
         if not batch.done.is_set():
             self._queue = deque(entry for entry in self._queue if entry[0] is not batch)
-            for held in (self._inflight, self._nacked):
-                for tag, (owner, index) in list(held.items()):
-                    if owner is batch:
-                        del held[tag]
-                        batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
+            for tag, (owner, index) in self._inflight.unsettled():
+                if owner is batch:
+                    self._inflight.take(tag)
+                    batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
+            for tag, (owner, index) in list(self._nacked.items()):
+                if owner is batch:
+                    del self._nacked[tag]
+                    batch.settle(index, f"no broker confirm within {wait:g}s (sent: it may have been published)")
             for index in batch.unsettled():
                 batch.settle(index, f"no broker confirm within {wait:g}s (not sent)")
             self._suspects = {entry for entry in self._suspects if entry[0] is not batch}
@@ -369,9 +371,9 @@ class ConfirmedPublisher:
         channel = self._channel
         if channel is None:
             return
-        queue, inflight, room = self._queue, self._inflight, self.window - len(self._inflight)
+        queue, room = self._queue, self.window - len(self._inflight)
         publish = channel.basic_publish
-        tag = self._next_tag
+        record = self._inflight.publish
         connection = self._connection
         if connection is not None:
             connection.cork()
@@ -379,13 +381,12 @@ class ConfirmedPublisher:
         try:
             while room > 0 and queue:
                 alone = bool(suspects) and queue[0] in suspects
-                if alone and inflight:
+                if alone and self._inflight:
                     break  # a suspect goes alone: wait for what is in flight
                 entry = queue.popleft()
                 item = entry[0].items[entry[1]]
                 publish(item.exchange, item.routing_key, item.body, item.properties, mandatory=True)
-                inflight[tag] = entry
-                tag += 1
+                record(entry)
                 room -= 1
                 if alone:
                     break
@@ -393,7 +394,6 @@ class ConfirmedPublisher:
             queue.appendleft(entry)
             log.warning("publish interrupted: %s", exc)
         finally:
-            self._next_tag = tag
             if connection is not None:
                 connection.uncork()
 
@@ -425,7 +425,7 @@ class ConfirmedPublisher:
         self._enter(State.READY, "channel in confirm mode")
         self._failed_attempts = 0
         self._channel = channel
-        self._next_tag = 1
+        self._inflight.new_channel()
         self._pump()
 
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
@@ -503,9 +503,8 @@ class ConfirmedPublisher:
             self._requeue_inflight()
             connection.channel(on_open_callback=self._on_channel)
             return
-        for batch, index in self._inflight.values():
+        for _tag, (batch, index) in self._inflight.take_all():
             batch.settle(index, f"channel closed by the broker: {text}")
-        self._inflight.clear()
         if not self._closed:
             connection.channel(on_open_callback=self._on_channel)
 
@@ -516,7 +515,7 @@ class ConfirmedPublisher:
         if len(entries) == 1 and entries[0] in self._suspects:
             batch, index = entries[0]
             self._suspects.discard(entries[0])
-            self._inflight.clear()
+            self._inflight.take_all()
             self._nacked.clear()
             log.warning(
                 "%s: %s refused by the broker (%s); not sent again", self.purpose, batch.items[index].label, reason
@@ -553,17 +552,16 @@ class ConfirmedPublisher:
 
     def _requeue_inflight(self) -> None:
         if self._inflight or self._nacked:
-            unconfirmed = sorted({**self._inflight, **self._nacked}.items())
+            unconfirmed = sorted([*self._inflight.take_all(), *self._nacked.items()], key=lambda pair: pair[0])
             live = [entry for _tag, entry in unconfirmed if not entry[0].cancelled]
             self._queue.extendleft(reversed(live))
-            self._inflight.clear()
             self._nacked.clear()
 
     def _fail_all(self, reason: str) -> None:
         self._suspects.clear()
         for batch, index in [*self._inflight.values(), *self._nacked.values(), *self._queue]:
             batch.settle(index, reason)
-        self._inflight.clear()
+        self._inflight.take_all()
         self._nacked.clear()
         self._queue.clear()
 
@@ -571,19 +569,17 @@ class ConfirmedPublisher:
         method = frame.method
         tag = method.delivery_tag
         nack = isinstance(method, pika.spec.Basic.Nack)
-        inflight = self._inflight
-        tags = covered_tags(inflight, tag, method.multiple)
         if nack and time.monotonic() < self._retry_nacks_until and not self._closed:
-            self._nacked.update((t, inflight.pop(t)) for t in tags)
+            self._nacked.update(self._inflight.settle_tagged(tag, method.multiple))  # sent again on the next channel
             self._recycle_channel()
             return
+        settled = self._inflight.settle(tag, method.multiple)
         suspects = self._suspects
-        for t in tags:
-            entry = inflight.pop(t)
+        for entry in settled:
             entry[0].settle(entry[1], NACKED if nack else None)
             if suspects:
                 suspects.discard(entry)
-        if not nack and tags and self._recycling is None:  # the current channel confirms: healthy
+        if not nack and settled and self._recycling is None:  # the current channel confirms: healthy
             self._nack_rounds = 0
         if self._queue:
             self._pump()

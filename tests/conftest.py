@@ -10,6 +10,15 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from hypothesis import settings
+
+from tests.integration.private_broker import private_broker  # noqa: F401 (a fixture: one node for the session)
+
+# `make test` (CI) runs the property tests on a fixed seed, so a run is repeatable and a landing
+# never hangs on a new random draw; plain pytest and `make unit` explore new inputs each run.
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "explore"))
 
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip("/")
 AMQP_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")

@@ -1,5 +1,7 @@
-"""What the planner and the runtime both do over AMQP, in one place: which delivery tags a
-publisher confirm covers, a queue's depth, and what kind of failure a connection error is.
+"""What the planner and the runtime both do over AMQP, in one place: connection parameters from
+a parsed endpoint, which delivery tags a publisher confirm covers and the ledgers built on it
+(`ConfirmLedger` for a publisher, `TransferLedger` for a transfer that acks each source message
+once its copy is confirmed), a queue's depth, and what kind of failure a connection error is.
 
 A foundation module like `topology.urls`: it imports pika and nothing of the planner, so the
 runtime (`bus_runtime` may import `topology`, never the reverse) uses it without loading the
@@ -9,15 +11,33 @@ error text.
 
 from __future__ import annotations
 
-import socket
 import ssl
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import takewhile
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
+
+from topology.failures import root_cause, socket_failure
+from topology.urls import Endpoint
+
+__all__ = [
+    "ConfirmLedger",
+    "FailureKind",
+    "TransferLedger",
+    "classify_failure",
+    "connection_parameters",
+    "covered_tags",
+    "queue_depth",
+    "root_cause",
+]
+
+T = TypeVar("T")
+BLOCKED_CONNECTION_TIMEOUT = 60.0  # seconds a connection the broker blocked (an alarm) may wait
 
 FailureKind = Literal[
     "refused",  # nothing listens on the port
@@ -41,6 +61,164 @@ def covered_tags(outstanding: Iterable[int], tag: int, multiple: bool) -> list[i
     return [tag] if tag in outstanding else []
 
 
+def connection_parameters(
+    endpoint: Endpoint,
+    vhost: str,
+    *,
+    heartbeat: int,
+    tls: ssl.SSLContext | None = None,
+    connection_name: str | None = None,
+    connect_timeout: float | None = None,
+    blocked_connection_timeout: float = BLOCKED_CONNECTION_TIMEOUT,
+) -> pika.URLParameters:
+    """pika's parameters for one parsed endpoint (`topology.urls`) on `vhost`: the one place both
+    sides turn a URL into a connection. `tls` verifies an `amqps://` endpoint (None: pika's
+    default, the system's CAs); `connection_name` names it in the management UI; `connect_timeout`
+    bounds the TCP, TLS and AMQP handshakes (None: pika's defaults). One attempt per call: the
+    callers' loops decide about the next node and the backoff. A heartbeat or other option in
+    the URL's query is overridden by the arguments: they are the documented knobs."""
+    params = pika.URLParameters(endpoint.url(vhost))
+    if endpoint.uses_tls and tls is not None:
+        params.ssl_options = pika.SSLOptions(tls)
+    params.heartbeat = heartbeat
+    params.connection_attempts = 1
+    params.blocked_connection_timeout = blocked_connection_timeout
+    if connect_timeout is not None:
+        params.socket_timeout = connect_timeout
+        params.stack_timeout = connect_timeout
+    if connection_name:
+        params.client_properties = {"connection_name": connection_name}
+    return params
+
+
+class ConfirmLedger(Generic[T]):
+    """What was published on one confirm-mode channel and is not settled yet, by delivery tag.
+
+    The broker numbers a channel's publishes 1, 2, ... and settles them with `basic.ack` or
+    `basic.nack`, each for one tag or, with `multiple`, every open tag up to it. Pure: the
+    caller publishes and reads the frames; this says what each frame settles, so the runtime's
+    publisher and the planner's mover cannot count differently. Every item is returned by
+    `settle` at most once, whatever the order and overlap of the frames.
+    """
+
+    __slots__ = ("_open", "next_tag")
+
+    def __init__(self) -> None:
+        self._open: dict[int, T] = {}
+        self.next_tag = 1
+
+    def publish(self, item: T) -> int:
+        """Record `item` as published next; returns its delivery tag."""
+        tag = self.next_tag
+        self._open[tag] = item
+        self.next_tag = tag + 1
+        return tag
+
+    def settle(self, tag: int, multiple: bool) -> list[T]:
+        """The items a `basic.ack`/`basic.nack` with this tag settles, in publish order (removed)."""
+        opened = self._open
+        return [opened.pop(t) for t in covered_tags(opened, tag, multiple)]
+
+    def settle_tagged(self, tag: int, multiple: bool) -> list[tuple[int, T]]:
+        """Like `settle`, with each item's tag."""
+        opened = self._open
+        return [(t, opened.pop(t)) for t in covered_tags(opened, tag, multiple)]
+
+    def new_channel(self) -> None:
+        """A fresh channel numbers its publishes from 1 again (take what was open first)."""
+        self.next_tag = 1
+
+    def unsettled(self) -> list[tuple[int, T]]:
+        """The open (tag, item) pairs, in publish order."""
+        return list(self._open.items())
+
+    def take_all(self) -> list[tuple[int, T]]:
+        """Every open (tag, item), in publish order, and forget them (a channel closed: none will
+        be confirmed on it)."""
+        taken = list(self._open.items())
+        self._open.clear()
+        return taken
+
+    def take(self, tag: int) -> T:
+        return self._open.pop(tag)
+
+    def values(self) -> list[T]:
+        return list(self._open.values())
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+
+@dataclass(eq=False)
+class _Held:
+    """A source message held unacked during a transfer, and whether it may be acked."""
+
+    source_tag: int
+    copied: bool  # False: skipped (nothing to publish), ackable at once
+    settled: bool = False  # its copy is confirmed (a refused copy never is: it stays in the source)
+
+
+class TransferLedger:
+    """The bookkeeping of a confirmed transfer: messages taken from a source queue are held
+    unacked, their copies published with confirms, and each source message is acked only once
+    its copy is confirmed. Acks go in delivery order, as one `basic.ack(multiple=True)` for the
+    confirmed prefix: a source message whose copy is not confirmed yet (or was nacked or
+    returned) holds back every later one, so an interruption leaves it, and them, in the source.
+
+    Pure: `copy`/`skip` as messages arrive, `confirm`/`refuse` as the broker answers,
+    `ackable` for the source tag to ack now. Used by the planner's queue mover; the runtime's
+    publisher keeps its copies in a `ConfirmLedger` too.
+    """
+
+    def __init__(self) -> None:
+        self.copies: ConfirmLedger[_Held] = ConfirmLedger()
+        self._held: deque[_Held] = deque()
+        self.moved = 0  # acked sources whose copy was confirmed
+        self.skipped = 0  # acked sources nothing was published for
+
+    def copy(self, source_tag: int) -> int:
+        """A copy of source message `source_tag` is published next; returns its publish tag."""
+        held = _Held(source_tag, copied=True)
+        self._held.append(held)
+        return self.copies.publish(held)
+
+    def skip(self, source_tag: int) -> None:
+        """Source message `source_tag` needs no copy (e.g. a duplicate): ack it in its turn."""
+        self._held.append(_Held(source_tag, copied=False, settled=True))
+
+    def confirm(self, tag: int, multiple: bool) -> None:
+        """The broker acked the copies up to `tag` (`multiple`) or `tag` alone."""
+        for held in self.copies.settle(tag, multiple):
+            held.settled = True
+
+    def refuse(self, tag: int, multiple: bool) -> list[int]:
+        """The broker nacked (or could not route) these copies: their source messages are never
+        acked here (they stay in the source). Returns their source tags."""
+        return [held.source_tag for held in self.copies.settle(tag, multiple)]
+
+    def ackable(self) -> int | None:
+        """The highest source tag to ack now with `multiple=True` (None: nothing new): the
+        source messages in delivery order up to the first one still waiting for its copy."""
+        last = None
+        held = self._held
+        while held and held[0].settled:
+            done = held.popleft()
+            last = done.source_tag
+            if done.copied:
+                self.moved += 1
+            else:
+                self.skipped += 1
+        return last
+
+    @property
+    def pending(self) -> int:
+        """Source messages held and not acked yet."""
+        return len(self._held)
+
+
 def queue_depth(channel: BlockingChannel, queue: str) -> int | None:
     """Ready messages in `queue` now, by a passive declare (the management API's counts lag by
     seconds); None when the queue does not exist (the 404 closes `channel`)."""
@@ -50,23 +228,6 @@ def queue_depth(channel: BlockingChannel, queue: str) -> int | None:
         if exc.reply_code == 404:
             return None
         raise
-
-
-def root_cause(error: BaseException) -> BaseException:
-    """The innermost exception under pika's wrappers (`AMQPConnectionError(
-    AMQPConnectionWorkflowFailed(... ConnectionRefusedError(111, ...)))`)."""
-    current = error
-    for _ in range(10):
-        wrapped = getattr(current, "exception", None)  # pika's AMQPConnectorWrappedError
-        inner = (
-            list(getattr(current, "exceptions", None) or [])[-1:]
-            or ([wrapped] if isinstance(wrapped, BaseException) else [])
-            or [arg for arg in current.args if isinstance(arg, BaseException)]
-        )
-        if not inner:
-            break
-        current = inner[0]
-    return current
 
 
 def classify_failure(error: BaseException) -> FailureKind:
@@ -80,14 +241,10 @@ def classify_failure(error: BaseException) -> FailureKind:
         (pika.exceptions.ProbableAuthenticationError, "login"),
         (pika.exceptions.ProbableAccessDeniedError, "access"),
         (pika.exceptions.ConnectionClosedByBroker, "closed by broker"),
-        (ConnectionRefusedError, "refused"),
-        (socket.gaierror, "unknown host"),
-        (ssl.SSLCertVerificationError, "tls verify"),
-        (ssl.SSLError, "tls"),
-        ((TimeoutError, socket.timeout, AMQPConnectorStackTimeout), "timeout"),
+        (AMQPConnectorStackTimeout, "timeout"),
         ((pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError), "handshake"),
     )
     for types, kind in kinds:
         if isinstance(cause, types):
             return kind
-    return "other"
+    return socket_failure(cause) or "other"

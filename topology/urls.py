@@ -21,6 +21,7 @@ from topology.errors import RabbitformError
 
 Kind = Literal["management", "amqp"]
 SCHEMES: dict[Kind, tuple[str, ...]] = {"management": ("http", "https"), "amqp": ("amqp", "amqps")}
+MANAGEMENT_URL_ENV = "RABBITMQ_MANAGEMENT_URL"  # the management API's URL(s) when no flag names them
 DEFAULT_PORTS = {"http": 15672, "https": 15671, "amqp": 5672, "amqps": 5671}
 ENCODE_HINT = "percent-encode '#', '/', '@' in a user or password as %23, %2F, %40"
 _HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")

@@ -17,6 +17,7 @@ from typing import Any
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import DEFAULT_PREFETCH, RabbitMqEventConsumer
+from bus_runtime.consumer_connection import State
 from bus_runtime.subscriber import EventSubscriber, Handler, Subscription, SubscriptionGuard
 from topology import naming
 from topology.naming import DEFAULT_LAYOUT, Layout
@@ -113,6 +114,19 @@ class AsyncRabbitMqEventConsumer:
     @property
     def is_running(self) -> bool:
         return self._consumer.is_running
+
+    @property
+    def state(self) -> State:
+        """The threaded consumer's connection state: the asyncio face has no lifecycle of its own."""
+        return self._consumer.state
+
+    @property
+    def transitions(self) -> list[tuple[State, State, str]]:
+        return self._consumer.transitions
+
+    @property
+    def illegal_transitions(self) -> list[tuple[State, State, str]]:
+        return self._consumer.illegal_transitions
 
     async def start(self) -> None:
         """Connect, check every queue, start consuming; async handlers run on the calling loop.

@@ -316,6 +316,6 @@ def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
 def _limit(value: str | None, default: int = 100, most: int = MAX_MESSAGES) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
         raise ConsoleError(400, f"limit must be a whole number from 1 to {most}")
     return int(value)

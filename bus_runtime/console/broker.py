@@ -24,7 +24,7 @@ from bus_runtime.deadletters.amqp import AmqpTransport
 from bus_runtime.deadletters.api import DeadLetterQueues
 from bus_runtime.deadletters.model import DeadLetter, Selection
 from bus_runtime.deadletters.targets import Target, resolve, targets_of
-from bus_runtime.errors import BrokerUnavailable, BusError
+from bus_runtime.errors import BrokerRefused, BrokerUnavailable, BusError
 from topology.broker.management import (
     AuthenticationFailed,
     BrokerServerError,
@@ -121,11 +121,10 @@ def _translated(*secrets: str) -> Iterator[None]:
         raise ConsoleError(401, mask_text(str(exc), secrets)) from None
     except PermissionDenied as exc:
         raise ConsoleError(403, mask_text(str(exc), secrets)) from None
-    except (BrokerUnreachable, BrokerTimeout, BrokerServerError, BrokerUnavailable) as exc:
-        text = mask_text(str(exc), secrets)
-        if "ACCESS_REFUSED" in text or "access refused" in text.lower() or "not_allowed" in text.lower():
-            raise ConsoleError(403, text) from None
-        raise ConsoleError(503, text) from None
+    except BrokerUnavailable as exc:  # a refused login or vhost is the user's permissions, not an outage
+        raise ConsoleError(403 if exc.kind in ("login", "access") else 503, mask_text(str(exc), secrets)) from None
+    except (BrokerUnreachable, BrokerTimeout, BrokerServerError) as exc:
+        raise ConsoleError(503, mask_text(str(exc), secrets)) from None
     except ManagementError as exc:
         raise ConsoleError(getattr(exc, "status", 502) or 502, mask_text(str(exc), secrets)) from None
     except pika.exceptions.ChannelClosedByBroker as exc:
@@ -133,9 +132,10 @@ def _translated(*secrets: str) -> Iterator[None]:
         raise ConsoleError(status, f"the broker refused: {exc.reply_text}") from None
     except (pika.exceptions.AMQPError, OSError) as exc:
         raise ConsoleError(503, mask_text(f"the broker connection failed: {exc!r}", secrets)) from None
+    except BrokerRefused as exc:
+        raise ConsoleError(403 if exc.reply_code == 403 else 409, mask_text(str(exc), secrets)) from None
     except BusError as exc:
-        text = mask_text(str(exc), secrets)
-        raise ConsoleError(403 if "ACCESS_REFUSED" in text else 409, text) from None
+        raise ConsoleError(409, mask_text(str(exc), secrets)) from None
     except RabbitformError as exc:
         raise ConsoleError(404 if "no subscriber" in str(exc) else 400, mask_text(str(exc), secrets)) from None
 

@@ -18,10 +18,10 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.deadletters.ops import Raw
-from bus_runtime.errors import BrokerUnavailable, BusError
+from bus_runtime.errors import BrokerRefused, BrokerUnavailable, BusError
 from bus_runtime.iothread import describe_error
 from bus_runtime.publisher import ConfirmedPublisher, Outgoing
-from topology.amqp import queue_depth
+from topology.amqp import classify_failure, queue_depth
 
 DEFAULT_EXCHANGE = ""
 IDLE_TIMEOUT = 5.0  # seconds without a delivery before a read stops short (someone else took them)
@@ -36,7 +36,9 @@ class AmqpTransport:
         try:
             self._connection = pika.BlockingConnection(connector.parameters("dead-letters"))
         except pika.exceptions.AMQPError as exc:
-            raise BrokerUnavailable(f"cannot connect to {connector.safe_url}: {describe_error(exc)}") from None
+            raise BrokerUnavailable(
+                f"cannot connect to {connector.safe_url}: {describe_error(exc)}", classify_failure(exc)
+            ) from None
         self._channel: BlockingChannel | None = None
         self._held_queue = ""
         self._held: set[int] = set()
@@ -61,7 +63,7 @@ class AmqpTransport:
         try:
             depth = queue_depth(channel, queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            raise BusError(f"cannot read queue {queue}: {exc.reply_text}") from None
+            raise BrokerRefused(f"cannot read queue {queue}: {exc.reply_text}", exc.reply_code) from None
         finally:
             if channel.is_open:
                 channel.close()

@@ -15,7 +15,7 @@ import requests
 
 from tests.cluster.support import AUTH, Cluster, create_vhost, delete_vhost
 from tests.conftest import MANAGEMENT_URL, delete_ownership_records
-from tests.integration.private_broker import PrivateBroker, private_broker  # noqa: F401 (a fixture)
+from tests.integration.private_broker import PrivateBroker
 from topology.cli.main import main
 from topology.state.lock import lock_queue
 
@@ -110,7 +110,7 @@ def test_the_lock_is_taken_on_the_cluster_not_on_the_broker_at_5672(
 @pytest.mark.parametrize("which", ["shared", "private"])
 def test_an_amqp_url_of_another_broker_is_refused_before_any_change(
     cluster: Cluster,
-    private_broker: PrivateBroker,  # noqa: F811 (the fixture imported above)
+    private_broker: PrivateBroker,
     which: str,
     new_vhost: str,
     tmp_path: Path,
@@ -132,3 +132,40 @@ def test_an_amqp_url_of_another_node_of_the_same_cluster_is_accepted(
     assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--amqp-url", rf3, "--auto-approve"]) == 0
     assert main(["destroy", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
     assert "Destroy complete: 10 destroyed" in capsys.readouterr().out
+
+
+def test_the_planner_takes_the_runtimes_rabbitmq_url_and_verifies_it(
+    cluster: Cluster,
+    new_vhost: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One way to name the broker for both sides: `$RABBITMQ_URL` (here with a service account the
+    broker does not know: the planner connects as its management user, to the URL's node)."""
+    spec = _spec(tmp_path, new_vhost)
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://app:app-pw@127.0.0.1:5672/%2F")  # the shared broker: another one
+    assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: $RABBITMQ_URL amqp://127.0.0.1:5672 reaches broker")
+    assert "app-pw" not in err[0] and not _exists(cluster.management_urls[1], new_vhost)
+    monkeypatch.setenv("RABBITMQ_URL", f"amqp://app:app-pw@127.0.0.1:5683/{new_vhost}")  # rf3: same cluster
+    assert main(["apply", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
+    assert main(["destroy", spec, "--management-url", "http://127.0.0.1:15682", "--auto-approve"]) == 0
+    assert "Destroy complete: 10 destroyed" in capsys.readouterr().out
+
+
+def test_a_lock_taken_through_another_node_is_shown_by_this_nodes_management_api(
+    cluster: Cluster, new_vhost: str
+) -> None:
+    """A different node of the same cluster is the same broker: the lock's check accepts it."""
+    from topology.broker.management import ManagementClient
+    from topology.state.lock import BrokerLock
+
+    create_vhost(new_vhost, cluster.management_urls[1])
+    client = ManagementClient.from_env(cluster.management_urls[1])  # rf2's management API
+    try:
+        with BrokerLock(client, new_vhost, "acme", "apply", amqp_url=cluster.amqp_urls[2](new_vhost)) as lock:  # rf3
+            lock.ensure_held("apply")
+    finally:
+        client.close()

@@ -197,8 +197,9 @@ class PrivateBroker:
                 raise RuntimeError(f"{self.node} did not listen on {self.port} (logs: {self.base / 'log'})")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        """SIGTERM to the node's own VM (by the pid it wrote), SIGKILL if it lingers."""
+    def stop(self, graceful: bool = True) -> None:
+        """SIGTERM to the node's own VM (by the pid it wrote), SIGKILL if it lingers; without
+        `graceful`, SIGKILL at once (a throwaway node whose directory goes next)."""
         pid_file = self.base / "node.pid"
         text = pid_file.read_text().strip() if pid_file.exists() else ""
         if not text.isdigit():
@@ -211,7 +212,7 @@ class PrivateBroker:
         if not any(b"beam" in arg for arg in cmdline[:1]) or str(self.base).encode() not in cmdline:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
             deadline = time.monotonic() + 30.0
             while time.monotonic() < deadline:
                 os.kill(pid, 0)
@@ -236,7 +237,7 @@ def running(broker: PrivateBroker) -> Iterator[PrivateBroker]:
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.stop(graceful=False)
         shutil.rmtree(broker.base, ignore_errors=True)
 
 

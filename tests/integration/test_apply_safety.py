@@ -13,7 +13,9 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, USER, delete_ownership_records
+from tests.integration.live_support import MAIN, publish
 from tests.integration.support import wait_for
+from tests.integration.test_plan_apply import holding_one_unacked
 from tests.integration.test_plan_apply_cli import _Terminal, broker, write_spec  # noqa: F401 (a fixture)
 from topology.broker.management import ManagementClient
 from topology.cli.main import main
@@ -90,3 +92,21 @@ def test_destroy_of_a_spec_never_applied_says_so(
     out = capsys.readouterr().out
     assert f"spec 'alice' had no ownership record on vhost {vhost!r} (never applied there)" in out
     assert "removed the ownership record" not in out
+
+
+def test_destroy_refuses_a_queue_whose_consumer_holds_a_message_unacknowledged(
+    broker: ManagementClient,  # noqa: F811
+    vhost: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The queue has no ready message (AMQP sees it empty, so would `if-empty`): the management
+    API's unacknowledged count keeps it, without --allow-data-loss."""
+    spec = write_spec(tmp_path / "spec.yaml", vhost)
+    assert main(["apply", spec, "--auto-approve"]) == 0
+    publish(broker, vhost, MAIN, 1)
+    with holding_one_unacked(broker, vhost, MAIN):
+        assert main(["destroy", spec, "--auto-approve"]) == 1
+        assert broker.get("queues", vhost, MAIN, missing_ok=True) is not None
+    out = capsys.readouterr().out
+    assert f"queue {MAIN} holds 1 message: deleting it loses them" in out

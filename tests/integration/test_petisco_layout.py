@@ -47,7 +47,7 @@ def organization(management_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """A unique organization in vhost "/"; afterwards its objects and the store queues are deleted."""
     monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", management_url)
     for key, value in {"RABBITMQ_HOST": AMQP_HOST, "RABBITMQ_PORT": str(AMQP_PORT)}.items():
-        os.environ.setdefault(key, value)  # petisco's connector reads these once, for the process
+        monkeypatch.setenv(key, os.environ.get(key, value))  # petisco's singleton connector reads them once
     name = f"{TEST_PREFIX}{uuid.uuid4().hex[:10]}"
     _forget_test_records(management_url)  # a run killed before its clean-up left its record behind
     try:

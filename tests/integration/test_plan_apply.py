@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
+import pika
 import pytest
 
+from tests.conftest import AMQP_HOST, AMQP_PORT, PASSWORD, USER
 from tests.integration.live_support import AUDIT, DEAD, MAIN, RETRY, client, make_spec, publish, wait_for_messages
+from tests.integration.support import wait_for
 from topology.apply.executor import ApplyError, execute
 from topology.apply.live import StalePlanError, apply_plan, check_fresh, converge, plan_live
 from topology.broker.management import ManagementClient
@@ -16,6 +21,8 @@ from topology.compile.objects import Binding
 from topology.plan.model import Plan
 from topology.plan.saved import SavedPlan
 from topology.progress import Silent
+
+AMQP_URL = f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}"
 
 
 @pytest.fixture
@@ -124,6 +131,44 @@ def test_a_queue_holding_messages_is_only_deleted_with_allow_data_loss(broker: M
     assert not allowed.errors and "allowed by --allow-data-loss" in allowed.warnings[0]
     converge(removed, broker, allowed)
     assert MAIN not in queue_names(broker, vhost)
+
+
+@contextlib.contextmanager
+def holding_one_unacked(broker: ManagementClient, vhost: str, queue: str) -> Iterator[None]:
+    """A consumer that receives one message of `queue` and holds it unacknowledged: the queue has
+    no ready message, so a passive declare (and `if-empty`) sees it empty."""
+    connection = pika.BlockingConnection(pika.URLParameters(f"{AMQP_URL}/{quote(vhost, safe='')}"))
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
+        delivered: list[bytes] = []
+        channel.basic_consume(queue, lambda _ch, _method, _props, body: delivered.append(body))
+        while not delivered:
+            connection.process_data_events(time_limit=0.1)
+
+        def counted() -> bool:
+            row = broker.get("queues", vhost, queue, params={"columns": "name,messages_unacknowledged"})
+            return int(row.get("messages_unacknowledged") or 0) == 1
+
+        wait_for(counted, f"the management API to count the unacknowledged message of {queue}", timeout=20.0)
+        yield
+    finally:
+        connection.close()  # the broker requeues the message
+
+
+def test_a_message_a_consumer_holds_unacknowledged_stops_the_apply(broker: ManagementClient, vhost: str) -> None:
+    """AMQP counts ready messages only: the unacknowledged come from the management API."""
+    converge(make_spec(vhost), broker)
+    plan = plan_live(make_spec(vhost, send_mail=False), broker)  # MAIN is empty: planned for deletion
+    assert not plan.errors and ("delete", "queue", MAIN) in changes(plan)
+    publish(broker, vhost, MAIN, 1)
+    with holding_one_unacked(broker, vhost, MAIN):
+        with pytest.raises(
+            ApplyError,
+            match=rf"queue {MAIN} \(1 unacknowledged by a consumer\) on vhost .* now holds messages.*nothing was changed",
+        ):
+            apply_plan(plan, broker)
+        assert MAIN in queue_names(broker, vhost)
 
 
 def test_if_empty_protects_messages_that_arrive_after_the_plan(broker: ManagementClient, vhost: str) -> None:

@@ -21,7 +21,7 @@ from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.errors import PublishError
 from bus_runtime.publisher import NACKED
 from bus_runtime.subscriber import EventSubscriber
-from tests.integration.private_broker import PrivateBroker, private_broker  # noqa: F401 (a fixture)
+from tests.integration.private_broker import PrivateBroker
 from tests.integration.runtime_support import ORG, SERVICE, UserCreated, connector, force_close, subscribers_spec
 from tests.integration.support import import_topology, wait_for
 
@@ -31,7 +31,7 @@ CAPACITY = 2500
 
 
 @pytest.fixture
-def fault_vhost(private_broker: PrivateBroker) -> Iterator[str]:  # noqa: F811 (the fixture above)
+def fault_vhost(private_broker: PrivateBroker) -> Iterator[str]:
     """A vhost of the test's own on the private broker."""
     name = private_broker.new_vhost()
     try:
@@ -73,7 +73,7 @@ def drain(amqp_url: str, queue: str) -> list[str]:
 
 
 def test_publish_error_lists_every_message_not_confirmed_with_its_reason(
-    private_broker: PrivateBroker,  # noqa: F811
+    private_broker: PrivateBroker,
     fault_vhost: str,
 ) -> None:
     """One publish of 10,000 with a 0.3 s timeout into a queue that takes 2,500 and nacks the rest:
@@ -132,7 +132,7 @@ def memory_alarm(broker: PrivateBroker) -> Iterator[None]:
 
 
 def test_a_consumer_keeps_acking_during_a_memory_alarm_while_its_retry_copy_waits(
-    private_broker: PrivateBroker,  # noqa: F811
+    private_broker: PrivateBroker,
     fault_vhost: str,
 ) -> None:
     """The first message fails, so its retry copy is published while the alarm blocks
@@ -182,7 +182,7 @@ def test_a_consumer_keeps_acking_during_a_memory_alarm_while_its_retry_copy_wait
 
 
 def test_the_reconnect_log_names_why_the_consumer_connection_was_lost(
-    private_broker: PrivateBroker,  # noqa: F811
+    private_broker: PrivateBroker,
     fault_vhost: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

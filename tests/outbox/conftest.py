@@ -18,8 +18,6 @@ pytest.importorskip("psycopg")
 import psycopg
 from sqlalchemy import Engine
 
-from tests.integration.private_broker import private_broker  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "postgresql://postgres@127.0.0.1:{port}/postgres"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bus_runtime.console.app import ConsoleApp
@@ -110,6 +110,7 @@ def test_changes_answer_a_result_or_a_json_error(tmp_path: Path, action: str, bo
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.dictionaries(st.sampled_from(["subscriber", "error_type", "limit"]), st.text(max_size=12)))
+@example(query={"limit": "\u00b2"})  # a digit to str.isdigit, not to int()
 def test_reads_answer_a_result_or_a_json_error(tmp_path: Path, query: dict[str, str]) -> None:
     app, cookie, _csrf = make_app(tmp_path)
     for path in ("/api/dead-letters/messages", "/api/audit", "/api/status", "/api/dead-letters"):

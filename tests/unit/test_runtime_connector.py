@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bus_runtime.connector import RabbitMqConnector
+from topology.urls import UrlError
 
 
 def test_default_url_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +58,12 @@ def test_several_urls_are_one_cluster() -> None:
     assert ports == [5681, 5682, 5683, 5681]  # a reconnect loop rotates through the nodes
     moved = connector.with_vhost("a/b")
     assert [moved.parameters("", i).virtual_host for i in range(3)] == ["a/b"] * 3
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "1.5", "-3", "ten"])
+def test_a_heartbeat_from_the_environment_that_is_not_ascii_digits_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("RABBITMQ_HEARTBEAT", text)
+    with pytest.raises(UrlError, match="RABBITMQ_HEARTBEAT"):
+        RabbitMqConnector("amqp://127.0.0.1/%2F")

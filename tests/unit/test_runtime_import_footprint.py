@@ -40,6 +40,7 @@ PLAIN_IMPORT = [
     "topology",
     "topology.amqp",
     "topology.errors",
+    "topology.failures",
     "topology.naming",
     "topology.tls",
     "topology.urls",

@@ -7,8 +7,11 @@ import http.client
 import ssl
 from pathlib import Path
 
+import pika.exceptions
 import pytest
 import requests
+import urllib3
+from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed, AMQPConnectorSocketConnectError
 from urllib3.exceptions import ProtocolError
 
 from bus_runtime.connector import RabbitMqConnector, _connect_failed
@@ -61,19 +64,37 @@ def test_the_management_client_reads_the_ca_from_the_environment(ca: str) -> Non
     assert insecure._verify is False  # --insecure needs no CA, and reads none
 
 
+def ssl_failure(reason: str, text: str, verify_message: str | None = None) -> requests.exceptions.SSLError:
+    """As requests raises a TLS failure: OpenSSL's error (typed, with its reason code) under
+    urllib3's and requests' wrappers; the classification reads the types, not this text."""
+    error: ssl.SSLError
+    if verify_message is not None:
+        error = ssl.SSLCertVerificationError(1, text)
+        error.verify_message = verify_message
+    else:
+        error = ssl.SSLError(1, text)
+    error.reason = reason
+    return requests.exceptions.SSLError(
+        urllib3.exceptions.MaxRetryError(urllib3.HTTPConnectionPool("h"), "/", urllib3.exceptions.SSLError(error))
+    )
+
+
+VERIFY_ERROR = ssl_failure("CERTIFICATE_VERIFY_FAILED", VERIFY_FAILED, "self-signed certificate in certificate chain")
+
+
 def test_each_tls_failure_of_the_management_api_says_what_to_do(ca: str) -> None:
     plain = ManagementClient("https://h:15671")
-    message = plain._tls_message(Exception(VERIFY_FAILED))
+    message = plain._tls_message(VERIFY_ERROR)
     assert message.startswith("TLS verification failed for https://h:15671 (certificate verify failed: self-signed")
     assert message.endswith(f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}; --insecure skips verification)")
-    message = ManagementClient("https://h:15671", ca_cert=ca)._tls_message(Exception(VERIFY_FAILED))
+    message = ManagementClient("https://h:15671", ca_cert=ca)._tls_message(VERIFY_ERROR)
     assert f"with the CA bundle {ca}; check that this CA signed" in message
-    message = plain._tls_message(Exception("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"))
+    message = plain._tls_message(ssl_failure("WRONG_VERSION_NUMBER", "[SSL: WRONG_VERSION_NUMBER] (_ssl.c:1006)"))
     assert message == (
         "TLS handshake with https://h:15671 failed (wrong version number): this port does not speak TLS; "
         "use http://h:15671 if it serves plain HTTP, else the management HTTPS port (15671 by default)"
     )
-    message = plain._tls_message(Exception("[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_"))
+    message = plain._tls_message(ssl_failure("SSLV3_ALERT_HANDSHAKE_FAILURE", "[SSL] (_ssl.c:1006)"))
     assert "failed (sslv3 alert handshake failure); check that this port serves HTTPS" in message
     assert "--insecure" not in message
 
@@ -115,6 +136,10 @@ def test_the_connector_verifies_amqps_with_its_ca(ca: str, monkeypatch: pytest.M
 def test_the_connectors_tls_failures_say_what_to_do() -> None:
     where = "amqps://u:***@h:5671/v"
     error = ssl.SSLCertVerificationError(1, VERIFY_FAILED)
+    error.verify_message = "self-signed certificate in certificate chain"  # as ssl sets it
+    assert "(certificate verify failed: self-signed certificate in certificate chain)" in _connect_failed(
+        where, 3, error
+    )
     assert _connect_failed(where, 3, error).endswith(
         f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
     )
@@ -122,6 +147,7 @@ def test_the_connectors_tls_failures_say_what_to_do() -> None:
     mismatch_text = "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.1'. (_"
     mismatch = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {mismatch_text}")
     mismatch.verify_code = 64  # as ssl sets it: X509_V_ERR_IP_ADDRESS_MISMATCH (classified by it, not by text)
+    mismatch.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.1'."
     assert _connect_failed(where, 3, mismatch).endswith("connect by a host name the certificate lists")
     wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
     wrong.reason = "WRONG_VERSION_NUMBER"  # as ssl sets it
@@ -153,4 +179,11 @@ def test_the_locks_tls_failures_say_what_to_do() -> None:
         "TLS handshake failed: WRONG_VERSION_NUMBER",
         "check that --amqp-url is amqps:// only on a TLS port",
     )
-    assert connect_failure(ConnectionRefusedError(111, "refused"), None)[1].startswith("pass --amqp-url")
+    why, fix = connect_failure(ConnectionRefusedError(111, "any text"), None)
+    assert why == "connection refused" and fix.endswith(
+        "pass --amqp-url (or set RABBITMQ_URL) naming the broker's AMQP endpoint"
+    )
+    wrapped = pika.exceptions.AMQPConnectionError(
+        AMQPConnectionWorkflowFailed([AMQPConnectorSocketConnectError(error)])
+    )
+    assert connect_failure(wrapped, None)[0] == "TLS verification failed: self-signed certificate in certificate chain"

@@ -131,7 +131,7 @@ def _parse_queue(rest: str, layout: Layout) -> tuple[str, int, MessageKind, str,
     message = ".".join(parts[3:-1])
     if not naming.SERVICE_PATTERN.match(service):
         return f"{service!r} is not a service name"
-    if not version.isdigit() or str(int(version)) != version or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or str(int(version)) != version or int(version) < 1:
         return f"{version!r} is not a version (an integer >= 1)"
     if kind not in naming.MESSAGE_KINDS:
         return f"{kind!r} is neither 'event' nor 'command'"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from topology import naming
-from topology.amqp import queue_depth
+from topology.amqp import TransferLedger, connection_parameters, queue_depth
 from topology.broker.amqp_endpoint import resolve_amqp
 from topology.broker.management import ManagementClient, RequestRejected
 from topology.compile.definitions import normalise_queue_arguments
@@ -54,18 +53,16 @@ class MoveError(RabbitformError):
     """A move could not go on; what was moved stays moved, and the next apply resumes it."""
 
 
-def amqp_parameters(client: ManagementClient, vhost: str, amqp_url: str | None = None) -> pika.ConnectionParameters:
+def amqp_parameters(
+    client: ManagementClient, vhost: str, amqp_url: str | None = None, connection_name: str | None = None
+) -> pika.ConnectionParameters:
     """AMQP connection parameters for the broker behind `client`, on `vhost`: `amqp_url` (its vhost
     replaced), else the endpoint `resolve_amqp` finds through the management API (verified when the
     environment names one). An `amqps://` URL is verified as the management API is: its CA
     bundle, or not with --insecure."""
     endpoint = parse_urls(amqp_url or resolve_amqp(client, None), "amqp", "--amqp-url")[0]
-    params = pika.URLParameters(endpoint.url(vhost))
-    if endpoint.uses_tls:
-        params.ssl_options = pika.SSLOptions(client_context(client.ca_cert, client.insecure))
-    params.heartbeat = 30
-    params.blocked_connection_timeout = 60
-    return params
+    tls = client_context(client.ca_cert, client.insecure) if endpoint.uses_tls else None
+    return connection_parameters(endpoint, vhost, heartbeat=30, tls=tls, connection_name=connection_name)
 
 
 @dataclass
@@ -95,13 +92,8 @@ class _Transfer:
         self.seen = seen
         self.progress = progress
         self.received = 0
-        self.moved = 0
-        self.skipped = 0
         self.error: str | None = None
-        self._published = 0
-        self._confirmed_upto = 0
-        self._confirmed: set[int] = set()
-        self._pending: deque[tuple[int | None, int]] = deque()  # (publish seq or None if skipped, delivery tag)
+        self._ledger = TransferLedger()  # which originals may be acked: their copies are confirmed
         self._channel: Channel | None = None
         self._consumer_tag: str | None = None
         self._cancelled = False
@@ -150,14 +142,12 @@ class _Transfer:
         self.received += 1
         message_id = properties.message_id
         if message_id and message_id in self.seen:
-            self.skipped += 1
-            self._pending.append((None, tag))
+            self._ledger.skip(tag)
         else:
             if message_id:
                 self.seen.add(message_id)
             channel.basic_publish("", self.destination, body, properties, mandatory=True)
-            self._published += 1
-            self._pending.append((self._published, tag))
+            self._ledger.copy(tag)
         self._release()
         if self.received >= self.limit:
             self._cancel()
@@ -165,24 +155,23 @@ class _Transfer:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         if isinstance(method, Basic.Nack):
+            self._ledger.refuse(method.delivery_tag, method.multiple)  # its original stays in the source
             self._fail(f"the broker refused a message moved into {self.destination} (basic.nack)")
             return
-        if method.multiple:
-            self._confirmed_upto = max(self._confirmed_upto, method.delivery_tag)
-        else:
-            self._confirmed.add(method.delivery_tag)
-        while self._confirmed_upto + 1 in self._confirmed:
-            self._confirmed_upto += 1
-            self._confirmed.discard(self._confirmed_upto)
+        self._ledger.confirm(method.delivery_tag, method.multiple)
         self._release()
+
+    @property
+    def moved(self) -> int:
+        return self._ledger.moved
+
+    @property
+    def skipped(self) -> int:
+        return self._ledger.skipped
 
     def _release(self) -> None:
         """Ack, in delivery order, every original whose copy is confirmed (or that was skipped)."""
-        last = None
-        while self._pending and (self._pending[0][0] is None or self._pending[0][0] <= self._confirmed_upto):
-            seq, last = self._pending.popleft()
-            if seq is not None:
-                self.moved += 1
+        last = self._ledger.ackable()
         if last is not None and self._channel is not None and self._channel.is_open:
             self._channel.basic_ack(last, multiple=True)
             if self.progress is not None:
@@ -196,13 +185,13 @@ class _Transfer:
         """The source may hold fewer messages than counted (a consumer took some): stop when it is empty."""
         if self._channel is None or not self._channel.is_open or self._connection is None:
             return
-        if not self._pending and time.monotonic() - self._last_activity >= IDLE_CHECK_SECONDS:
+        if not self._ledger.pending and time.monotonic() - self._last_activity >= IDLE_CHECK_SECONDS:
             self._channel.queue_declare(self.source, passive=True, callback=self._on_count)
         else:
             self._connection.ioloop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
 
     def _on_count(self, frame: Any) -> None:
-        if frame.method.message_count == 0 and not self._pending:
+        if frame.method.message_count == 0 and not self._ledger.pending:
             self.limit = self.received
             self._cancel()
         elif self._connection is not None:
@@ -216,12 +205,12 @@ class _Transfer:
         self._channel.basic_cancel(self._consumer_tag, callback=lambda _f: self._maybe_finish())
 
     def _maybe_finish(self) -> None:
-        done = self._cancelled and self.received >= self.limit and not self._pending
+        done = self._cancelled and self.received >= self.limit and not self._ledger.pending
         if done and self._connection is not None and self._connection.is_open:
             self._connection.close()
 
     def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
-        if self.error is None and not (self._cancelled and not self._pending):
+        if self.error is None and not (self._cancelled and not self._ledger.pending):
             self.error = f"the AMQP channel closed while moving {self.source} -> {self.destination}: {reason}"
         if self._connection is not None and self._connection.is_open:
             self._connection.close()

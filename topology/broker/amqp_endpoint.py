@@ -7,7 +7,8 @@ cluster node's own port (and a vhost of the same name existed on the other broke
 answered and every running node's listeners; the planner connects to that node's `amqp`
 listener (`amqp/ssl` when the management URL is https) on the management URL's host.
 
-An endpoint given explicitly (`--amqp-url`, `$RABBITMQ_HOST`/`$RABBITMQ_PORT`) is verified
+An endpoint given explicitly (`--amqp-url`, else `$RABBITMQ_URL` as the runtime reads it, else
+the deprecated `$RABBITMQ_HOST`/`$RABBITMQ_PORT`: docs/connections.md) is verified
 before anything changes: the AMQP handshake's first frame (`connection.start`, sent before
 any authentication, so it works on a vhost that does not exist yet) carries the broker's
 `cluster_name`, which must be the cluster name the management API reports. A node without an
@@ -19,9 +20,11 @@ AMQP side may name any of the cluster's nodes (`same_broker`).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,8 +36,13 @@ from topology.urls import Endpoint, mask, parse_urls
 
 OVERVIEW_COLUMNS = "cluster_name,node,listeners"
 PROBE_TIMEOUT_S = 5.0
-HOST_ENV = "RABBITMQ_HOST"
+URL_ENV = "RABBITMQ_URL"  # the runtime's variable (bus_runtime.connector): one name for the broker
+HOST_ENV = "RABBITMQ_HOST"  # deprecated for the planner (petisco's names): RABBITMQ_URL says it all
 PORT_ENV = "RABBITMQ_PORT"
+HOST_PORT_DEPRECATED = (
+    f"${HOST_ENV}/${PORT_ENV} are deprecated for naming the planner's AMQP endpoint: set ${URL_ENV} "
+    "(as the runtime reads it) or pass --amqp-url"
+)
 _PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
@@ -121,13 +129,20 @@ def discover(client: ManagementClient, identity: BrokerIdentity) -> Endpoint:
 def explicit_endpoint(
     client: ManagementClient, amqp_url: str | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Endpoint, str] | None:
-    """An AMQP endpoint the user named: `amqp_url`, else `$RABBITMQ_HOST`/`$RABBITMQ_PORT`; with the
-    management client's credentials when it names none. None when nothing was named."""
+    """An AMQP endpoint the user named: `amqp_url` (with the management client's credentials when
+    it names none), else the first node of `$RABBITMQ_URL` (its host, port and TLS; the planner
+    acts as the management user, not as the service whose credentials that URL carries), else the
+    deprecated `$RABBITMQ_HOST`/`$RABBITMQ_PORT` (with a warning). None when nothing was named."""
     env = os.environ if environ is None else environ
     if amqp_url:
         endpoint = parse_urls(amqp_url, "amqp", "--amqp-url")[0]
         source = "--amqp-url"
+    elif env.get(URL_ENV):
+        named = parse_urls(env[URL_ENV], "amqp", f"${URL_ENV}")[0]
+        endpoint = Endpoint(named.scheme, named.host, named.port, client.user, client.password)
+        source = f"${URL_ENV}"
     elif env.get(HOST_ENV) or env.get(PORT_ENV):
+        warn_host_port_deprecated()
         port_text = env.get(PORT_ENV) or "5672"
         host = env.get(HOST_ENV) or client.active_endpoint.host
         text = f"amqp://[{host}]:{port_text}" if ":" in host else f"amqp://{host}:{port_text}"
@@ -138,6 +153,12 @@ def explicit_endpoint(
     if endpoint.username is None:
         endpoint = replace(endpoint, username=client.user, password=client.password)
     return endpoint, source
+
+
+@functools.cache
+def warn_host_port_deprecated() -> None:
+    """One line on stderr, once per process (a long-lived caller resolves many times)."""
+    print(f"warning: {HOST_PORT_DEPRECATED}", file=sys.stderr)
 
 
 def probe_cluster_name(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,13 +31,14 @@ from urllib.parse import quote
 import requests
 
 from topology.errors import RabbitformError
+from topology.failures import root_cause, socket_failure, tls_verify_message, wrong_tls_version
 from topology.tls import CA_CERT_ENV, resolve_ca_cert
-from topology.urls import Endpoint, UrlError, mask, parse_urls
+from topology.urls import MANAGEMENT_URL_ENV, Endpoint, UrlError, mask, parse_urls
 
 DEFAULT_URL = "http://localhost:15672"
 DEFAULT_USER = "guest"
 DEFAULT_PASSWORD = "guest"  # RabbitMQ's documented default account
-URL_ENV = "RABBITMQ_MANAGEMENT_URL"
+URL_ENV = MANAGEMENT_URL_ENV
 USER_ENV = "RABBITMQ_USER"
 PASSWORD_ENV = "RABBITMQ_PASSWORD"
 CHECK_URL = f"check --management-url (or {URL_ENV}) and that the management plugin is enabled"
@@ -405,13 +405,13 @@ class ManagementClient:
         """What failed: the port speaks no TLS, the handshake, or the verification (and what to pass)."""
         reason = _tls_reason(exc)
         url = self.display_url
-        if reason == "wrong version number":  # the answer was no TLS record: a plain-HTTP port
+        if wrong_tls_version(exc):  # the answer was no TLS record: a plain-HTTP port
             return (
                 f"TLS handshake with {url} failed ({reason}): this port does not speak TLS; use "
                 f"{url.replace('https://', 'http://', 1)} if it serves plain HTTP, else the management "
                 "HTTPS port (15671 by default)"
             )
-        if "certificate verify failed" not in reason:
+        if tls_verify_message(exc) is None:
             even = " even with --insecure" if self.insecure else ""
             return (
                 f"TLS handshake with {url} failed ({reason}){even}; "
@@ -491,9 +491,16 @@ def _reason(response: requests.Response) -> str:
 
 
 def _tls_reason(exc: Exception) -> str:
-    """The OpenSSL reason buried in requests' wrapping, e.g. "certificate verify failed"."""
-    found = re.search(r"\[SSL: [A-Z0-9_]+\] ([^(]+?)(?: \(|'|\)|$)", str(exc))
-    return found.group(1).strip() if found else "handshake failed"
+    """The OpenSSL reason buried in requests' wrapping, e.g. "certificate verify failed: self-signed
+    certificate" or "wrong version number", read from the root cause's attributes."""
+    verify = tls_verify_message(exc)
+    if verify is not None:
+        return f"certificate verify failed: {verify}"
+    if wrong_tls_version(exc):
+        return "wrong version number"
+    cause = root_cause(exc)
+    reason = getattr(cause, "reason", None)
+    return str(reason).lower().replace("_", " ") if isinstance(reason, str) and reason else "handshake failed"
 
 
 def _other_protocol(exc: BaseException) -> str | None:
@@ -513,12 +520,13 @@ def _other_protocol(exc: BaseException) -> str | None:
     return None
 
 
+CONNECTION_REASONS = {
+    "refused": "connection refused",
+    "unknown host": "unknown host",
+    "timeout": "connection timed out",
+}
+
+
 def _connection_reason(exc: Exception) -> str:
-    text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "unknown host"
-    if "timed out" in text:
-        return "connection timed out"
-    return "connection failed"
+    """A few words on why a connection failed, chosen by the type of its root cause."""
+    return CONNECTION_REASONS.get(socket_failure(exc) or "", "connection failed")

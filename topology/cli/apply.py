@@ -61,7 +61,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
             result = _apply_new_vhost(spec, client, args, amqp_url, progress)
         else:
             with held_lock(
-                client, spec.vhost, spec.owner, "apply", args.lock_timeout, create_missing=False, amqp_url=amqp_url
+                client,
+                spec.vhost,
+                spec.owner,
+                "apply",
+                args.lock_timeout,
+                create_missing=False,
+                amqp_url=amqp_url,
+                known_to_exist=True,
             ) as lock:
                 if lock is None:
                     raise RabbitformError(f"vhost {spec.vhost!r} was deleted while apply started; run it again")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from topology.broker.management import URL_ENV, ManagementClient
+from topology.urls import MANAGEMENT_URL_ENV as URL_ENV
+
+if TYPE_CHECKING:  # the HTTP client (requests) is imported by the commands that connect, not by `plan --offline`
+    from topology.broker.management import ManagementClient
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,4 +38,6 @@ def client_from_args(args: argparse.Namespace, fallback_url: str | None = None) 
         url, source = fallback_url, "the saved plan's management_url"
     else:
         url, source = None, None
+    from topology.broker.management import ManagementClient
+
     return ManagementClient.from_env(url, source=source, ca_cert=args.ca_cert, insecure=args.insecure)

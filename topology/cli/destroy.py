@@ -55,7 +55,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
                 confirm("destroy", question, approved=args.auto_approve)
                 lock.ensure_held("destroy")
             recorded = any(r.owner == spec.owner for r in read_records(client, spec.vhost))
-            result = destroy_owned(spec, client, plan, progress=reporter_for(client))
+            result = destroy_owned(spec, client, plan, progress=reporter_for(client), amqp_url=amqp_url)
     finally:
         client.close()
     record = (

@@ -25,8 +25,9 @@ def add_lock_arguments(parser: argparse.ArgumentParser, verb: str, amqp_for: str
     parser.add_argument(
         "--amqp-url",
         metavar="URL",
-        help=f"AMQP, for {amqp_for} (default: the AMQP listener the management API names for the node that "
-        "answered, with the same credentials); checked to reach the same broker as --management-url",
+        help=f"AMQP, for {amqp_for} (default: $RABBITMQ_URL's host and port, else the AMQP listener the "
+        "management API names for the node that answered; with the management credentials); checked to reach "
+        "the same broker as --management-url",
     )
     parser.add_argument(
         "--lock-timeout",
@@ -57,11 +58,14 @@ def held_lock(
     *,
     create_missing: bool,
     amqp_url: str | None = None,
+    known_to_exist: bool = False,
 ) -> Iterator[BrokerLock | None]:
     """Hold the (vhost, owner) lock; yields None (and holds nothing) when the vhost is missing
     and `create_missing` is False. The lock lives in the vhost, so apply creates a missing one
-    first (only once the plan is confirmed: cli/apply.py)."""
-    if read_vhost(client, vhost) is None:
+    first (only once the plan is confirmed: cli/apply.py). `known_to_exist` skips reading the
+    vhost again (the caller just did): only a lock that cannot be taken reads it, to tell a vhost
+    deleted since from other failures."""
+    if not known_to_exist and read_vhost(client, vhost) is None:
         if not create_missing:
             yield None
             return
@@ -69,8 +73,17 @@ def held_lock(
         forget_records(client, vhost)
         create_vhost(client, vhost)
     lock = BrokerLock(client, vhost, owner, command, timeout, amqp_url)
-    with lock:
+    try:
+        lock.acquire()
+    except RabbitformError:
+        if known_to_exist and not create_missing and read_vhost(client, vhost) is None:
+            yield None
+            return
+        raise
+    try:
         yield lock
+    finally:
+        lock.release()
     if lock.lost:
         print(f"warning: {lock.lost} before {command} finished: another process may have taken it", file=sys.stderr)
 

@@ -8,11 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from topology.apply.live import plan_live
 from topology.cli.common import add_spec_arguments, add_vhost_argument, read_spec
-from topology.cli.connection import add_connection_arguments, client_from_args
+from topology.cli.connection import add_connection_arguments
 from topology.cli.plan_output import add_plan_output_arguments, report_plan
-from topology.cli.progress import reporter_for
 from topology.compile.access import with_access
 from topology.compile.compiler import compile_spec
 from topology.compile.definitions import default_queue_type, definitions_problem, from_definitions
@@ -101,7 +99,12 @@ def read_state(path: str) -> dict[str, Any]:
 
 
 def live_plan(spec: Spec, args: argparse.Namespace) -> Plan:
-    """`rabbitform plan SPEC` without --offline/--state."""
+    """`rabbitform plan SPEC` without --offline/--state (the HTTP client and the live planner are
+    imported here: `plan --offline` never loads them)."""
+    from topology.apply.live import plan_live
+    from topology.cli.connection import client_from_args
+    from topology.cli.progress import reporter_for
+
     client = client_from_args(args)
     try:
         return plan_live(

@@ -9,9 +9,7 @@ from typing import TextIO
 
 from topology.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, use_color, write_output
 from topology.plan.model import Plan
-from topology.plan.render.markdown import render_markdown
 from topology.plan.render.text import render_text
-from topology.plan.saved import plan_json
 
 
 def add_plan_display_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +45,8 @@ def report_plan(plan: Plan, args: argparse.Namespace) -> int:
             print(f"error: the plan has errors: it was not saved to {args.out}", file=sys.stderr)
         return EXIT_ERROR
     if getattr(args, "out", None):
+        from topology.plan.saved import plan_json
+
         write_output(plan_json(plan), args.out)
         print(f"Saved the plan to {args.out}: apply it with `rabbitform apply {args.out}`", file=sys.stderr)
     if args.detailed_exitcode and plan.has_changes:
@@ -56,13 +56,21 @@ def report_plan(plan: Plan, args: argparse.Namespace) -> int:
 
 def _render_json(plan: Plan, color: bool) -> str:
     """The plan as saved, except that users' salted password hashes are not shown."""
+    from topology.plan.saved import plan_json  # the plan file's model: loaded by the formats that use it
+
     return plan_json(plan, redacted=True)
+
+
+def _render_markdown(plan: Plan, color: bool) -> str:
+    from topology.plan.render.markdown import render_markdown  # jinja2: loaded only for this format
+
+    return render_markdown(plan, color)
 
 
 PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {
     "text": render_text,
     "json": _render_json,
-    "markdown": render_markdown,
+    "markdown": _render_markdown,
 }
 PLAN_FORMATS = sorted(PLAN_RENDERERS)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 
 from topology.apply.live import ApplyResult, apply_plan, converge
 from topology.apply.move import MoveProgress
@@ -38,25 +39,25 @@ def new_record(
     )
 
 
-def created_users(
-    client: ManagementClient, vhost: str, owner: str, plan: Plan
-) -> tuple[frozenset[str], frozenset[str]]:
+def created_users(records: Sequence[OwnershipRecord], owner: str, plan: Plan) -> tuple[frozenset[str], frozenset[str]]:
     """The users rabbitform created for this spec: (recorded before plus those the plan creates,
-    the same without those it deletes): the first is recorded before applying, the second after."""
-    previous = next((r for r in read_records(client, vhost) if r.owner == owner), None)
+    the same without those it deletes): the first is recorded before applying, the second after.
+    Pure: `records` are the vhost's records as read before applying."""
+    previous = next((r for r in records if r.owner == owner), None)
     before = set(previous.created_users) if previous is not None else set()
     created = {c.name for c in plan.changes if c.kind == "user" and c.action == "create"}
     deleted = {c.name for c in plan.changes if c.kind == "user" and c.action == "delete"}
     return frozenset(before | created), frozenset((before | created) - deleted)
 
 
-def claim(client: ManagementClient, record: OwnershipRecord) -> None:
+def claim(client: ManagementClient, record: OwnershipRecord, records: Sequence[OwnershipRecord]) -> None:
     """Write the record, then check no other spec claimed the same services or store meanwhile.
 
     Plans refuse objects another record owns; this second look catches two specs applied at
-    the same moment (their locks differ). On a clash the record is put back as it was.
+    the same moment (their locks differ). On a clash the record is put back as it was in
+    `records` (the vhost's records, read just before).
     """
-    before = {r.owner: r for r in read_records(client, record.vhost)}
+    before = {r.owner: r for r in records}
     write_record(client, record)
     for other in read_records(client, record.vhost):
         shared = scopes_overlap(record.scope, other.scope) if other.owner != record.owner else []
@@ -84,8 +85,10 @@ def apply_owned(
 ) -> ApplyResult:
     """`rabbitform apply SPEC`: record, converge, record again without what the spec dropped."""
     layout = layout_of(spec)
-    during, after = created_users(client, spec.vhost, spec.owner, plan)
-    claim(client, new_record(spec.vhost, spec.owner, plan.scope or Scope.of_spec(spec), layout, "apply", during))
+    records = read_records(client, spec.vhost)
+    during, after = created_users(records, spec.owner, plan)
+    scope = plan.scope or Scope.of_spec(spec)
+    claim(client, new_record(spec.vhost, spec.owner, scope, layout, "apply", during), records)
     result = converge(spec, client, plan, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
     write_record(client, new_record(spec.vhost, spec.owner, Scope.of_spec(spec), layout, "apply", after))
     return result
@@ -105,15 +108,19 @@ def apply_saved_owned(
     plan deleted, which is harmless: those objects are gone.
     """
     if plan.owner is not None and plan.scope is not None:
-        previous = {r.owner: r for r in read_records(client, plan.vhost)}.get(plan.owner)
+        records = read_records(client, plan.vhost)
+        previous = {r.owner: r for r in records}.get(plan.owner)
         layout = previous.layout if previous else DEFAULT_LAYOUT
-        during, _after = created_users(client, plan.vhost, plan.owner, plan)
-        claim(client, new_record(plan.vhost, plan.owner, plan.scope, layout, "apply", during))
+        during, _after = created_users(records, plan.owner, plan)
+        claim(client, new_record(plan.vhost, plan.owner, plan.scope, layout, "apply", during), records)
     return apply_plan(plan, client, progress=progress, amqp_url=amqp_url, move_progress=move_progress)
 
 
-def destroy_owned(spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress = NO_PROGRESS) -> ApplyResult:
-    """`rabbitform destroy SPEC`: delete the objects (checked), then the record."""
-    result = apply_plan(plan, client, progress=progress)
+def destroy_owned(
+    spec: Spec, client: ManagementClient, plan: Plan, *, progress: Progress = NO_PROGRESS, amqp_url: str | None = None
+) -> ApplyResult:
+    """`rabbitform destroy SPEC`: delete the objects (checked), then the record. The emptiness
+    reads go to `amqp_url`, the endpoint the lock was taken (and verified) through."""
+    result = apply_plan(plan, client, progress=progress, amqp_url=amqp_url)
     delete_record(client, spec.vhost, spec.owner)
     return result

@@ -7,14 +7,18 @@ that connection closes: a holder killed with `kill -9` frees the lock at once, a
 vanished frees it when heartbeats stop. The queue's arguments name the holder (host, pid,
 since when), which the management API shows to whoever is locked out.
 
+Once taken, the lock must be visible through the management API with the holder's connection
+name: the proof that the AMQP endpoint and the management URL reach the same broker (two
+brokers may announce the same cluster name, which is all the probe before any change sees).
+
 `Holder` and the names are pure; `BrokerLock` and `force_unlock` are the shell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -24,9 +28,12 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
+from topology.amqp import FailureKind, classify_failure
 from topology.apply.move import amqp_parameters
+from topology.broker.amqp_endpoint import EndpointMismatch
 from topology.broker.management import ManagementClient
 from topology.errors import RabbitformError
+from topology.failures import root_cause, tls_verify_message
 from topology.tls import CA_CERT_ENV
 
 LOCK_PREFIX = "rabbitform-lock:"  # ':' is in no organization, service or store name: never in a spec's scope
@@ -35,22 +42,43 @@ CONNECTION_ARGUMENT = "rabbitform-connection"
 SINCE_ARGUMENT = "rabbitform-since"
 RETRY_EVERY_S = 0.5
 TICK_S = 0.1  # how often the keeper thread serves heartbeats and looks for release
+SHOWN_WITHIN_S = 2.0  # a lock the management API does not show by then was taken on another broker
+SHOWN_POLL_S = 0.1
 
 
 class LockHeld(RabbitformError):
     """Another apply or destroy holds the lock."""
 
 
+CONNECT_HINT = "pass --amqp-url (or set RABBITMQ_URL) naming the broker's AMQP endpoint"
+FAILURE_WORDS: dict[FailureKind, tuple[str, str]] = {
+    "refused": ("connection refused", "check that RabbitMQ runs there; " + CONNECT_HINT),
+    "unknown host": ("unknown host", CONNECT_HINT),
+    "timeout": ("no answer in time", "check the host, port and firewall; " + CONNECT_HINT),
+    "handshake": ("no AMQP handshake", "check that the port is an AMQP port (5672, or 5671 for amqps)"),
+    "login": ("the broker refused the login", "check the user and password"),
+    "access": ("the broker refused access to the vhost", "check the user's permissions on it"),
+}
+
+
 def connect_failure(exc: BaseException, ca_cert: str | None) -> tuple[str, str]:
-    """Why the lock's AMQP connection failed, and what to do about it."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = f"TLS verification failed: {exc.verify_message}"
+    """Why the lock's AMQP connection failed, and what to do about it: by the type of the
+    failure's root cause (`topology.amqp.classify_failure`), never by its text."""
+    kind = classify_failure(exc)
+    verify = tls_verify_message(exc)
+    if verify is not None:
+        why = f"TLS verification failed: {verify}"
         if ca_cert is not None:
             return why, f"check that the CA bundle {ca_cert} holds the CA that signed the broker's certificate"
         return why, f"pass --ca-cert CA.pem (or set {CA_CERT_ENV}) naming the CA that signed the broker's certificate"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}", "check that --amqp-url is amqps:// only on a TLS port"
-    return type(exc).__name__, "pass --amqp-url (or set RABBITMQ_HOST / RABBITMQ_PORT)"
+    if kind == "tls":
+        cause = root_cause(exc)
+        return f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}", (
+            "check that --amqp-url is amqps:// only on a TLS port"
+        )
+    if kind in FAILURE_WORDS:
+        return FAILURE_WORDS[kind]
+    return type(root_cause(exc)).__name__, CONNECT_HINT
 
 
 def lock_queue(owner: str) -> str:
@@ -85,7 +113,7 @@ class Holder:
         described = str(arguments.get(HOLDER_ARGUMENT, ""))
         command, _, rest = described.partition(" on host ")
         host, _, pid = rest.partition(", pid ")
-        if not command or not host or not pid.isdigit():
+        if not command or not host or not (pid.isascii() and pid.isdigit()):
             return None
         return cls(
             command, host, int(pid), str(arguments.get(SINCE_ARGUMENT, "")), str(arguments.get(CONNECTION_ARGUMENT, ""))
@@ -145,9 +173,7 @@ class BrokerLock:
         import pika
         import pika.exceptions
 
-        params = amqp_parameters(self.client, self.vhost, self.amqp_url)
-        params.connection_attempts = 1
-        params.client_properties = {"connection_name": self.holder.connection}
+        params = amqp_parameters(self.client, self.vhost, self.amqp_url, connection_name=self.holder.connection)
         started = time.monotonic()
         try:
             connection = pika.BlockingConnection(params)
@@ -173,6 +199,13 @@ class BrokerLock:
                 connection.close()
                 raise LockHeld(locked_message(self.vhost, self.owner, holder, round(waited, 1) if self.timeout else 0))
             connection.sleep(min(RETRY_EVERY_S, self.timeout - waited))
+        if not self._shown_by_management(deadline=time.monotonic() + SHOWN_WITHIN_S):
+            connection.close()
+            raise EndpointMismatch(
+                f"the lock on vhost {self.vhost!r} was taken through AMQP at {params.host}:{params.port}, but the "
+                f"management API at {self.client.display_url} does not show it: they are not the same broker; "
+                "nothing was changed under the lock. Point both at the same broker, or leave the AMQP URL out"
+            )
         self._connection = connection
         self._thread = threading.Thread(target=self._keep_alive, name="rabbitform-lock", daemon=True)
         self._thread.start()
@@ -193,21 +226,42 @@ class BrokerLock:
     def ensure_held(self, command: str) -> None:
         """Refuse to go on when the lock was lost or broken (`force-unlock`) since it was taken,
         e.g. while `command` waited at its confirmation prompt: nothing has changed yet."""
-        queue = None if self.lost else self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
-        arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
-        if self.lost or arguments.get(CONNECTION_ARGUMENT) != self.holder.connection:
+        if self.lost or not self._shown_by_management():
             why = self.lost or "the lock was broken (rabbitform force-unlock?)"
             raise RabbitformError(
                 f"{why} while {command} waited on spec {self.owner!r} on vhost {self.vhost!r}: nothing was changed; "
                 f"run {command} again"
             )
 
+    def _shown_by_management(self, deadline: float = 0.0) -> bool:
+        """Whether the management API shows the lock queue with this holder's connection name (a
+        token of its own): proof that the lock is held on the broker the management URL names,
+        whatever AMQP endpoint took it (a queue is listed as soon as it is declared; a connection
+        only once the statistics interval has passed, up to 5 s). Asked again until `deadline`
+        (a node whose metadata store lags its leader by a moment, as Khepri's can on 4.x)."""
+        while True:
+            queue = self.client.get("queues", self.vhost, lock_queue(self.owner), missing_ok=True)
+            arguments = queue.get("arguments") or {} if isinstance(queue, dict) else {}
+            if arguments.get(CONNECTION_ARGUMENT) == self.holder.connection:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(SHOWN_POLL_S)
+
     def release(self) -> None:
         if self._thread is None:
             return
         self._stop.set()
+        # wake the keeper now rather than at its next tick: every apply ends sooner; a closed
+        # connection refuses the callback, and then the keeper has returned already
+        with contextlib.suppress(Exception):
+            self._connection.add_callback_threadsafe(_wake)
         self._thread.join()
         self._thread = None
+
+
+def _wake() -> None:
+    """Nothing: a callback only to make `process_data_events` return."""
 
 
 def read_holder(client: ManagementClient, vhost: str, owner: str) -> Holder | None:
