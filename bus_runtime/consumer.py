@@ -152,9 +152,10 @@ class RabbitMqEventConsumer:
         # I/O-thread units
         self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
         self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
-        self._flush_soon = False  # a flush is scheduled for the end of this turn of the I/O loop
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
-        self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
+        self._republisher = Republisher(
+            self.connector, self._io, self._republished, self._republish_failed, on_settled=self._flush
+        )
         self._gate = BreakerGate(self._io, self._connection, ())  # per subscription, built at start()
 
     @property
@@ -522,8 +523,9 @@ class RabbitMqEventConsumer:
         self._flush()
 
     def _republished(self, generation: int, delivery_tag: int) -> None:
+        """A copy is confirmed: its original may be acked (the acks go out once per confirmed
+        batch, `_flush` after `Republisher` settled it: every `send()` costs the I/O thread the GIL)."""
         self._settlement.ack(generation, delivery_tag)
-        self._flush()
 
     def _republish_failed(self, generation: int, delivery_tag: int) -> None:
         def requeue() -> None:
@@ -533,15 +535,6 @@ class RabbitMqEventConsumer:
         self._io.ioloop.call_later(REPUBLISH_FAILURE_DELAY, requeue)
 
     def _flush(self) -> None:
-        """Send the acks due once this turn of the I/O loop is over: the confirms of one read
-        from the socket, the results of one drain and the requeues in between leave as one
-        `multiple` ack where they can, and every `send()` costs the I/O thread the GIL."""
-        if not self._flush_soon:
-            self._flush_soon = True
-            self._io.ioloop.call_later(0, self._flush_now)
-
-    def _flush_now(self) -> None:
-        self._flush_soon = False
         self._settlement.flush()
         if self._settlement.deferred and not self._flush_later:
             # acks wait for a copy's confirm (a memory alarm may hold it back): look again once
@@ -553,7 +546,7 @@ class RabbitMqEventConsumer:
 
     def _deferred_flush(self) -> None:
         self._flush_later = False
-        self._flush_now()
+        self._flush()
 
     def _maybe_drained(self) -> None:
         if self._connection.cancels_pending == 0 and not self._settlement.in_hand and not self._republisher.pending:

@@ -33,10 +33,18 @@ class Republisher:
     copy and its confirm cost no thread hand-off (a connection of its own is what keeps the
     acks flowing through a memory alarm, not a thread of its own)."""
 
-    def __init__(self, connector: RabbitMqConnector, io: IoThread, on_confirmed: Settle, on_failed: Settle) -> None:
+    def __init__(
+        self,
+        connector: RabbitMqConnector,
+        io: IoThread,
+        on_confirmed: Settle,
+        on_failed: Settle,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
         self.io = io
         self.on_confirmed = on_confirmed
         self.on_failed = on_failed
+        self.on_settled = on_settled  # after a batch's originals are settled: send their acks at once
         self.retried_count = 0
         self.dead_lettered_count = 0
         self.pending = 0  # copies not yet confirmed or failed (consumer's I/O thread)
@@ -84,6 +92,8 @@ class Republisher:
     ) -> None:
         for index, (tag, item) in enumerate(zip(tags, items, strict=True)):
             self._settle(generation, tag, item, failures.get(index), index in unroutable)
+        if self.on_settled is not None:
+            self.on_settled()
 
     def close(self, timeout: float = 5.0) -> None:
         self._publisher.close(timeout)
