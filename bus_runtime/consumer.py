@@ -150,7 +150,7 @@ class RabbitMqEventConsumer:
         self._closed = threading.Event()
         self._running = False  # caller's side: between start() and the end of the stop
         # I/O-thread units
-        self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
+        self._settlement = Settlement(straggler_limit=max(1, prefetch // 2), window=prefetch)
         self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
         self._republisher = Republisher(
