@@ -6,12 +6,13 @@ applies through the management API, with requests) is imported on first use of t
 
 from typing import TYPE_CHECKING, Any
 
+from bus_runtime.breaker import BreakerSettings
 from bus_runtime.bus import RabbitMqCommandBus, RabbitMqEventBus
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer import RabbitMqEventConsumer
 from bus_runtime.errors import BrokerUnavailable, BusError, PublishError, TopologyMissing, UnroutableError
 from bus_runtime.message import Command, Event, InfoId, Message
-from bus_runtime.subscriber import CommandSubscriber, EventSubscriber
+from bus_runtime.subscriber import CommandSubscriber, EventSubscriber, Retries
 
 if TYPE_CHECKING:
     from bus_runtime.configurer import RabbitMqEventConfigurer
@@ -26,6 +27,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BreakerSettings",
     "BrokerUnavailable",
     "BusError",
     "Command",
@@ -40,6 +42,7 @@ __all__ = [
     "RabbitMqEventBus",
     "RabbitMqEventConfigurer",
     "RabbitMqEventConsumer",
+    "Retries",
     "TopologyMissing",
     "UnroutableError",
 ]

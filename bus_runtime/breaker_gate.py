@@ -90,6 +90,12 @@ class BreakerGate:
             self.connection.resume(sub.queue)
             self._mark(sub.queue, paused=False)
 
+    def reconnected(self) -> None:
+        """A new connection consumes: the paused markers were exclusive to the old one and died
+        with it, so declare them again for every queue still paused (open or half-open)."""
+        for queue in sorted(self.connection.paused):
+            self._mark(queue, paused=True)
+
     def _pause_over(self, sub: Subscription, breaker: CircuitBreaker) -> None:
         with self._lock:
             moved = breaker.pause_over(self.clock())

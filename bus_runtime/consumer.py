@@ -152,10 +152,12 @@ class RabbitMqEventConsumer:
         self._closed = threading.Event()
         self._running = False  # caller's side: between start() and the end of the stop
         # I/O-thread units
-        self._settlement = Settlement(straggler_limit=max(1, prefetch // 2))
+        self._settlement = Settlement(straggler_limit=max(1, prefetch // 2), window=prefetch)
         self._flush_later = False  # a flush is scheduled for acks deferred behind a confirm
         self._connection = ConsumerConnection(self._io, self.connector, self.subscriptions, prefetch, self)
-        self._republisher = Republisher(self.connector, self._io, self._republished, self._republish_failed)
+        self._republisher = Republisher(
+            self.connector, self._io, self._republished, self._republish_failed, on_settled=self._flush
+        )
         self._gate = BreakerGate(self._io, self._connection, ())  # per subscription, built at start()
 
     @property
@@ -381,6 +383,7 @@ class RabbitMqEventConsumer:
         self._settlement.attach(channel)
         if reconnected:
             self.reconnect_count += 1
+            self._gate.reconnected()  # the circuit breakers' paused markers died with the old connection
             hooks.reconnected("consumer", "")
             log.info("consumer reconnected; consuming %d queue(s) again", len(self.subscriptions))
         self._started.set()
@@ -601,8 +604,9 @@ class RabbitMqEventConsumer:
         self._flush()
 
     def _republished(self, generation: int, delivery_tag: int) -> None:
+        """A copy is confirmed: its original may be acked (the acks go out once per confirmed
+        batch, `_flush` after `Republisher` settled it: every `send()` costs the I/O thread the GIL)."""
         self._settlement.ack(generation, delivery_tag)
-        self._flush()
 
     def _republish_failed(self, generation: int, delivery_tag: int) -> None:
         def requeue() -> None:

@@ -181,6 +181,7 @@ class ConfirmedPublisher:
         timeout: float = 30.0,
         reconnect_attempts: int = 5,
         on_unroutable: OnUnroutable = "log",
+        io: IoThread | None = None,
     ) -> None:
         self.connector = connector
         self.purpose = purpose
@@ -190,7 +191,10 @@ class ConfirmedPublisher:
         self.on_unroutable = on_unroutable
         self.unroutable_count = 0
         self.connection_count = 0  # connections opened so far (more than one: it reconnected)
-        self._io = IoThread(f"rabbitform-{purpose}")
+        # a loop of the caller's (the consumer's republisher) is shared, not owned: no thread hop
+        # per batch and per confirm; `close()` leaves it running
+        self._owns_io = io is None
+        self._io = IoThread(f"rabbitform-{purpose}") if io is None else io
         self._lock = threading.Lock()
         self._closed = False
         # I/O-thread state
@@ -285,7 +289,11 @@ class ConfirmedPublisher:
                 on_done(dict.fromkeys(range(len(items)), CLOSED), [])
                 return
             self._io.start()
-        self._io.call(self._submit, _Batch(items, on_done))
+        batch = _Batch(items, on_done)
+        if self._io.in_loop():
+            self._submit(batch)
+        else:
+            self._io.call(self._submit, batch)
 
     def _expire(self, batch: _Batch, wait: float) -> None:
         """The caller's deadline passed: settle every message of `batch` still open, on the I/O
@@ -311,7 +319,8 @@ class ConfirmedPublisher:
         deadline = time.monotonic() + timeout
         self._io.call(self._close_connection)
         self._shut.wait(timeout)
-        self._io.stop(max(0.0, deadline - time.monotonic()))
+        if self._owns_io:
+            self._io.stop(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ I/O thread
 

@@ -28,6 +28,13 @@ class AckLedger:
 
     `straggler_limit`: when that many settled tags wait behind an unsettled one, ack them one
     by one, so one long handler does not stall the prefetch window.
+
+    `window` (the consumer's prefetch; 0: unknown): when the broker counts three quarters of it
+    unacked, the settled tags behind a copy awaiting its confirm are acked one by one at once
+    instead of waiting for the confirm: the broker sends nothing past the window, and a
+    confirm round trip (10-20 ms on a busy broker) with a full window stalled the consumer (a
+    tenth of the messages failing cost the healthy ones a quarter of their throughput, measured
+    with confirms delayed in process: no broker work involved).
     """
 
     straggler_limit: int = 50
@@ -36,6 +43,7 @@ class AckLedger:
     # failures, one ack per tag costs far more than the wait (17,835 single acks for 20,000
     # messages at 10% failing, measured).
     confirm_grace_s: float = 0.5
+    window: int = 0
     order: deque[int] = field(default_factory=deque)  # in hand, in delivery order, not yet acked
     ready: set[int] = field(default_factory=set)  # settled, waiting to be acked
     done: set[int] = field(default_factory=set)  # acked or requeued out of order
@@ -76,12 +84,17 @@ class AckLedger:
             order.popleft()
         result = [Ack(last, multiple=count > 1)] if last is not None else []
         self.settled_count += count
-        if len(ready) >= max(1, self.straggler_limit) and not self._confirm_due(now):
+        if ready and ((len(ready) >= max(1, self.straggler_limit) and not self._confirm_due(now)) or self._pressed()):
             result.extend(Ack(tag) for tag in sorted(ready))
             done.update(ready)
             self.settled_count += len(ready)
             ready.clear()
         return result
+
+    def _pressed(self) -> bool:
+        """The broker counts three quarters of the window unacked (tags acked one by one, or
+        requeued, stay in `order` until the prefix passes them, but the broker forgot them)."""
+        return self.window > 0 and len(self.order) - len(self.done) >= self.window * 3 // 4
 
     def _confirm_due(self, now: float) -> bool:
         """The oldest tag in hand awaits its copy's confirm, and not for long yet."""
@@ -90,7 +103,7 @@ class AckLedger:
 
     def deferred(self, now: float) -> bool:
         """Stragglers wait for a confirm due any moment: flush again once the grace is over."""
-        return len(self.ready) >= max(1, self.straggler_limit) and self._confirm_due(now)
+        return len(self.ready) >= max(1, self.straggler_limit) and self._confirm_due(now) and not self._pressed()
 
     @property
     def in_hand(self) -> int:
@@ -106,8 +119,8 @@ class AckLedger:
 class Settlement:
     """Acks and requeues on the consuming channel (call on the I/O thread)."""
 
-    def __init__(self, straggler_limit: int) -> None:
-        self.ledger = AckLedger(straggler_limit)
+    def __init__(self, straggler_limit: int, window: int = 0) -> None:
+        self.ledger = AckLedger(straggler_limit, window=window)
         self.channel: Channel | None = None
         self.generation = 0  # bumped with every channel: results of an older one are dropped
 
@@ -144,8 +157,20 @@ class Settlement:
         channel = self.channel
         if channel is None:
             return
-        for ack in self.ledger.acks(time.monotonic()):
-            channel.basic_ack(ack.delivery_tag, multiple=ack.multiple)
+        acks = self.ledger.acks(time.monotonic())
+        if not acks:
+            return
+        # several acks leave as one buffer, one send(): each send costs the I/O thread the GIL
+        connection = getattr(channel, "connection", None)
+        corked = len(acks) > 1 and callable(getattr(connection, "cork", None))
+        if corked:
+            connection.cork()  # type: ignore[union-attr]
+        try:
+            for ack in acks:
+                channel.basic_ack(ack.delivery_tag, multiple=ack.multiple)
+        finally:
+            if corked:
+                connection.uncork()  # type: ignore[union-attr]
 
     @property
     def deferred(self) -> bool:

@@ -9,7 +9,18 @@ from collections.abc import Iterable
 
 from bus_runtime.subscriber import EventSubscriber, handler_name
 from topology import naming
-from topology.spec.model import NO_TTL, Defaults, Message, RetryPolicy, Service, Spec, Store, Subscriber
+from topology.spec.model import (
+    NO_TTL,
+    CircuitBreaker,
+    Defaults,
+    Message,
+    RetryOverride,
+    RetryPolicy,
+    Service,
+    Spec,
+    Store,
+    Subscriber,
+)
 
 
 def spec_for_subscribers(
@@ -47,7 +58,7 @@ def spec_for_subscribers(
         versions[key] = cls.version
         entry = messages.setdefault(cls.__name__, {"subscribers": {}})
         for handler in subscriber.handlers:
-            entry["subscribers"][handler_name(handler)] = Subscriber()
+            entry["subscribers"][handler_name(handler)] = _subscriber(subscriber)
     return Spec(
         organization=organization,
         vhost=vhost,
@@ -70,4 +81,23 @@ def spec_for_subscribers(
             for name, sections in services.items()
         },
         store=Store(queue=store_queue) if store else None,
+    )
+
+
+def _subscriber(subscriber: EventSubscriber) -> Subscriber:
+    """A handler's spec entry: its ladder and errors that skip retries (`Retries`) and its
+    circuit breaker, when the code gives them; otherwise the defaults, as before."""
+    policy, breaker = subscriber.retry, subscriber.circuit_breaker
+    override = None
+    if policy is not None:
+        override = RetryOverride(
+            delays_ms=policy.delays_ms or None,
+            max_retries=policy.max_retries,
+            dead_letter_on=policy.rules() or None,
+        )
+    return Subscriber(
+        retry=override,
+        circuit_breaker=CircuitBreaker(failures=breaker.failures, window_s=breaker.window_s, pause_s=breaker.pause_s)
+        if breaker is not None
+        else None,
     )

@@ -215,15 +215,23 @@ POLICY_TIER_MARKER = "ttl-"
 HOLDING_PREFIX = "rabbitform-moving."
 
 
-def retry_policy(organization: str, service: str, delay_ms: int | None = None, queue_type: str | None = None) -> str:
+def retry_policy(
+    organization: str,
+    service: str,
+    delay_ms: int | None = None,
+    queue_type: str | None = None,
+    delivery_limit: int | None = None,
+) -> str:
     """The policy of one tier of a service's retry queues, named after how it differs from the
     spec's defaults (None: the default), so that changing a default delay updates it in place:
     `retry.alice.petisco.defaults`, `retry.alice.petisco.defaults-quorum`,
-    `retry.alice.petisco.ttl-1000ms`. Its name starts with the service's retry-queue prefix,
-    so the spec owns it like its queues."""
+    `retry.alice.petisco.ttl-1000ms`, `retry.alice.petisco.defaults-quorum-limit-3` (a quorum
+    subscriber whose `delivery_limit` is not the defaults'). Its name starts with the service's
+    retry-queue prefix, so the spec owns it like its queues."""
     delay = "defaults" if delay_ms is None else f"{POLICY_TIER_MARKER}{delay_ms}ms"
     suffix = "" if queue_type is None else f"-{queue_type}"
-    return f"{RETRY_PREFIX}{exchange(organization, service)}.{delay}{suffix}"
+    limit = "" if delivery_limit is None else f"-limit-{delivery_limit}"
+    return f"{RETRY_PREFIX}{exchange(organization, service)}.{delay}{suffix}{limit}"
 
 
 def queue_policy(queue: str) -> str:

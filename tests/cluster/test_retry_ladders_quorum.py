@@ -1,6 +1,7 @@
 """A retry ladder of quorum queues on the three-node cluster: every tier is replicated on all
-three nodes with at-least-once dead-lettering, the spec plans no changes once applied, and a
-failing message climbs the ladder on time and ends in its dead-letter queue."""
+three nodes with at-least-once dead-lettering and the subscriber's delivery limit, the spec
+plans no changes once applied, and a failing message climbs the ladder on time and ends in its
+dead-letter queue."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_a_quorum_ladder_is_replicated_plans_no_changes_and_runs_on_time(
         "services:\n  petisco:\n    events:\n      UserCreated:\n        subscribers:\n"
         "          audit_handler:\n"
         '            handler: "tests.integration.ladder_handlers:always_fails"\n'
-        "            retry: {delays_ms: [300, 900], max_retries: 2}\n",
+        "            retry: {delays_ms: [300, 900], max_retries: 2, delivery_limit: 4}\n",
         encoding="utf-8",
     )
     spec = load_spec(path)
@@ -62,6 +63,8 @@ def test_a_quorum_ladder_is_replicated_plans_no_changes_and_runs_on_time(
         effective = info.get("effective_policy_definition") or {}
         strategy = info["arguments"].get("x-dead-letter-strategy") or effective.get("dead-letter-strategy")
         assert strategy == "at-least-once"
+        limit = info["arguments"].get("x-delivery-limit") or effective.get("delivery-limit")
+        assert limit == 4  # the subscriber's delivery limit, on every tier
 
     ladder_handlers.calls.clear()
     connector = RabbitMqConnector(cluster.amqp_urls[1](cluster_vhost))

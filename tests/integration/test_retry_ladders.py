@@ -23,7 +23,7 @@ from bus_runtime.bus import RabbitMqEventBus
 from bus_runtime.consumer import RabbitMqEventConsumer
 from tests.integration import ladder_handlers
 from tests.integration.live_support import client
-from tests.integration.runtime_support import UserCreated, connector
+from tests.integration.runtime_support import UserCreated, connector, force_close
 from tests.integration.support import depth, get_messages, queue_names, wait_for
 from topology import naming
 from topology.apply.live import converge, plan_live
@@ -175,6 +175,41 @@ def test_an_open_breaker_leaves_its_messages_unattempted_and_a_probe_closes_it(
     probe = ladder_handlers.calls["needs_dependency"][3]
     assert probe - opened >= 1.5 - 0.05
     assert depth(amqp_url, naming.retry_queue(bill)) == 3  # the held ones were never attempts
+
+
+def test_the_paused_marker_is_declared_again_after_a_reconnect(
+    management_url: str, vhost: str, amqp_url: str, tmp_path: Path
+) -> None:
+    """The marker `status` reads is an exclusive queue: it dies with the consumer's connection,
+    and the consumer's next connection declares it again while the breaker is still open."""
+    subscribers = (
+        "          bill_handler:\n"
+        f'            handler: "{H}:needs_dependency"\n'
+        "            retry: {delay_ms: 60000}\n"
+        "            circuit_breaker: {failures: 3, window_s: 30, pause_s: 60}\n"
+    )
+    path = write_spec(tmp_path, vhost, subscribers)
+    c = client(management_url, timeout=60)
+    try:
+        converge(load_spec(path), c)
+    finally:
+        c.close()
+    ladder_handlers.calls.clear()
+    ladder_handlers.dependency_up.clear()
+    marker = naming.paused_marker(QUEUE.format("bill_handler"))
+    consumer = RabbitMqEventConsumer.from_spec(path, connector=connector(amqp_url), workers=1)
+    consumer.start()
+    bus = RabbitMqEventBus(connector(amqp_url), "alice", "petisco")
+    try:
+        bus.publish([UserCreated(user_id=str(n)) for n in range(3)])
+        wait_for(lambda: marker in queue_names(management_url, vhost), "the breaker to open and mark the pause")
+        assert force_close(management_url, vhost, "rabbitform-consumer") == 1
+        wait_for(lambda: consumer.reconnect_count >= 1, "the consumer to reconnect", timeout=30)
+        wait_for(lambda: marker in queue_names(management_url, vhost), "the marker on the new connection")
+        assert len(ladder_handlers.calls["needs_dependency"]) == 3  # still paused: nothing attempted since
+    finally:
+        bus.close()
+        consumer.stop()
 
 
 @pytest.mark.asyncio

@@ -33,6 +33,7 @@ VALIDATE_MODULES = {
     "topology.compile.policies",
     "topology.compile.quorum",
     "topology.errors",
+    "topology.ladder",
     "topology.naming",
     "topology.spec",
     "topology.spec.loader",

@@ -142,7 +142,7 @@ def test_quorum_queues_dead_letter_at_least_once_with_a_delivery_limit() -> None
     at_least_once = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
     main, retry, dead = (dict(queue(topology, name).arguments) for name in (Q, RETRY_Q, DEAD_Q))
     assert at_least_once.items() <= main.items() and main["x-delivery-limit"] == 7
-    assert at_least_once.items() <= retry.items() and "x-delivery-limit" not in retry
+    assert at_least_once.items() <= retry.items() and retry["x-delivery-limit"] == 7  # every tier too
     # the dead-letter queue dead-letters nowhere: no strategy, and no limit that would drop
     assert dead == {"x-queue-type": "quorum"}
 
@@ -179,7 +179,7 @@ def test_quorum_settings_move_into_policies_with_queue_settings_policies() -> No
     assert main_policy.definition["dead-letter-strategy"] == "at-least-once"
     retry_policy = effective_policy(RETRY_Q, topology.policies)
     assert retry_policy is not None and retry_policy.definition["overflow"] == "reject-publish"
-    assert "delivery-limit" not in retry_policy.definition
+    assert retry_policy.definition["delivery-limit"] == 20  # every retry tier, like the main queue
 
 
 def test_classic_override_of_a_quorum_default() -> None:
@@ -211,6 +211,7 @@ def test_store_retry_override_and_custom_queue_name() -> None:
         "x-queue-type": "quorum",
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
+        "x-delivery-limit": 20,
     }
     assert queue(topology, "audit").arguments["x-dead-letter-routing-key"] == "dead_letter.audit"
     assert "x-queue-type" not in queue(topology, Q).arguments

@@ -75,6 +75,7 @@ def test_retry_queues_share_one_policy_per_tier_and_the_default_tier_covers_the_
         "dead-letter-exchange": "alice.petisco",
         "dead-letter-strategy": "at-least-once",
         "overflow": "reject-publish",
+        "delivery-limit": 20,
     }
     # Main queues need their own dead-letter routing key: one policy each, named after the queue.
     assert dict(policies[MAIN].definition) == {
@@ -207,3 +208,22 @@ def test_a_saved_plan_with_policy_updates_and_moves_reads_back() -> None:
     plan = compute_plan(desired, gone, Scope.of_spec(spec), move_messages=True)
     assert {c.action for c in plan.changes} >= {"update", "replace"}
     assert parse_saved_plan(plan_json(plan), "plan.json") == plan
+
+
+def test_quorum_retry_tiers_whose_delivery_limits_differ_get_policies_of_their_own() -> None:
+    """Every quorum retry tier carries its subscriber's delivery limit: a tier policy is shared
+    only by queues of the same delay, type and limit, and a limit other than the defaults'
+    names its policy."""
+    text = (
+        "organization: alice\nvhost: /\nqueue_settings: policies\n"
+        "defaults: {queue_type: quorum}\n"
+        "services:\n  petisco:\n    events:\n      UserCreated:\n        subscribers:\n"
+        "          send_mail_handler: {}\n"
+        "          audit_handler: {retry: {delivery_limit: 3}}\n"
+    )
+    policies = {p.name: p for p in compile_spec(parse_spec(text)).policies}
+    assert policies["retry.alice.petisco.defaults"].definition["delivery-limit"] == 20
+    own = policies["retry.alice.petisco.defaults-limit-3"]
+    assert own.definition["delivery-limit"] == 3
+    assert own.pattern == r"^retry\.alice\.petisco\.1\.event\.user\.created\.audit_handler$"
+    assert own.priority > policies["retry.alice.petisco.defaults"].priority

@@ -42,6 +42,7 @@ PLAIN_IMPORT = [
     "topology.amqp",
     "topology.errors",
     "topology.failures",
+    "topology.ladder",
     "topology.naming",
     "topology.tls",
     "topology.urls",

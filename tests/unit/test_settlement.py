@@ -78,3 +78,21 @@ def test_tags_behind_a_copy_awaiting_its_confirm_wait_for_it_a_moment_then_go_on
     ledger.settled(2)
     ledger.settled(3)
     assert ledger.acks(now=10.6) == [Ack(2), Ack(3)]  # a confirm that does not come holds nobody back
+
+
+def test_with_three_quarters_of_the_window_unacked_tags_behind_a_confirm_go_at_once() -> None:
+    ledger = AckLedger(straggler_limit=50, confirm_grace_s=0.5, window=8)
+    for tag in range(1, 6):
+        ledger.delivered(tag)
+    ledger.awaiting_confirm(1, now=10.0)
+    for tag in (2, 3, 4):
+        ledger.settled(tag)
+    assert ledger.acks(now=10.1) == []  # 5 of 8 unacked: the confirm is due any moment
+    ledger.delivered(6)
+    ledger.settled(5)
+    # 6 of 8 unacked: the broker is about to stop sending; the confirm is not awaited
+    assert ledger.acks(now=10.1) == [Ack(2), Ack(3), Ack(4), Ack(5)]
+    assert not ledger.deferred(10.1)
+    ledger.settled(1)
+    ledger.settled(6)
+    assert ledger.acks(now=10.2) == [Ack(6, multiple=True)]  # the prefix, past the ones acked alone

@@ -31,6 +31,7 @@ def compile_spec(spec: Spec) -> Topology:
         bindings.extend(b)
     topology = Topology.of(spec.vhost, exchanges, queues, bindings)
     if spec.queue_settings == "policies":
-        default_tier = (spec.defaults.retry.delay_ms, spec.defaults.queue_type)
+        defaults = spec.defaults
+        default_tier = (defaults.retry.delay_ms, defaults.queue_type, defaults.retry.delivery_limit)
         return with_policies(topology, org, spec.services, default_tier)
     return topology

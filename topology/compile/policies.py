@@ -40,12 +40,17 @@ QUORUM_AT_LEAST_ONCE = {"dead-letter-strategy": "at-least-once", "overflow": "re
 
 
 def with_policies(
-    topology: Topology, organization: str, services: Iterable[str], default_tier: tuple[int, str] = (5000, "classic")
+    topology: Topology,
+    organization: str,
+    services: Iterable[str],
+    default_tier: tuple[int, str, int | None] = (5000, "classic", 20),
 ) -> Topology:
     """The same topology with TTL and dead-lettering moved from queue arguments into policies.
 
-    `default_tier` is the spec's default (retry delay in ms, queue type): its retry queues share
-    the service-wide policy, so changing the default delay updates that policy in place.
+    `default_tier` is the spec's default (retry delay in ms, queue type, delivery limit): its
+    retry queues share the service-wide policy, so changing the default delay updates that
+    policy in place. Only quorum tiers carry a limit; one that differs from the default gets a
+    policy of its own.
     """
     queues: list[Queue] = []
     settings: dict[str, dict[str, Any]] = {}
@@ -67,28 +72,32 @@ def _policies(
     types: Mapping[str, str],
     organization: str,
     services: Iterable[str],
-    default_tier: tuple[int, str],
+    default_tier: tuple[int, str, int | None],
 ) -> Iterable[Policy]:
     """Retry queues whose dead-letter routing key is their own name share one policy per tier
-    (delay, queue type); every other queue with settings gets a policy of its own."""
+    (delay, queue type, delivery limit); every other queue with settings gets a policy of its own."""
     tiered: set[str] = set()
+    default_delay, default_type, default_limit = default_tier
     for service in sorted(services):
         prefix = naming.retry_exchange(organization, service) + "."
-        tiers: dict[tuple[int, str], list[str]] = defaultdict(list)
+        tiers: dict[tuple[int, str, int | None], list[str]] = defaultdict(list)
         for name, definition in settings.items():
             if name.startswith(prefix) and definition.get("dead-letter-routing-key") == name:
-                tiers[(int(definition.get("message-ttl", 0)), types.get(name, "classic"))].append(name)
-        for tier, names in sorted(tiers.items()):
+                limit = definition.get("delivery-limit")
+                own_limit = None if limit is None or limit == default_limit else int(limit)
+                tiers[(int(definition.get("message-ttl", 0)), types.get(name, "classic"), own_limit)].append(name)
+        for tier, names in sorted(tiers.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)):
             definition = {k: v for k, v in settings[names[0]].items() if k != "dead-letter-routing-key"}
             tiered.update(names)
-            delay, queue_type = tier
+            delay, queue_type, own_limit = tier
             policy_name = naming.retry_policy(
                 organization,
                 service,
-                None if delay == default_tier[0] else delay,
-                None if queue_type == default_tier[1] else queue_type,
+                None if delay == default_delay else delay,
+                None if queue_type == default_type else queue_type,
+                own_limit,
             )
-            if tier == default_tier:  # service-wide, outranked by the named tiers
+            if tier == (default_delay, default_type, None):  # service-wide, outranked by the named tiers
                 pattern, priority = "^" + re.escape(prefix), BASE_PRIORITY
             else:
                 pattern, priority = exact_pattern(names), NAMED_PRIORITY

@@ -34,8 +34,8 @@ def quorum_arguments(
     """The arguments a queue of `queue_type` gets besides its dead-letter target.
 
     `dead_letters`: the queue has a dead-letter exchange (main and retry queues), so it gets
-    at-least-once dead-lettering. `delivery_limit`: for queues that consumers read (main
-    queues); a dead-letter queue has no dead-letter target, so a limit there would drop.
+    at-least-once dead-lettering. `delivery_limit`: for queues with a dead-letter target (main
+    queues and every retry tier); a dead-letter queue has none, so a limit there would drop.
     """
     arguments = queue_type_arguments(queue_type)
     if queue_type != QUORUM:

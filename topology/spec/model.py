@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from topology import ladder as retry_ladder
 from topology import naming
 from topology.naming import Layout, MessageKind
 
@@ -119,23 +120,22 @@ class RetryPolicy(_Strict):
 
     def attempt_delays(self) -> tuple[int, ...]:
         """The delay before each retry 1..n (n = max_retries, at least 1: the queue exists)."""
-        steps = max(1, self.max_retries)
         if self.delays_ms is not None:
             ladder = self.delays_ms
         elif self.backoff_multiplier is not None:
+            steps = max(1, self.max_retries)
             ladder = _backoff(self.delay_ms, self.backoff_multiplier, self.max_delay_ms, steps)
         else:
             ladder = (self.delay_ms,)
-        return tuple(ladder[min(k, len(ladder) - 1)] for k in range(steps))
+        return retry_ladder.attempt_delays(ladder, self.max_retries)
 
     def ladder(self) -> tuple[int, ...]:
         """The distinct delays, in the order attempts first reach them: one retry queue (tier) each."""
-        return tuple(dict.fromkeys(self.attempt_delays()))
+        return retry_ladder.tiers(self.attempt_delays())
 
     def attempt_tiers(self) -> tuple[int, ...]:
         """The tier (1-based) of each retry 1..n; past n the last one repeats."""
-        index = {delay: tier for tier, delay in enumerate(self.ladder(), start=1)}
-        return tuple(index[delay] for delay in self.attempt_delays())
+        return retry_ladder.attempt_tiers(self.attempt_delays())
 
 
 def _backoff(first: int, multiplier: float, cap: int | None, steps: int) -> tuple[int, ...]:

@@ -51,7 +51,9 @@ def _queues(
             "x-message-ttl": ladder[0],
             "x-dead-letter-exchange": back_exchange,
             "x-dead-letter-routing-key": back_key,
-            **quorum_arguments(kind, dead_letters=True),
+            # every tier, like the main queue: a copy read off a retry queue by hand (or by a
+            # stray consumer) and returned again and again stops at the limit too
+            **quorum_arguments(kind, dead_letters=True, delivery_limit=limit),
         },
     )
     return [
