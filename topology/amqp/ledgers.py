@@ -92,25 +92,30 @@ class _Held:
     source_tag: int
     copied: bool  # False: skipped (nothing to publish), ackable at once
     settled: bool = False  # its copy is confirmed (a refused copy never is: it stays in the source)
+    left: bool = False  # left in place: never acked, given back when the transfer ends
 
 
 class TransferLedger:
     """The bookkeeping of a confirmed transfer: messages taken from a source queue are held
     unacked, their copies published with confirms, and each source message is acked only once
-    its copy is confirmed. Acks go in delivery order, as one `basic.ack(multiple=True)` for the
-    confirmed prefix: a source message whose copy is not confirmed yet (or was nacked or
-    returned) holds back every later one, so an interruption leaves it, and them, in the source.
+    its copy is confirmed. Acks go in delivery order: a source message whose copy is not
+    confirmed yet (or was nacked or returned) holds back every later one, so an interruption
+    leaves it, and them, in the source. While no message was left in place the confirmed
+    prefix is acked as one `basic.ack(multiple=True)`; a message left in place must stay
+    unacked, so every later ack is for its own tag alone.
 
-    Pure: `copy`/`skip` as messages arrive, `confirm`/`refuse` as the broker answers,
-    `ackable` for the source tag to ack now. Used by the planner's queue mover; the runtime's
-    publisher keeps its copies in a `ConfirmLedger` too.
+    Pure: `copy`/`skip`/`leave` as messages arrive, `confirm`/`refuse` as the broker answers,
+    `acks` for the `basic.ack` frames to send now. Used by the shared transfer
+    (`topology.amqp.transfer`); the runtime's publisher keeps its copies in a `ConfirmLedger` too.
     """
 
     def __init__(self) -> None:
         self.copies: ConfirmLedger[_Held] = ConfirmLedger()
         self._held: deque[_Held] = deque()
+        self._one_by_one = False  # a tag left below: `multiple` would ack it
         self.moved = 0  # acked sources whose copy was confirmed
         self.skipped = 0  # acked sources nothing was published for
+        self.left = 0  # sources left in place, behind every ack before them
 
     def copy(self, source_tag: int) -> int:
         """A copy of source message `source_tag` is published next; returns its publish tag."""
@@ -122,6 +127,10 @@ class TransferLedger:
         """Source message `source_tag` needs no copy (e.g. a duplicate): ack it in its turn."""
         self._held.append(_Held(source_tag, copied=False, settled=True))
 
+    def leave(self, source_tag: int) -> None:
+        """Source message `source_tag` stays where it is: never acked (given back at the end)."""
+        self._held.append(_Held(source_tag, copied=False, settled=True, left=True))
+
     def confirm(self, tag: int, multiple: bool) -> None:
         """The broker acked the copies up to `tag` (`multiple`) or `tag` alone."""
         for held in self.copies.settle(tag, multiple):
@@ -132,21 +141,40 @@ class TransferLedger:
         acked here (they stay in the source). Returns their source tags."""
         return [held.source_tag for held in self.copies.settle(tag, multiple)]
 
-    def ackable(self) -> int | None:
-        """The highest source tag to ack now with `multiple=True` (None: nothing new): the
-        source messages in delivery order up to the first one still waiting for its copy."""
-        last = None
+    def acks(self) -> list[tuple[int, bool]]:
+        """The (source tag, multiple) acks to send now, in delivery order: the source messages
+        up to the first one still waiting for its copy, except those left in place."""
+        frames: list[tuple[int, bool]] = []
+        run_end: int | None = None  # the last tag of a run one `multiple` ack covers
         held = self._held
         while held and held[0].settled:
             done = held.popleft()
-            last = done.source_tag
+            if done.left:
+                if run_end is not None:
+                    frames.append((run_end, True))
+                    run_end = None
+                self._one_by_one = True
+                self.left += 1
+                continue
             if done.copied:
                 self.moved += 1
             else:
                 self.skipped += 1
-        return last
+            if self._one_by_one:
+                frames.append((done.source_tag, False))
+            else:
+                run_end = done.source_tag
+        if run_end is not None:
+            frames.append((run_end, True))
+        return frames
+
+    def ackable(self) -> int | None:
+        """The highest source tag to ack now with `multiple=True` (None: nothing new), for a
+        transfer that leaves nothing in place (else use `acks`)."""
+        frames = self.acks()
+        return frames[-1][0] if frames else None
 
     @property
     def pending(self) -> int:
-        """Source messages held and not acked yet."""
+        """Source messages held and not acked (or left) yet."""
         return len(self._held)
