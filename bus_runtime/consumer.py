@@ -34,6 +34,7 @@ import pika
 from pika.channel import Channel
 
 from bus_runtime.async_handlers import is_async_handler
+from bus_runtime.batched import Pending, run_batch, run_batch_async
 from bus_runtime.breaker_gate import BreakerGate
 from bus_runtime.connector import RabbitMqConnector
 from bus_runtime.consumer_connection import ConsumerConnection, State
@@ -140,6 +141,7 @@ class RabbitMqEventConsumer:
         # deliveries handed to a worker or the loop whose handler has not started, by (generation,
         # tag): whoever pops one first owns it (a worker runs it; stop() returns it to the queue)
         self._unstarted: dict[tuple[int, int], _Work] = {}
+        self._batched: Pending[_Work] = Pending(workers)  # an inbox's deliveries, several a transaction
         self._results: deque[_Result] = deque()
         self._wake_pending = False
         # The lifecycle is the connection's `State` (I/O thread); these events only let the
@@ -395,6 +397,10 @@ class RabbitMqEventConsumer:
         assert self._executor is not None
         work = _Work(self._settlement.generation, sub, tag, method.routing_key, properties, body)
         self._unstarted[(work.generation, tag)] = work
+        if sub.batch is not None:
+            if self._batched.add(sub.queue, work, self._batch_limit(sub), sub.batch_parallel):
+                self._start_drainer(sub)
+            return
         if sub.queue in self._on_loop and self.handler_loop is not None:
             self._to_loop(work)
             return
@@ -471,6 +477,81 @@ class RabbitMqEventConsumer:
             decision = self._unexpected(exc, work)
         self._gate.record(work.sub, decision)
         self._post(work, decision)
+
+    # ------------------------------------------------------------------ batched subscriptions (`bus_runtime.batched`)
+
+    def _start_drainer(self, sub: Subscription) -> None:
+        """A drainer for the queue's waiting deliveries: a worker, or a task on the handler loop."""
+        try:
+            if sub.queue in self._on_loop and self.handler_loop is not None:
+                self.handler_loop.call_soon_threadsafe(self._drain_on_loop, sub)
+            else:
+                assert self._executor is not None
+                self._executor.submit(self._work_batch, sub)
+        except RuntimeError:  # the pool or the loop is closing: the broker redelivers
+            self._batched.ended(sub.queue)
+
+    def _drain_on_loop(self, sub: Subscription) -> None:
+        task = asyncio.get_running_loop().create_task(self._work_batch_async(sub))
+        self._loop_tasks.add(task)
+        task.add_done_callback(self._loop_tasks.discard)
+
+    def _batch_limit(self, sub: Subscription) -> int:
+        """At most half the prefetch: the next batch's deliveries arrive while one runs."""
+        return min(sub.batch_limit, max(1, self.prefetch // 2))
+
+    def _admitted(self, sub: Subscription) -> list[_Work] | None:
+        """The next batch (None: the drainer ends), without what stop() returned to the queue
+        or what an open circuit breaker releases."""
+        taken = self._batched.take(sub.queue, self._batch_limit(sub))
+        if not taken:
+            return None
+        works = []
+        for work in taken:
+            if self._unstarted.pop((work.generation, work.tag), None) is None:
+                continue
+            if not self._gate.admits(sub):
+                self._post(work, RELEASE)
+                continue
+            works.append(work)
+        return works
+
+    def _work_batch(self, sub: Subscription) -> None:
+        """On a worker thread: one batch in one transaction, then its decisions to the I/O thread."""
+        works = self._admitted(sub)
+        if works is None:
+            return
+        try:
+            if works:
+                deliveries = [(w.body, w.routing_key, w.properties) for w in works]
+                costs = self._batched.costs(sub.queue)
+                decisions = run_batch(sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]), costs)
+                self._post_batch(sub, works, decisions)
+        finally:
+            if self._batched.again(sub.queue):
+                self._start_drainer(sub)  # behind the pool's other work
+
+    def _post_batch(self, sub: Subscription, works: list[_Work], decisions: list[Decision]) -> None:
+        for work, decision in zip(works, decisions, strict=True):
+            self._gate.record(sub, decision)
+            self._post(work, decision)
+
+    async def _work_batch_async(self, sub: Subscription) -> None:
+        """`_work_batch` for `async def` handlers, on the handler loop."""
+        works = self._admitted(sub)
+        if works is None:
+            return
+        try:
+            if works:
+                deliveries = [(w.body, w.routing_key, w.properties) for w in works]
+                costs = self._batched.costs(sub.queue)
+                decisions = await run_batch_async(
+                    sub, deliveries, lambda exc, i: self._unexpected(exc, works[i]), costs
+                )
+                self._post_batch(sub, works, decisions)
+        finally:
+            if self._batched.again(sub.queue):
+                self._drain_on_loop(sub)
 
     @staticmethod
     def _unexpected(exc: BaseException, work: _Work) -> Decision:

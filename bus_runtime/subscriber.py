@@ -46,9 +46,28 @@ CommandSubscriber = EventSubscriber
 
 
 class SubscriptionGuard(Protocol):
-    """Wraps a subscription's handler (e.g. `bus_runtime.outbox.Inbox`: one transaction per delivery)."""
+    """Wraps a subscription's handler (e.g. `bus_runtime.outbox.Inbox`: its handler's writes and
+    the record of the message in one transaction)."""
 
     def guard(self, subscription: Subscription) -> Subscription: ...
+
+
+class BatchTransaction(Protocol):
+    """One transaction for several deliveries of one subscription (an inbox's): the guarded
+    handler, called inside it (`with`, or `async with` on an event loop), joins it instead of
+    opening its own. Leaving it without an exception commits; a failed commit raises."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+BatchOpener = Callable[[Sequence[str | None]], BatchTransaction]
+"""Opens a `BatchTransaction` for deliveries with these message ids (None: not known before parsing)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,12 @@ class Subscription:
     attempt_tiers: tuple[int, ...] = (1,)  # the retry ladder's tier of retry 1..n (the spec's ladder)
     dead_letter_on: tuple[str, ...] = ()  # error classes that skip retries (name or module:name)
     circuit_breaker: BreakerSettings | None = None
+    # set by a guard whose handler can share a transaction across deliveries (an inbox): the
+    # consumer hands it up to `batch_limit` deliveries at a time, several batches at once
+    # unless `batch_parallel` is False (a database with one writer: they would only queue)
+    batch: BatchOpener | None = None
+    batch_limit: int = 1
+    batch_parallel: bool = True
 
 
 def wants_session(handler: Handler) -> bool:

@@ -18,6 +18,7 @@ PLANNER = ("topology.apply", "topology.broker", "topology.plan", "topology.cli",
 PLAIN_IMPORT = [
     "bus_runtime",
     "bus_runtime.async_handlers",
+    "bus_runtime.batched",
     "bus_runtime.breaker",
     "bus_runtime.breaker_gate",
     "bus_runtime.bus",
