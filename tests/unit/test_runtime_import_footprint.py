@@ -40,6 +40,7 @@ PLAIN_IMPORT = [
     "bus_runtime.wire",
     "topology",
     "topology.amqp",
+    "topology.amqp.ledgers",
     "topology.errors",
     "topology.failures",
     "topology.ladder",
