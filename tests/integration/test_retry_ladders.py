@@ -49,6 +49,18 @@ def write_spec(tmp_path: Path, vhost: str, subscribers: str, head: str = "") -> 
     return path
 
 
+def applied(management_url: str, tmp_path: Path, vhost: str, subscribers: str) -> Path:
+    """The spec written and applied, the handlers' record of calls emptied: its path."""
+    path = write_spec(tmp_path, vhost, subscribers)
+    c = client(management_url, timeout=60)
+    try:
+        converge(load_spec(path), c)
+    finally:
+        c.close()
+    ladder_handlers.calls.clear()
+    return path
+
+
 def dead_letter_headers(management_url: str, vhost: str, queue: str) -> dict[str, Any]:
     [message] = get_messages(management_url, vhost, queue, ackmode="ack_requeue_true")
     return dict(message["properties"]["headers"])
@@ -89,13 +101,7 @@ def test_a_ladder_spec_applies_and_plans_no_changes(management_url: str, vhost: 
 def test_attempts_wait_their_tier_and_dead_letters_tell_the_story(
     management_url: str, vhost: str, amqp_url: str, tmp_path: Path
 ) -> None:
-    path = write_spec(tmp_path, vhost, LADDER)
-    c = client(management_url, timeout=60)
-    try:
-        converge(load_spec(path), c)
-    finally:
-        c.close()
-    ladder_handlers.calls.clear()
+    path = applied(management_url, tmp_path, vhost, LADDER)
     consumer = RabbitMqEventConsumer.from_spec(path, connector=connector(amqp_url))
     consumer.start()
     bus = RabbitMqEventBus(connector(amqp_url), "alice", "petisco")
@@ -129,13 +135,7 @@ def test_attempts_wait_their_tier_and_dead_letters_tell_the_story(
 def test_an_open_breaker_leaves_its_messages_unattempted_and_a_probe_closes_it(
     management_url: str, vhost: str, amqp_url: str, tmp_path: Path
 ) -> None:
-    path = write_spec(tmp_path, vhost, LADDER)
-    c = client(management_url, timeout=60)
-    try:
-        converge(load_spec(path), c)
-    finally:
-        c.close()
-    ladder_handlers.calls.clear()
+    path = applied(management_url, tmp_path, vhost, LADDER)
     ladder_handlers.dependency_up.clear()
     bill = QUEUE.format("bill_handler")
     consumer = RabbitMqEventConsumer.from_spec(
@@ -188,13 +188,7 @@ def test_the_paused_marker_is_declared_again_after_a_reconnect(
         "            retry: {delay_ms: 60000}\n"
         "            circuit_breaker: {failures: 3, window_s: 30, pause_s: 60}\n"
     )
-    path = write_spec(tmp_path, vhost, subscribers)
-    c = client(management_url, timeout=60)
-    try:
-        converge(load_spec(path), c)
-    finally:
-        c.close()
-    ladder_handlers.calls.clear()
+    path = applied(management_url, tmp_path, vhost, subscribers)
     ladder_handlers.dependency_up.clear()
     marker = naming.paused_marker(QUEUE.format("bill_handler"))
     consumer = RabbitMqEventConsumer.from_spec(path, connector=connector(amqp_url), workers=1)
@@ -225,13 +219,7 @@ async def test_the_asyncio_consumer_climbs_the_same_ladder(
         "            retry: {delays_ms: [200, 600], max_retries: 2}\n"
         f'          pay_handler: {{handler: "{H}:declines_async", retry: {{dead_letter_on: [PaymentDeclined]}}}}\n'
     )
-    path = write_spec(tmp_path, vhost, subscribers)
-    c = client(management_url, timeout=60)
-    try:
-        converge(load_spec(path), c)
-    finally:
-        c.close()
-    ladder_handlers.calls.clear()
+    path = applied(management_url, tmp_path, vhost, subscribers)
     consumer = AsyncRabbitMqEventConsumer.from_spec(path, connector=connector(amqp_url))
     await consumer.start()
     bus = RabbitMqEventBus(connector(amqp_url), "alice", "petisco")
